@@ -4,6 +4,7 @@
 //! offline with standard tools. This facade re-exports the workspace's crates so that
 //! `use sanad::{money, tlog, log}` is the paved path; see ARCHITECTURE.md for the map.
 
-
+pub use sanad_audit as audit;
+pub use sanad_log as log;
 pub use sanad_money as money;
 pub use sanad_tlog as tlog;

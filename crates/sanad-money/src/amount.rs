@@ -84,7 +84,7 @@ impl Amount {
     fn checked_new(mut value: Decimal, currency: Currency) -> Result<Self, Error> {
         value.rescale(currency.minor_units());
         let minor = value.mantissa();
-        if minor > i128::from(i64::MAX) || minor < -i128::from(i64::MAX) {
+        if minor.unsigned_abs() > u128::from(i64::MAX.unsigned_abs()) {
             return Err(Error::Overflow);
         }
         Ok(Self { value, currency })
@@ -150,9 +150,13 @@ impl Amount {
         Ok(Self::from_minor_units(difference, self.currency))
     }
 
-    /// `-self` (cannot overflow: amounts are bounded symmetrically).
-    pub fn negated(&self) -> Self {
-        Self::from_minor_units(-self.minor_units(), self.currency)
+    /// `-self`.
+    ///
+    /// # Errors
+    /// [`Error::Overflow`] for the one amount without a negation, `i64::MIN` minor units.
+    pub fn checked_neg(&self) -> Result<Self, Error> {
+        let negated = self.minor_units().checked_neg().ok_or(Error::Overflow)?;
+        Ok(Self::from_minor_units(negated, self.currency))
     }
 
     /// Compares two amounts of the same currency.
@@ -216,11 +220,10 @@ mod tests {
         assert_eq!(Amount::parse("12.5", c("JOD")).unwrap().to_decimal_string(), "12.500");
         assert_eq!(Amount::parse("500", c("XOF")).unwrap().to_decimal_string(), "500");
         assert_eq!(Amount::parse("0.1", c("USD")).unwrap().minor_units(), 10);
-        assert_eq!(Amount::parse("7.50", c("XOF")), Err(Error::TooManyDecimals {
-            text: "7.50".into(),
-            currency: c("XOF"),
-            minor_units: 0
-        }));
+        assert_eq!(
+            Amount::parse("7.50", c("XOF")),
+            Err(Error::TooManyDecimals { text: "7.50".into(), currency: c("XOF"), minor_units: 0 })
+        );
         assert_eq!(Amount::parse("7.00", c("XOF")).unwrap().minor_units(), 7);
     }
 
@@ -250,7 +253,8 @@ mod tests {
         );
         let b = Amount::parse("10.25", usd).unwrap();
         assert_eq!(b.checked_sub(&b).unwrap(), Amount::zero(usd));
-        assert_eq!(b.negated().negated(), b);
+        assert_eq!(b.checked_neg().unwrap().checked_neg().unwrap(), b);
+        assert_eq!(Amount::from_minor_units(i64::MIN, usd).checked_neg(), Err(Error::Overflow));
     }
 
     #[test]

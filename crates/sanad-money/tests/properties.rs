@@ -1,5 +1,8 @@
 //! Property tests: parsing round-trips, and sums over many amounts are exact and order-free.
 
+// Test code: a failed unwrap is a failed test, with its message.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use proptest::prelude::*;
 use sanad_money::{Amount, Currency};
 

@@ -63,7 +63,8 @@ impl Checkpoint {
     /// # Errors
     /// [`Error::Checkpoint`] naming what is malformed.
     pub fn parse_text(text: &str) -> Result<Self, Error> {
-        let body = text.strip_suffix('\n').ok_or(Error::Checkpoint { reason: "no final newline" })?;
+        let body =
+            text.strip_suffix('\n').ok_or(Error::Checkpoint { reason: "no final newline" })?;
         let mut lines = body.split('\n');
         let origin = lines.next().filter(|l| !l.is_empty());
         let origin = origin.ok_or(Error::Checkpoint { reason: "empty origin" })?;

@@ -140,9 +140,9 @@ pub enum Error {
         reason: &'static str,
     },
     /// An inclusion proof that does not hold.
-    #[error("inclusion proof: {0}")]
+    #[error("inclusion proof does not hold")]
     Inclusion(#[from] InclusionError),
     /// A consistency proof that does not hold.
-    #[error("consistency proof: {0}")]
+    #[error("consistency proof does not hold")]
     Consistency(#[from] ConsistencyError),
 }

@@ -124,11 +124,7 @@ impl NoteSigner {
 
     /// The matching verifier.
     pub fn verifier(&self) -> NoteVerifier {
-        NoteVerifier {
-            name: self.name.clone(),
-            key_id: self.key_id,
-            key: self.key.verifying_key(),
-        }
+        NoteVerifier { name: self.name.clone(), key_id: self.key_id, key: self.key.verifying_key() }
     }
 
     /// Signs a note text and returns its signature.
@@ -354,7 +350,10 @@ impl Note {
     /// # Errors
     /// [`Error::NoteSignatureInvalid`] when a known key's signature fails;
     /// [`Error::NoteUnverified`] when no known key signed the note.
-    pub fn verify<'v>(&self, verifiers: &'v [NoteVerifier]) -> Result<Vec<&'v NoteVerifier>, Error> {
+    pub fn verify<'v>(
+        &self,
+        verifiers: &'v [NoteVerifier],
+    ) -> Result<Vec<&'v NoteVerifier>, Error> {
         let mut verified = Vec::new();
         for signature in &self.signatures {
             let Some(verifier) = verifiers.iter().find(|v| v.matches(signature)) else {

@@ -320,15 +320,21 @@ impl<R: TileReader> HashSource for TileHashSource<R> {
     }
 }
 
-/// The right edge of a growing tree: the partial tile at every level. Appending leaf hashes
-/// completes full tiles, which the caller stores; the edge alone gives the root and every
-/// partial tile.
+/// The right edge of a growing tree: the partial tile at every level, and the *frontier* — the
+/// roots of the perfect subtrees that make up the tree, one per set bit of its size (RFC 6962's
+/// decomposition, also called a compact range). Appending a leaf merges frontier nodes, which
+/// costs one node hash per leaf on average; the merges that produce a subtree of `256^k` leaves
+/// are exactly the hashes of completed tiles, so tiles cost no extra hashing, and the root is a
+/// fold over at most 64 frontier nodes.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct TileEdge {
     size: u64,
     // Invariant: partial[l].len() == (size >> 8l) % 256 for every l, and the last level held
     // is not empty.
     partial: Vec<Vec<Hash>>,
+    // Invariant: frontier[i] is the root of the i-th perfect subtree of the decomposition of
+    // `size` (largest first); frontier.len() == size.count_ones().
+    frontier: Vec<Hash>,
 }
 
 /// A full tile completed by an append, to be stored.
@@ -357,7 +363,10 @@ impl TileEdge {
             let expected = (size.checked_shr(shift).unwrap_or(0) % TILE_WIDTH) as usize;
             let got = partial.get(usize::from(level)).map_or(0, Vec::len);
             if got != expected {
-                return Err(Error::TileSize { expected: expected * HASH_SIZE, got: got * HASH_SIZE });
+                return Err(Error::TileSize {
+                    expected: expected * HASH_SIZE,
+                    got: got * HASH_SIZE,
+                });
             }
         }
         partial.truncate(8);
@@ -365,7 +374,19 @@ impl TileEdge {
         while partial.last().is_some_and(Vec::is_empty) {
             partial.pop();
         }
-        Ok(Self { size, partial })
+        let mut edge = Self { size, partial, frontier: Vec::new() };
+        // Every frontier node lies in a partial tile (its range ends at the tree size).
+        let source = TileHashSource::new(EdgeReader(&edge), size);
+        let mut frontier = Vec::with_capacity(size.count_ones() as usize);
+        for level in (0..64u8).rev().filter(|l| size >> l & 1 == 1) {
+            let index = (size >> level) - 1;
+            let Ok(node) = source.node_hash(level, index) else {
+                unreachable!("frontier nodes lie in the partial tiles checked above")
+            };
+            frontier.push(node);
+        }
+        edge.frontier = frontier;
+        Ok(edge)
     }
 
     /// The tree size.
@@ -375,27 +396,40 @@ impl TileEdge {
 
     /// Appends a leaf hash; full tiles it completes are pushed onto `completed`.
     pub fn push(&mut self, leaf: Hash, completed: &mut Vec<CompletedTile>) {
-        self.size += 1;
-        let mut carry = leaf;
-        for level in 0u8.. {
-            let slot = usize::from(level);
-            if self.partial.len() <= slot {
-                self.partial.push(Vec::with_capacity(TILE_WIDTH as usize));
+        self.partial_level(0).push(leaf);
+        // Merge equal-sized subtrees: one merge per trailing one bit of the old size.
+        let mut node = leaf;
+        let mut level = 0u32;
+        while self.size.checked_shr(level).is_some_and(|s| s & 1 == 1) {
+            // Invariant: a set bit of the size has its frontier node.
+            let Some(left) = self.frontier.pop() else { unreachable!("frontier matches size") };
+            node = crate::hash::node_hash(&left, &node);
+            level += 1;
+            if level.is_multiple_of(u32::from(TILE_HEIGHT)) {
+                // `node` is the root of the tile just completed one tile level below.
+                let tile_level = (level / u32::from(TILE_HEIGHT) - 1) as u8;
+                let hashes = std::mem::replace(
+                    self.partial_level(tile_level),
+                    Vec::with_capacity(TILE_WIDTH as usize),
+                );
+                debug_assert_eq!(hashes.len(), TILE_WIDTH as usize);
+                let index = ((self.size + 1) >> level) - 1;
+                let id = TileId { level: tile_level, index, width: TILE_WIDTH as u16 };
+                completed.push(CompletedTile { id, hashes });
+                self.partial_level(tile_level + 1).push(node);
             }
-            self.partial[slot].push(carry);
-            if self.partial[slot].len() < TILE_WIDTH as usize {
-                break;
-            }
-            let hashes = std::mem::replace(
-                &mut self.partial[slot],
-                Vec::with_capacity(TILE_WIDTH as usize),
-            );
-            carry = root_of_leaf_hashes(&hashes);
-            let shift = u32::from(level + 1) * u32::from(TILE_HEIGHT);
-            let index = (self.size >> shift) - 1;
-            let id = TileId { level, index, width: TILE_WIDTH as u16 };
-            completed.push(CompletedTile { id, hashes });
         }
+        self.frontier.push(node);
+        self.size += 1;
+        debug_assert_eq!(self.frontier.len(), self.size.count_ones() as usize);
+    }
+
+    fn partial_level(&mut self, level: u8) -> &mut Vec<Hash> {
+        let slot = usize::from(level);
+        while self.partial.len() <= slot {
+            self.partial.push(Vec::with_capacity(TILE_WIDTH as usize));
+        }
+        &mut self.partial[slot]
     }
 
     /// The partial tile at `level`, if the tree has one there.
@@ -407,15 +441,11 @@ impl TileEdge {
         Some((id, hashes))
     }
 
-    /// The root of the tree (every node it needs lies in a partial tile).
+    /// The root of the tree: the frontier folded from the right.
     pub fn root(&self) -> Hash {
-        // Invariant: the nodes of the root's decomposition all lie in partial tiles (their
-        // ranges end at the tree size), so this source never fails.
-        let source = TileHashSource::new(EdgeReader(self), self.size);
-        let Ok(root) = crate::tree::root(&source, self.size) else {
-            unreachable!("the root's nodes lie in the partial tiles of the edge")
-        };
-        root
+        let mut nodes = self.frontier.iter().rev();
+        let Some(last) = nodes.next() else { return Hash::empty_root() };
+        nodes.fold(*last, |right, left| crate::hash::node_hash(left, &right))
     }
 }
 

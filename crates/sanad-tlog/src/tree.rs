@@ -96,7 +96,7 @@ pub enum ProofRequestError<E> {
 fn range_hash<S: HashSource>(source: &S, lo: u64, hi: u64) -> Result<Hash, S::Error> {
     let n = hi - lo;
     debug_assert!(n >= 1);
-    if n.is_power_of_two() && lo % n == 0 {
+    if n.is_power_of_two() && lo.is_multiple_of(n) {
         let level = n.trailing_zeros() as u8;
         return source.node_hash(level, lo >> level);
     }

@@ -1,6 +1,9 @@
 //! Property tests: proofs for random sizes verify, any flipped bit is detected, and a tree built
 //! incrementally (tile by tile) equals one built at once.
 
+// Test code: a failed unwrap is a failed test, with its message.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use proptest::prelude::*;
 use sanad_tlog::tile::{CompletedTile, TileEdge, TileHashSource, TileId, TileReader};
 use sanad_tlog::tree::{MemoryTree, consistency_proof, inclusion_proof, root};

@@ -8,6 +8,9 @@
 //! - Signed note: the example of golang.org/x/mod/sumdb/note (key "PeterNeumann").
 //! - Tile paths: c2sp.org/tlog-tiles (index 1234067 is `x001/x234/067`).
 
+// Test code: a failed unwrap is a failed test, with its message.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use sanad_tlog::note::{Note, NoteSigner, NoteVerifier};
 use sanad_tlog::tile::{TileId, index_path};
 use sanad_tlog::tree::{MemoryTree, consistency_proof, inclusion_proof, root};
@@ -167,7 +170,8 @@ fn invalid_proof_shapes_are_rejected_as_the_reference_verifier_does() {
 }
 
 const GO_VKEY: &str = "PeterNeumann+c74f20a3+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW";
-const GO_SKEY: &str = "PRIVATE+KEY+PeterNeumann+c74f20a3+AYEKFALVFGyNhPJEMzD1QIDr+Y7hfZx09iUvxdXHKDFz";
+const GO_SKEY: &str =
+    "PRIVATE+KEY+PeterNeumann+c74f20a3+AYEKFALVFGyNhPJEMzD1QIDr+Y7hfZx09iUvxdXHKDFz";
 const GO_TEXT: &str = "If you think cryptography is the answer to your problem,\nthen you don't know what your problem is.\n";
 const GO_SIGNATURE_LINE: &str = "\u{2014} PeterNeumann x08go/ZJkuBS9UG/SffcvIAQxVBtiFupLLr8pAcElZInNIuGUgYN1FFYC2pZSNXgKvqfqdngotpRZb6KE6RyyBwJnAM=\n";
 

@@ -1,0 +1,295 @@
+//! The `sanad` command. Its forms and outputs are a contract that other tools rely on:
+//!
+//! ```text
+//! sanad log init       --data DIR --origin ORIGIN      prints the verifier key, nothing else
+//! sanad log append     --data DIR                      stdin lines -> entries; prints the tree size
+//! sanad log checkpoint --data DIR                      prints the latest signed checkpoint
+//! sanad log export     --data DIR --out DIR2           writes the tlog-tiles export
+//! sanad log verify     --tiles DIR2 --key VKEY [--since CHECKPOINT_FILE]
+//! sanad log prove      --data DIR --index I --size N   inclusion proof, one base64 hash a line
+//! sanad log prove      --data DIR --from M --size N    consistency proof, likewise
+//! sanad log receipt    --data DIR --index I            c2sp.org/tlog-proof@v1 receipt
+//! sanad log verify-receipt --key VKEY --receipt FILE --entry FILE
+//! ```
+
+use std::io::{BufRead as _, BufReader, IsTerminal as _, Read as _, Write as _};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context as _, bail};
+use clap::{Args, Parser, Subcommand};
+use sanad_log::Log;
+use sanad_tlog::NoteVerifier;
+use sanad_tlog::proof_file::ProofFile;
+
+#[derive(Parser)]
+#[command(name = "sanad", version, about = "Operate and audit a Sanad signed ledger")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// The signed append-only log.
+    #[command(subcommand)]
+    Log(LogCommand),
+}
+
+#[derive(Subcommand)]
+enum LogCommand {
+    /// Create an empty log and its signing key; print the verifier key.
+    Init {
+        #[command(flatten)]
+        data: DataDir,
+        /// The log's origin, also its key name (e.g. example.org/aid-ledger).
+        #[arg(long)]
+        origin: String,
+    },
+    /// Append each line of standard input as one entry; print the new tree size.
+    Append {
+        #[command(flatten)]
+        data: DataDir,
+    },
+    /// Print the latest signed checkpoint.
+    Checkpoint {
+        #[command(flatten)]
+        data: DataDir,
+    },
+    /// Write the static tlog-tiles export (checkpoint and tile/...).
+    Export {
+        #[command(flatten)]
+        data: DataDir,
+        /// Folder to write into.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Verify an export offline: signature, every tile, the root, and consistency with an
+    /// older checkpoint.
+    Verify {
+        /// The export folder.
+        #[arg(long)]
+        tiles: PathBuf,
+        /// The log's verifier key (name+keyid+key).
+        #[arg(long)]
+        key: String,
+        /// An older signed checkpoint that the current tree must extend.
+        #[arg(long)]
+        since: Option<PathBuf>,
+    },
+    /// Print an inclusion (--index) or consistency (--from) proof, one base64 hash per line.
+    Prove {
+        #[command(flatten)]
+        data: DataDir,
+        /// Leaf index for an inclusion proof.
+        #[arg(long, conflicts_with = "from", required_unless_present = "from")]
+        index: Option<u64>,
+        /// Older tree size for a consistency proof.
+        #[arg(long)]
+        from: Option<u64>,
+        /// Tree size the proof is for.
+        #[arg(long)]
+        size: u64,
+    },
+    /// Print a c2sp.org/tlog-proof receipt for one entry against the latest checkpoint.
+    Receipt {
+        #[command(flatten)]
+        data: DataDir,
+        /// Leaf index.
+        #[arg(long)]
+        index: u64,
+    },
+    /// Verify a receipt offline against the entry's bytes.
+    VerifyReceipt {
+        /// The log's verifier key.
+        #[arg(long)]
+        key: String,
+        /// The receipt file.
+        #[arg(long)]
+        receipt: PathBuf,
+        /// A file holding exactly the entry's bytes.
+        #[arg(long)]
+        entry: PathBuf,
+    },
+}
+
+#[derive(Args)]
+struct DataDir {
+    /// The log's data folder.
+    #[arg(long = "data", env = "SANAD_DATA")]
+    dir: PathBuf,
+}
+
+/// Lines gathered into one append: the writer commits each with one fsync and one signature.
+const APPEND_CHUNK_ENTRIES: usize = 4_096;
+const APPEND_CHUNK_BYTES: usize = 4 << 20;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("sanad: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(command: Command) -> anyhow::Result<()> {
+    let Command::Log(command) = command;
+    let mut stdout = std::io::stdout().lock();
+    match command {
+        LogCommand::Init { data, origin } => {
+            let log = Log::create(&data.dir, &origin)
+                .with_context(|| format!("creating a log in {}", data.dir.display()))?;
+            writeln!(stdout, "{}", log.verifier().to_vkey())?;
+        }
+        LogCommand::Append { data } => {
+            let log = open(&data)?;
+            let size = append_lines(&log, std::io::stdin().lock())?;
+            writeln!(stdout, "{size}")?;
+        }
+        LogCommand::Checkpoint { data } => {
+            stdout.write_all(&open(&data)?.checkpoint().to_bytes())?;
+        }
+        LogCommand::Export { data, out } => {
+            let summary = open(&data)?
+                .export(&out)
+                .with_context(|| format!("exporting to {}", out.display()))?;
+            eprintln!(
+                "exported tree size {} ({} tiles, {} entry bundles) to {}",
+                summary.tree_size,
+                summary.tiles,
+                summary.bundles,
+                out.display()
+            );
+        }
+        LogCommand::Verify { tiles, key, since } => verify(&tiles, &key, since.as_deref())?,
+        LogCommand::Prove { data, index, from, size } => {
+            let log = open(&data)?;
+            let proof = match (index, from) {
+                (Some(index), None) => log.inclusion_proof(index, size)?,
+                (None, Some(from)) => log.consistency_proof(from, size)?,
+                _ => bail!("give either --index or --from"),
+            };
+            for hash in proof {
+                writeln!(stdout, "{}", hash.to_base64())?;
+            }
+        }
+        LogCommand::Receipt { data, index } => {
+            stdout.write_all(&open(&data)?.receipt(index)?.to_text())?;
+        }
+        LogCommand::VerifyReceipt { key, receipt, entry } => {
+            let verifier = parse_key(&key)?;
+            let receipt_bytes = std::fs::read(&receipt)
+                .with_context(|| format!("reading {}", receipt.display()))?;
+            let entry_bytes =
+                std::fs::read(&entry).with_context(|| format!("reading {}", entry.display()))?;
+            let proof = ProofFile::parse(&receipt_bytes)?;
+            let checkpoint = proof.verify(&entry_bytes, &verifier)?;
+            writeln!(
+                stdout,
+                "ok: entry {} is in {} at tree size {}",
+                proof.index,
+                checkpoint.checkpoint().origin(),
+                checkpoint.checkpoint().size()
+            )?;
+        }
+    }
+    stdout.flush()?;
+    Ok(())
+}
+
+fn open(data: &DataDir) -> anyhow::Result<Log> {
+    Log::open(&data.dir).with_context(|| format!("opening the log in {}", data.dir.display()))
+}
+
+fn parse_key(key: &str) -> anyhow::Result<NoteVerifier> {
+    NoteVerifier::parse(key).context("parsing the verifier key")
+}
+
+/// Appends each `\n`-terminated line (without the newline) in chunks; returns the tree size.
+fn append_lines(log: &Log, input: impl std::io::Read) -> anyhow::Result<u64> {
+    let mut reader = BufReader::new(input);
+    let mut chunk: Vec<Vec<u8>> = Vec::new();
+    let mut chunk_bytes = 0usize;
+    let mut line_number = 0u64;
+    let mut size = log.size();
+    loop {
+        let mut line = Vec::new();
+        let read = reader.read_until(b'\n', &mut line)?;
+        if read > 0 {
+            line_number += 1;
+            if line.last() == Some(&b'\n') {
+                line.pop();
+            }
+            if line.len() > sanad_tlog::limits::ENTRY_SIZE_MAX {
+                bail!(
+                    "line {line_number} has {} bytes, above the 65,535-byte entry limit; \
+                     nothing from this line on was appended",
+                    line.len()
+                );
+            }
+            chunk_bytes += line.len();
+            chunk.push(line);
+        }
+        let full = chunk.len() >= APPEND_CHUNK_ENTRIES || chunk_bytes >= APPEND_CHUNK_BYTES;
+        if (read == 0 || full) && !chunk.is_empty() {
+            size = log.append(std::mem::take(&mut chunk))?.tree_size;
+            chunk_bytes = 0;
+        }
+        if read == 0 {
+            return Ok(size);
+        }
+    }
+}
+
+fn verify(
+    tiles: &std::path::Path,
+    key: &str,
+    since: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
+    let verifier = parse_key(key)?;
+    let older = match since {
+        Some(path) => {
+            let mut bytes = Vec::new();
+            std::fs::File::open(path)
+                .and_then(|mut f| f.read_to_end(&mut bytes))
+                .with_context(|| format!("reading {}", path.display()))?;
+            Some(bytes)
+        }
+        None => None,
+    };
+    let bar = if std::io::stderr().is_terminal() {
+        let bar = indicatif::ProgressBar::new(0);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{spinner} verifying entries {pos}/{len} [{bar:40}] {per_sec} {eta}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        bar
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    let result =
+        sanad_audit::verify_export(tiles, &verifier, older.as_deref(), &mut |done, total| {
+            bar.set_length(total);
+            bar.set_position(done);
+        });
+    bar.finish_and_clear();
+    let report = result.context("verification FAILED")?;
+    let mut stdout = std::io::stdout().lock();
+    writeln!(
+        stdout,
+        "ok: {} tree size {} root {} ({} tiles checked)",
+        report.origin,
+        report.tree_size,
+        report.root.to_base64(),
+        report.tiles_checked
+    )?;
+    if let Some(old_size) = report.consistent_with {
+        writeln!(stdout, "ok: consistent with the older checkpoint of size {old_size}")?;
+    }
+    Ok(())
+}

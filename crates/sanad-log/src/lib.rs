@@ -1,0 +1,483 @@
+//! # sanad-log: the durable, signed, append-only log
+//!
+//! A [`Log`] keeps opaque entries (at most 65,535 bytes each) in sled, in an RFC 6962 Merkle
+//! tree, and signs a C2SP checkpoint after every commit. Many threads may call
+//! [`Log::append`] at once: one writer thread gathers whatever is waiting into one *group
+//! commit* — one sled batch, one fsync, one signature — and only then answers each caller. An
+//! answered append is durable; after a crash the log reopens at its last durable commit and
+//! checks the recomputed root against the stored checkpoint.
+//!
+//! The log also serves proofs, C2SP tlog-proof receipts, and a static tlog-tiles export that an
+//! auditor can verify offline with `sanad log verify` or any independent implementation.
+//!
+//! The one design decision: batches are stored as one value each (an entry bundle) and hashes
+//! as full tiles, so the storage layout *is* the serving layout, and an append costs one write
+//! per commit rather than one per entry.
+//!
+//! ```
+//! let dir = tempfile::tempdir().unwrap();
+//! let log = sanad_log::Log::create(dir.path(), "example.org/aid-log").unwrap();
+//! let appended = log.append(vec![b"first".to_vec(), b"second".to_vec()]).unwrap();
+//! assert_eq!((appended.first_index, appended.tree_size), (0, 2));
+//! let receipt = log.receipt(1).unwrap();
+//! receipt.verify(b"second", &log.verifier()).unwrap();
+//! ```
+
+mod export;
+pub mod keys;
+pub mod limits;
+mod store;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, SyncSender};
+use std::sync::{Arc, Mutex, RwLock};
+use std::thread::JoinHandle;
+
+use sanad_tlog::checkpoint::SignedCheckpoint;
+use sanad_tlog::hash::Hash;
+use sanad_tlog::proof_file::ProofFile;
+use sanad_tlog::tile::{TileId, TileReader, TileSourceError};
+use sanad_tlog::{NoteSigner, NoteVerifier, tree};
+
+pub use crate::export::ExportSummary;
+use crate::limits::{BATCH_BYTES_MAX, BATCH_ENTRIES_MAX, QUEUE_REQUESTS_MAX};
+use crate::store::{Head, Store, StoreTiles};
+
+/// File name of the signing key inside a log's data folder.
+pub const KEY_FILE: &str = "log.key";
+/// Folder name of the sled database inside a log's data folder.
+pub const DB_DIR: &str = "log.sled";
+
+/// Errors of the durable log.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A file could not be read or written.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The operating system's error.
+        #[source]
+        source: Arc<std::io::Error>,
+    },
+    /// The storage engine failed; writes are refused until the log is reopened.
+    #[error("storage failed: {0}")]
+    Storage(#[source] Arc<dyn std::error::Error + Send + Sync>),
+    /// What is stored does not add up (a bug or a damaged disk); never silently repaired.
+    #[error("log data is inconsistent: {0}")]
+    Corrupt(String),
+    /// A log format error (bad origin, oversized entry, malformed key...).
+    #[error(transparent)]
+    Format(#[from] sanad_tlog::Error),
+    /// The key file may be read by others.
+    #[error("key file {path} has mode {mode:o}; it must be readable by its owner only (chmod 600)")]
+    KeyFilePermissions {
+        /// The file.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// `create` on a folder that already holds a log.
+    #[error("{0} already holds a log")]
+    AlreadyExists(PathBuf),
+    /// `open` on a folder that holds no log.
+    #[error("{0} holds no log (run `sanad log init` first)")]
+    NotFound(PathBuf),
+    /// An append with no entries, or beyond the batch limits.
+    #[error("append rejected: {0}")]
+    BadAppend(&'static str),
+    /// A proof or entry asked for beyond the tree.
+    #[error("{what} {index} is beyond the tree size {size}")]
+    BeyondTree {
+        /// What was asked for.
+        what: &'static str,
+        /// The index or size asked for.
+        index: u64,
+        /// The current tree size.
+        size: u64,
+    },
+    /// The writer stopped after a storage failure; reopen the log.
+    #[error("the log's writer has stopped after a storage failure; reopen the log")]
+    WriterStopped,
+}
+
+impl Error {
+    fn io(context: String, source: std::io::Error) -> Self {
+        Self::Io { context, source: Arc::new(source) }
+    }
+
+    fn storage(source: sled::Error) -> Self {
+        Self::Storage(Arc::new(source))
+    }
+
+    fn corrupt(message: impl Into<String>) -> Self {
+        Self::Corrupt(message.into())
+    }
+}
+
+/// What an append returns once it is durable.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Appended {
+    /// Index of the first entry of this append.
+    pub first_index: u64,
+    /// Tree size after the group commit that carried it (it may hold other callers' entries).
+    pub tree_size: u64,
+}
+
+struct Request {
+    entries: Vec<Vec<u8>>,
+    // Hashed on the caller's thread, so that concurrent callers hash in parallel while the
+    // writer is busy with storage.
+    leaves: Vec<Hash>,
+    reply: SyncSender<Result<Appended, Error>>,
+}
+
+struct Shared {
+    store: Store,
+    verifier: NoteVerifier,
+    head: RwLock<Head>,
+    commits: AtomicU64,
+}
+
+/// A durable signed log. Cheap to share: wrap it in an `Arc` and call it from any thread.
+pub struct Log {
+    shared: Arc<Shared>,
+    sender: Mutex<Option<SyncSender<Request>>>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for Log {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Log({})", self.shared.verifier.to_vkey())
+    }
+}
+
+impl Log {
+    /// Creates a new, empty log in `dir` with a fresh signing key named `origin`.
+    ///
+    /// # Errors
+    /// [`Error::AlreadyExists`] when `dir` already holds a log; I/O and storage errors.
+    pub fn create(dir: &Path, origin: &str) -> Result<Self, Error> {
+        sanad_tlog::note::check_key_name(origin)?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+        let key_path = dir.join(KEY_FILE);
+        if key_path.exists() || dir.join(DB_DIR).exists() {
+            return Err(Error::AlreadyExists(dir.to_owned()));
+        }
+        let signer = keys::generate_key_file(&key_path, origin)?;
+        let store = Store::open(&dir.join(DB_DIR))?;
+        let head = store.initialise(&signer)?;
+        Ok(Self::start(store, signer, head))
+    }
+
+    /// Opens the log in `dir`, rebuilding its state from storage and checking it against the
+    /// stored checkpoint.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`], [`Error::KeyFilePermissions`], [`Error::Corrupt`], I/O and storage
+    /// errors.
+    pub fn open(dir: &Path) -> Result<Self, Error> {
+        let key_path = dir.join(KEY_FILE);
+        if !key_path.exists() || !dir.join(DB_DIR).exists() {
+            return Err(Error::NotFound(dir.to_owned()));
+        }
+        let signer = keys::load_key_file(&key_path)?;
+        let store = Store::open(&dir.join(DB_DIR))?;
+        match store.origin()? {
+            Some(origin) if origin == signer.name() => {}
+            Some(origin) => {
+                return Err(Error::corrupt(format!(
+                    "the key is for {}, the log's origin is {origin}",
+                    signer.name()
+                )));
+            }
+            None => return Err(Error::corrupt("no origin stored (interrupted init?)")),
+        }
+        let head = store.load_head(&signer.verifier())?;
+        Ok(Self::start(store, signer, head))
+    }
+
+    fn start(store: Store, signer: NoteSigner, head: Head) -> Self {
+        let shared = Arc::new(Shared {
+            store,
+            verifier: signer.verifier(),
+            head: RwLock::new(head),
+            commits: AtomicU64::new(0),
+        });
+        let (sender, receiver) = mpsc::sync_channel(QUEUE_REQUESTS_MAX);
+        let writer_shared = Arc::clone(&shared);
+        let writer = std::thread::Builder::new()
+            .name("sanad-log-writer".into())
+            .spawn(move || run_writer(&writer_shared, &signer, &receiver))
+            .unwrap_or_else(|e| panic!("cannot start the log writer thread: {e}"));
+        Self { shared, sender: Mutex::new(Some(sender)), writer: Mutex::new(Some(writer)) }
+    }
+
+    /// Appends entries durably, in order, as part of the next group commit.
+    ///
+    /// # Errors
+    /// [`Error::BadAppend`] for an empty or oversized append (nothing is written);
+    /// [`Error::Format`] for an entry above 65,535 bytes; storage errors, after which the
+    /// writer refuses further appends ([`Error::WriterStopped`]).
+    pub fn append(&self, entries: Vec<Vec<u8>>) -> Result<Appended, Error> {
+        check_append(&entries)?;
+        let leaves = entries.iter().map(|e| sanad_tlog::leaf_hash(e)).collect();
+        let (reply, answer) = mpsc::sync_channel(1);
+        let sender = lock(&self.sender).clone().ok_or(Error::WriterStopped)?;
+        sender.send(Request { entries, leaves, reply }).map_err(|_| Error::WriterStopped)?;
+        answer.recv().map_err(|_| Error::WriterStopped)?
+    }
+
+    /// The verifier key of this log.
+    pub fn verifier(&self) -> NoteVerifier {
+        self.shared.verifier.clone()
+    }
+
+    /// The current tree size.
+    pub fn size(&self) -> u64 {
+        read(&self.shared.head).edge.size()
+    }
+
+    /// How many group commits (fsyncs and signatures) this handle has written since it opened.
+    pub fn commit_count(&self) -> u64 {
+        self.shared.commits.load(Ordering::Relaxed)
+    }
+
+    /// The latest signed checkpoint.
+    pub fn checkpoint(&self) -> SignedCheckpoint {
+        read(&self.shared.head).checkpoint.clone()
+    }
+
+    /// The entry at `index`.
+    ///
+    /// # Errors
+    /// [`Error::BeyondTree`]; storage errors.
+    pub fn entry(&self, index: u64) -> Result<Vec<u8>, Error> {
+        let size = self.size();
+        if index >= size {
+            return Err(Error::BeyondTree { what: "entry", index, size });
+        }
+        let mut found = None;
+        self.shared.store.for_each_entry(index, index + 1, |_, entry| {
+            found = Some(entry.to_vec());
+            Ok(())
+        })?;
+        found.ok_or_else(|| Error::corrupt(format!("entry {index} is missing")))
+    }
+
+    /// Calls `visit(index, entry)` for each entry in `[start, end)`.
+    ///
+    /// # Errors
+    /// [`Error::BeyondTree`]; storage errors; whatever `visit` returns.
+    pub fn for_each_entry(
+        &self,
+        start: u64,
+        end: u64,
+        visit: impl FnMut(u64, &[u8]) -> Result<(), Error>,
+    ) -> Result<(), Error> {
+        let size = self.size();
+        if end > size {
+            return Err(Error::BeyondTree { what: "entry range end", index: end, size });
+        }
+        self.shared.store.for_each_entry(start, end, visit)
+    }
+
+    /// The root of the tree at `size` (any size up to the current one).
+    ///
+    /// # Errors
+    /// [`Error::BeyondTree`]; storage errors.
+    pub fn root_at(&self, size: u64) -> Result<Hash, Error> {
+        self.with_tiles(size, |tiles| Ok(tree::root(&tiles.hash_source(size), size)?))
+    }
+
+    /// The inclusion proof of entry `index` in the tree of `size` entries (RFC 6962 order).
+    ///
+    /// # Errors
+    /// [`Error::BeyondTree`]; storage errors.
+    pub fn inclusion_proof(&self, index: u64, size: u64) -> Result<Vec<Hash>, Error> {
+        if index >= size {
+            return Err(Error::BeyondTree { what: "leaf index", index, size });
+        }
+        self.with_tiles(size, |tiles| {
+            tree::inclusion_proof(&tiles.hash_source(size), index, size).map_err(proof_error)
+        })
+    }
+
+    /// The consistency proof from the tree of `old_size` entries to the tree of `new_size`.
+    ///
+    /// # Errors
+    /// [`Error::BeyondTree`]; storage errors.
+    pub fn consistency_proof(&self, old_size: u64, new_size: u64) -> Result<Vec<Hash>, Error> {
+        if old_size > new_size {
+            return Err(Error::BeyondTree { what: "old size", index: old_size, size: new_size });
+        }
+        self.with_tiles(new_size, |tiles| {
+            tree::consistency_proof(&tiles.hash_source(new_size), old_size, new_size)
+                .map_err(proof_error)
+        })
+    }
+
+    /// A C2SP tlog-proof receipt for entry `index` against the latest checkpoint.
+    ///
+    /// # Errors
+    /// [`Error::BeyondTree`]; storage errors.
+    pub fn receipt(&self, index: u64) -> Result<ProofFile, Error> {
+        let checkpoint = self.checkpoint();
+        let size = checkpoint.checkpoint().size();
+        let path = self.inclusion_proof(index, size)?;
+        Ok(ProofFile { extra: None, index, path, checkpoint: checkpoint.to_bytes() })
+    }
+
+    /// Reads one tile of the tree at the latest checkpoint (for serving or exporting).
+    ///
+    /// # Errors
+    /// Storage errors; [`Error::Corrupt`] when a full tile is missing.
+    pub fn read_tile(&self, tile: TileId) -> Result<Vec<Hash>, Error> {
+        let head = read(&self.shared.head).clone();
+        StoreTiles { store: &self.shared.store, head: &head }.read_tile(tile)
+    }
+
+    fn with_tiles<T>(
+        &self,
+        size: u64,
+        f: impl FnOnce(&StoreTiles<'_>) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        let head = read(&self.shared.head).clone();
+        if size > head.edge.size() {
+            return Err(Error::BeyondTree {
+                what: "tree size",
+                index: size,
+                size: head.edge.size(),
+            });
+        }
+        f(&StoreTiles { store: &self.shared.store, head: &head })
+    }
+
+    /// Stops the writer after the appends already queued, and waits for it.
+    pub fn close(&self) {
+        drop(lock(&self.sender).take());
+        if let Some(writer) = lock(&self.writer).take() {
+            let _ = writer.join();
+        }
+    }
+}
+
+impl Drop for Log {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+fn proof_error(error: tree::ProofRequestError<TileSourceError<Error>>) -> Error {
+    match error {
+        tree::ProofRequestError::Source(source) => source.into(),
+        tree::ProofRequestError::Invalid(reason) => Error::corrupt(reason),
+    }
+}
+
+impl From<TileSourceError<Self>> for Error {
+    fn from(error: TileSourceError<Self>) -> Self {
+        match error {
+            TileSourceError::Reader(e) => e,
+            other => Self::corrupt(other.to_string()),
+        }
+    }
+}
+
+fn check_append(entries: &[Vec<u8>]) -> Result<(), Error> {
+    if entries.is_empty() {
+        return Err(Error::BadAppend("no entries"));
+    }
+    if entries.len() > BATCH_ENTRIES_MAX {
+        return Err(Error::BadAppend("more entries than one batch may hold"));
+    }
+    let mut bytes = 0usize;
+    for entry in entries {
+        if entry.len() > sanad_tlog::limits::ENTRY_SIZE_MAX {
+            return Err(sanad_tlog::Error::EntryTooLarge {
+                size: entry.len(),
+                max: sanad_tlog::limits::ENTRY_SIZE_MAX,
+            }
+            .into());
+        }
+        bytes += entry.len() + 2;
+    }
+    if bytes > BATCH_BYTES_MAX {
+        return Err(Error::BadAppend("more bytes than one batch may hold"));
+    }
+    Ok(())
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic while holding these locks leaves plain data that is still valid.
+    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The writer loop: gather waiting requests into one commit, write it, answer everyone.
+fn run_writer(shared: &Shared, signer: &NoteSigner, receiver: &Receiver<Request>) {
+    let mut pending: Option<Request> = None;
+    loop {
+        let first = match pending.take() {
+            Some(request) => request,
+            None => match receiver.recv() {
+                Ok(request) => request,
+                Err(_) => return,
+            },
+        };
+        let mut entries_count = first.entries.len();
+        let mut bytes: usize = first.entries.iter().map(|e| e.len() + 2).sum();
+        let mut group = vec![first];
+        while let Ok(request) = receiver.try_recv() {
+            let request_bytes: usize = request.entries.iter().map(|e| e.len() + 2).sum();
+            if entries_count + request.entries.len() > BATCH_ENTRIES_MAX
+                || bytes + request_bytes > BATCH_BYTES_MAX
+            {
+                pending = Some(request);
+                break;
+            }
+            entries_count += request.entries.len();
+            bytes += request_bytes;
+            group.push(request);
+        }
+
+        let head = read(&shared.head).clone();
+        let entries: Vec<&[u8]> =
+            group.iter().flat_map(|r| r.entries.iter().map(Vec::as_slice)).collect();
+        let leaves: Vec<Hash> = group.iter().flat_map(|r| r.leaves.iter().copied()).collect();
+        match shared.store.commit(&head, &entries, &leaves, signer) {
+            Ok(new_head) => {
+                let tree_size = new_head.edge.size();
+                assert_eq!(tree_size, head.edge.size() + entries.len() as u64);
+                *shared.head.write().unwrap_or_else(std::sync::PoisonError::into_inner) = new_head;
+                shared.commits.fetch_add(1, Ordering::Relaxed);
+                let mut first_index = head.edge.size();
+                for request in group {
+                    let count = request.entries.len() as u64;
+                    let _ = request.reply.send(Ok(Appended { first_index, tree_size }));
+                    first_index += count;
+                }
+            }
+            Err(error) => {
+                // The state of sled after a failed write or flush is unknown: answer the error
+                // to everyone waiting and stop, so nothing is acknowledged on a broken store.
+                for request in group {
+                    let _ = request.reply.send(Err(error.clone()));
+                }
+                if let Some(request) = pending.take() {
+                    let _ = request.reply.send(Err(Error::WriterStopped));
+                }
+                while let Ok(request) = receiver.try_recv() {
+                    let _ = request.reply.send(Err(Error::WriterStopped));
+                }
+                return;
+            }
+        }
+    }
+}

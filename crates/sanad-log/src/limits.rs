@@ -1,0 +1,16 @@
+//! The durable log's limits, each with its reason.
+
+/// Most entries in one group commit: bounds the memory of one batch and the latency of the
+/// callers who wait for it, while still amortising one fsync and one signature over many
+/// entries.
+pub const BATCH_ENTRIES_MAX: usize = 16_384;
+
+/// Most bytes of entries in one group commit (16 MiB): sled writes a batch as one value, and a
+/// value far above this slows its log and cache.
+pub const BATCH_BYTES_MAX: usize = 16 << 20;
+
+/// Requests that may wait for the writer before callers block (back-pressure).
+pub const QUEUE_REQUESTS_MAX: usize = 4_096;
+
+const _: () = assert!(BATCH_ENTRIES_MAX <= u32::MAX as usize);
+const _: () = assert!(BATCH_BYTES_MAX >= sanad_tlog::limits::ENTRY_SIZE_MAX + 2);

@@ -1,0 +1,6 @@
+//! End-to-end tests of the `sanad` facade: one test binary, one module per feature.
+
+// Test code: a failed unwrap is a failed test, with its message.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod crash;
