@@ -3,7 +3,8 @@
 //! [`verify_export`] checks a folder in the C2SP tlog-tiles layout — what `sanad log export`
 //! writes, or any mirror of it — with nothing but the log's verifier key:
 //!
-//! 1. the checkpoint is signed by the key, and its origin is the key's name;
+//! 1. the checkpoint is signed by the key, and its origin is the key's name — following the
+//!    log's signed key rotation entries from the key given to the log's current key;
 //! 2. every entry bundle parses and holds exactly the entries its path says;
 //! 3. every hash tile, at every level, equals the tile recomputed from the entries;
 //! 4. the root recomputed from the entries equals the checkpoint's root;
@@ -18,6 +19,7 @@ use std::path::{Path, PathBuf};
 
 use sanad_tlog::checkpoint::SignedCheckpoint;
 use sanad_tlog::hash::{Hash, leaf_hash, root_of_leaf_hashes};
+use sanad_tlog::rotation::KeyRotation;
 use sanad_tlog::tile::{self, TILE_WIDTH, TileHashSource, TileId, TileReader};
 use sanad_tlog::{NoteVerifier, tree};
 
@@ -79,6 +81,14 @@ pub enum AuditError {
         /// The tree size.
         size: u64,
     },
+    /// A key rotation entry is malformed, or hands over from a key the auditor does not trust.
+    #[error("key rotation entry {index}: {reason}")]
+    Rotation {
+        /// The entry's index.
+        index: u64,
+        /// What is wrong.
+        reason: String,
+    },
     /// The older checkpoint is not consistent with the current one: history was rewritten or
     /// forked.
     #[error(
@@ -107,6 +117,8 @@ pub struct ExportReport {
     pub tiles_checked: u64,
     /// Size of the older checkpoint proved consistent, if one was given.
     pub consistent_with: Option<u64>,
+    /// Key rotations followed: the entry index and the new verifier key.
+    pub rotations: Vec<(u64, String)>,
 }
 
 fn read(dir: &Path, relative: &str) -> Result<Vec<u8>, AuditError> {
@@ -126,9 +138,12 @@ pub fn verify_export(
     since: Option<&[u8]>,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<ExportReport, AuditError> {
-    let checkpoint = SignedCheckpoint::parse_and_verify(&read(dir, "checkpoint")?, verifier)
+    // The signature is checked once the entries have shown which key is current.
+    let checkpoint_bytes = read(dir, "checkpoint")?;
+    let unverified = SignedCheckpoint::parse_unverified(&checkpoint_bytes)
         .map_err(|source| AuditError::Checkpoint { which: "current", source })?;
-    let size = checkpoint.checkpoint().size();
+    let size = unverified.checkpoint().size();
+    let mut keys = KeyChain::new(verifier.clone());
 
     // Level 0: entries -> leaf hashes, compared with tile/0; full tiles feed level 1.
     let mut upper: Vec<Vec<Hash>> = vec![Vec::new()];
@@ -145,6 +160,11 @@ pub fn verify_export(
                 path,
                 reason: format!("holds {} entries, expected {}", entries.len(), id.width()),
             });
+        }
+        for (offset, entry) in entries.iter().enumerate() {
+            if KeyRotation::is_rotation_entry(entry) {
+                keys.follow(index * TILE_WIDTH + offset as u64, entry)?;
+            }
         }
         let leaves: Vec<Hash> = entries.iter().map(|e| leaf_hash(e)).collect();
         compare_tile(dir, id, &leaves)?;
@@ -179,13 +199,16 @@ pub fn verify_export(
     let computed = ComputedTiles { last_level0, upper };
     let root = tree::root(&TileHashSource::new(&computed, size), size)
         .map_err(|_| AuditError::RootMismatch { size })?;
-    if root != checkpoint.checkpoint().root() {
+    if root != unverified.checkpoint().root() {
         return Err(AuditError::RootMismatch { size });
     }
+    // Only the newest key may sign the current checkpoint: a retired key signs nothing new.
+    let checkpoint = SignedCheckpoint::parse_and_verify(&checkpoint_bytes, keys.current())
+        .map_err(|source| AuditError::Checkpoint { which: "current", source })?;
 
     let consistent_with = match since {
         None => None,
-        Some(older) => Some(check_consistency(dir, verifier, older, size, root)?),
+        Some(older) => Some(check_consistency(dir, &keys, older, size, root)?),
     };
     Ok(ExportReport {
         origin: checkpoint.checkpoint().origin().to_owned(),
@@ -193,7 +216,48 @@ pub fn verify_export(
         root,
         tiles_checked,
         consistent_with,
+        rotations: keys.rotations,
     })
+}
+
+/// The keys an auditor trusts: the one given, then each one it handed the log over to.
+struct KeyChain {
+    // Invariant: non-empty; each key after the first was handed over by the one before it.
+    keys: Vec<NoteVerifier>,
+    rotations: Vec<(u64, String)>,
+}
+
+impl KeyChain {
+    fn new(first: NoteVerifier) -> Self {
+        Self { keys: vec![first], rotations: Vec::new() }
+    }
+
+    fn current(&self) -> &NoteVerifier {
+        // Invariant: the chain starts with one key and only grows.
+        self.keys.last().unwrap_or_else(|| unreachable!("the chain is never empty"))
+    }
+
+    fn follow(&mut self, index: u64, entry: &[u8]) -> Result<(), AuditError> {
+        let rotation = KeyRotation::parse_and_verify(entry)
+            .map_err(|e| AuditError::Rotation { index, reason: e.to_string() })?;
+        if rotation.old == *self.current() {
+            self.rotations.push((index, rotation.new.to_vkey()));
+            self.keys.push(rotation.new);
+            Ok(())
+        } else if self.keys.contains(&rotation.new) {
+            // A hand-over to a key already trusted (the auditor started from a newer key).
+            Ok(())
+        } else {
+            Err(AuditError::Rotation {
+                index,
+                reason: format!(
+                    "hands over from {}, which is not the trusted key {}",
+                    rotation.old.to_vkey(),
+                    self.current().to_vkey()
+                ),
+            })
+        }
+    }
 }
 
 fn tile_in_tree(level: u8, index: u64, size: u64) -> TileId {
@@ -216,12 +280,17 @@ fn compare_tile(dir: &Path, id: TileId, computed: &[Hash]) -> Result<(), AuditEr
 
 fn check_consistency(
     dir: &Path,
-    verifier: &NoteVerifier,
+    keys: &KeyChain,
     older: &[u8],
     new_size: u64,
     new_root: Hash,
 ) -> Result<u64, AuditError> {
-    let older = SignedCheckpoint::parse_and_verify(older, verifier)
+    // An older checkpoint may be signed by any key of the chain that was current at its time.
+    let older = keys
+        .keys
+        .iter()
+        .find_map(|key| SignedCheckpoint::parse_and_verify(older, key).ok())
+        .map_or_else(|| SignedCheckpoint::parse_and_verify(older, keys.current()), Ok)
         .map_err(|source| AuditError::Checkpoint { which: "older", source })?;
     let old_size = older.checkpoint().size();
     let inconsistent = |reason: String| AuditError::Inconsistent { old_size, new_size, reason };
@@ -271,5 +340,28 @@ impl TileReader for DirTiles<'_> {
     fn read_tile(&self, tile: TileId) -> Result<Vec<Hash>, String> {
         let bytes = read(self.0, &tile.path()).map_err(|e| e.to_string())?;
         tile::parse_tile(&bytes, tile.width()).map_err(|e| e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use sanad_tlog::NoteSigner;
+
+    use super::*;
+
+    #[test]
+    fn a_rotation_from_an_untrusted_key_is_refused() {
+        let trusted = NoteSigner::from_seed("example.org/log", &[1; 32]).unwrap();
+        let attacker = NoteSigner::from_seed("example.org/log", &[2; 32]).unwrap();
+        let attacker_next = NoteSigner::from_seed("example.org/log", &[3; 32]).unwrap();
+        let mut chain = KeyChain::new(trusted.verifier());
+        let forged = KeyRotation::sign(&attacker, &attacker_next).unwrap();
+        assert!(matches!(chain.follow(7, &forged), Err(AuditError::Rotation { index: 7, .. })));
+        assert_eq!(chain.current(), &trusted.verifier());
+
+        let genuine = KeyRotation::sign(&trusted, &attacker).unwrap();
+        chain.follow(8, &genuine).unwrap();
+        assert_eq!(chain.current(), &attacker.verifier());
+        assert!(chain.follow(9, b"sanad.key-rotation/v1\nnot a note").is_err());
     }
 }

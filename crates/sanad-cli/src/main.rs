@@ -9,6 +9,7 @@
 //! sanad log prove      --data DIR --index I --size N   inclusion proof, one base64 hash a line
 //! sanad log prove      --data DIR --from M --size N    consistency proof, likewise
 //! sanad log receipt    --data DIR --index I            c2sp.org/tlog-proof@v1 receipt
+//! sanad log rotate-key --data DIR                      prints the new verifier key
 //! sanad log verify-receipt --key VKEY --receipt FILE --entry FILE
 //! ```
 
@@ -99,6 +100,12 @@ enum LogCommand {
         #[arg(long)]
         index: u64,
     },
+    /// Rotate the signing key: the old key signs the hand-over to a new key in a log entry;
+    /// print the new verifier key.
+    RotateKey {
+        #[command(flatten)]
+        data: DataDir,
+    },
     /// Verify a receipt offline against the entry's bytes.
     VerifyReceipt {
         /// The log's verifier key.
@@ -178,6 +185,10 @@ fn run(command: Command) -> anyhow::Result<()> {
         }
         LogCommand::Receipt { data, index } => {
             stdout.write_all(&open(&data)?.receipt(index)?.to_text())?;
+        }
+        LogCommand::RotateKey { data } => {
+            let verifier = open(&data)?.rotate_key().context("rotating the key")?;
+            writeln!(stdout, "{}", verifier.to_vkey())?;
         }
         LogCommand::VerifyReceipt { key, receipt, entry } => {
             let verifier = parse_key(&key)?;
@@ -288,6 +299,9 @@ fn verify(
         report.root.to_base64(),
         report.tiles_checked
     )?;
+    for (index, vkey) in &report.rotations {
+        writeln!(stdout, "ok: followed the signed key rotation at entry {index} to {vkey}")?;
+    }
     if let Some(old_size) = report.consistent_with {
         writeln!(stdout, "ok: consistent with the older checkpoint of size {old_size}")?;
     }

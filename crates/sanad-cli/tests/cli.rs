@@ -295,3 +295,40 @@ fn go_x_mod_sumdb_verifies_our_checkpoints_tiles_and_proofs() {
         assert_eq!(record_proof, ours, "inclusion {index} @ {size}");
     }
 }
+
+#[test]
+fn key_rotation_is_logged_and_verifiers_follow_it() {
+    // An auditor holding only the original key verifies a log whose key was rotated: the
+    // hand-over entry, signed by the old key, tells it to trust the new one.
+    let f = fixture(&[10]);
+    let before = f.data.parent().unwrap().join("before.checkpoint");
+    std::fs::write(&before, ok(&["log", "checkpoint", "--data", s(&f.data)], b"")).unwrap();
+    let new_vkey = ok(&["log", "rotate-key", "--data", s(&f.data)], b"");
+    let new_vkey = new_vkey.trim_end().to_owned();
+    assert_ne!(new_vkey, f.vkey);
+    assert!(new_vkey.starts_with("example.org/aid-log+"));
+    ok(&["log", "append", "--data", s(&f.data)], &lines(5, "after"));
+    ok(&["log", "export", "--data", s(&f.data), "--out", s(&f.export)], b"");
+
+    let report = ok(
+        &["log", "verify", "--tiles", s(&f.export), "--key", &f.vkey, "--since", s(&before)],
+        b"",
+    );
+    assert!(
+        report.contains(&format!("followed the signed key rotation at entry 10 to {new_vkey}"))
+    );
+    assert!(report.contains("consistent with the older checkpoint of size 10"), "{report}");
+    let report = ok(&["log", "verify", "--tiles", s(&f.export), "--key", &new_vkey], b"");
+    assert!(report.starts_with("ok:"), "{report}");
+
+    // The new checkpoint is signed by the new key only: the old key alone, without the
+    // rotation entry in the export, no longer verifies it.
+    let checkpoint = ok(&["log", "checkpoint", "--data", s(&f.data)], b"");
+    let old = NoteVerifier::parse(&f.vkey).unwrap();
+    assert!(SignedCheckpoint::parse_and_verify(checkpoint.as_bytes(), &old).is_err());
+
+    // Ordinary appends may not forge a rotation entry.
+    let out = sanad(&["log", "append", "--data", s(&f.data)], b"sanad.key-rotation/v1 forged\n");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("reserved"));
+}

@@ -12,6 +12,44 @@ use zeroize::Zeroizing;
 
 use crate::Error;
 
+/// File name of the next key while a rotation is in progress.
+pub const NEXT_KEY_FILE: &str = "log.key.next";
+
+/// Replaces the key file with the next key (atomic rename, then the folder is synced).
+///
+/// # Errors
+/// [`Error::Io`].
+pub fn install_next_key(dir: &Path) -> Result<(), Error> {
+    let (next, current) = (dir.join(NEXT_KEY_FILE), dir.join(crate::KEY_FILE));
+    fs::rename(&next, &current)
+        .map_err(|e| Error::io(format!("installing {}", next.display()), e))?;
+    fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::io(format!("syncing {}", dir.display()), e))
+}
+
+/// Finishes or abandons a rotation interrupted by a crash: if a next key exists and the stored
+/// checkpoint carries its signature, the rotation committed and the next key becomes the key;
+/// otherwise the rotation never committed and the next key is removed.
+///
+/// # Errors
+/// [`Error::Io`], [`Error::KeyFilePermissions`], [`Error::Format`].
+pub fn finish_rotation(dir: &Path, checkpoint: &[u8]) -> Result<(), Error> {
+    let next_path = dir.join(NEXT_KEY_FILE);
+    if !next_path.exists() {
+        return Ok(());
+    }
+    let next = load_key_file(&next_path)?;
+    let committed = sanad_tlog::Note::parse(checkpoint)
+        .is_ok_and(|note| note.verify(&[next.verifier()]).is_ok());
+    if committed {
+        install_next_key(dir)
+    } else {
+        fs::remove_file(&next_path)
+            .map_err(|e| Error::io(format!("removing {}", next_path.display()), e))
+    }
+}
+
 /// Generates a fresh Ed25519 key for `origin` and writes it to `path` with mode 0600. Refuses to
 /// overwrite an existing file.
 ///

@@ -37,6 +37,7 @@ use std::thread::JoinHandle;
 use sanad_tlog::checkpoint::SignedCheckpoint;
 use sanad_tlog::hash::Hash;
 use sanad_tlog::proof_file::ProofFile;
+use sanad_tlog::rotation::KeyRotation;
 use sanad_tlog::tile::{TileId, TileReader, TileSourceError};
 use sanad_tlog::{NoteSigner, NoteVerifier, tree};
 
@@ -126,7 +127,7 @@ pub struct Appended {
     pub tree_size: u64,
 }
 
-struct Request {
+struct AppendRequest {
     entries: Vec<Vec<u8>>,
     // Hashed on the caller's thread, so that concurrent callers hash in parallel while the
     // writer is busy with storage.
@@ -134,9 +135,15 @@ struct Request {
     reply: SyncSender<Result<Appended, Error>>,
 }
 
+enum Request {
+    Append(AppendRequest),
+    RotateKey(SyncSender<Result<NoteVerifier, Error>>),
+}
+
 struct Shared {
+    dir: PathBuf,
     store: Store,
-    verifier: NoteVerifier,
+    verifier: RwLock<NoteVerifier>,
     head: RwLock<Head>,
     commits: AtomicU64,
 }
@@ -150,7 +157,7 @@ pub struct Log {
 
 impl std::fmt::Debug for Log {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Log({})", self.shared.verifier.to_vkey())
+        write!(f, "Log({})", self.verifier().to_vkey())
     }
 }
 
@@ -170,7 +177,7 @@ impl Log {
         let signer = keys::generate_key_file(&key_path, origin)?;
         let store = Store::open(&dir.join(DB_DIR))?;
         let head = store.initialise(&signer)?;
-        Ok(Self::start(store, signer, head))
+        Ok(Self::start(dir, store, signer, head))
     }
 
     /// Opens the log in `dir`, rebuilding its state from storage and checking it against the
@@ -184,8 +191,9 @@ impl Log {
         if !key_path.exists() || !dir.join(DB_DIR).exists() {
             return Err(Error::NotFound(dir.to_owned()));
         }
-        let signer = keys::load_key_file(&key_path)?;
         let store = Store::open(&dir.join(DB_DIR))?;
+        keys::finish_rotation(dir, &store.checkpoint_bytes()?)?;
+        let signer = keys::load_key_file(&key_path)?;
         match store.origin()? {
             Some(origin) if origin == signer.name() => {}
             Some(origin) => {
@@ -197,13 +205,14 @@ impl Log {
             None => return Err(Error::corrupt("no origin stored (interrupted init?)")),
         }
         let head = store.load_head(&signer.verifier())?;
-        Ok(Self::start(store, signer, head))
+        Ok(Self::start(dir, store, signer, head))
     }
 
-    fn start(store: Store, signer: NoteSigner, head: Head) -> Self {
+    fn start(dir: &Path, store: Store, signer: NoteSigner, head: Head) -> Self {
         let shared = Arc::new(Shared {
+            dir: dir.to_owned(),
             store,
-            verifier: signer.verifier(),
+            verifier: RwLock::new(signer.verifier()),
             head: RwLock::new(head),
             commits: AtomicU64::new(0),
         });
@@ -211,7 +220,7 @@ impl Log {
         let writer_shared = Arc::clone(&shared);
         let writer = std::thread::Builder::new()
             .name("sanad-log-writer".into())
-            .spawn(move || run_writer(&writer_shared, &signer, &receiver))
+            .spawn(move || run_writer(&writer_shared, signer, &receiver))
             .unwrap_or_else(|e| panic!("cannot start the log writer thread: {e}"));
         Self { shared, sender: Mutex::new(Some(sender)), writer: Mutex::new(Some(writer)) }
     }
@@ -226,14 +235,30 @@ impl Log {
         check_append(&entries)?;
         let leaves = entries.iter().map(|e| sanad_tlog::leaf_hash(e)).collect();
         let (reply, answer) = mpsc::sync_channel(1);
-        let sender = lock(&self.sender).clone().ok_or(Error::WriterStopped)?;
-        sender.send(Request { entries, leaves, reply }).map_err(|_| Error::WriterStopped)?;
+        self.send(Request::Append(AppendRequest { entries, leaves, reply }))?;
         answer.recv().map_err(|_| Error::WriterStopped)?
     }
 
-    /// The verifier key of this log.
+    /// Rotates the signing key: generates a new key, appends the signed hand-over entry (see
+    /// [`sanad_tlog::rotation`]) in a commit whose checkpoint both keys sign, then signs every
+    /// later checkpoint with the new key only. Returns the new verifier key.
+    ///
+    /// # Errors
+    /// I/O and storage errors; on a storage error the writer stops as for appends.
+    pub fn rotate_key(&self) -> Result<NoteVerifier, Error> {
+        let (reply, answer) = mpsc::sync_channel(1);
+        self.send(Request::RotateKey(reply))?;
+        answer.recv().map_err(|_| Error::WriterStopped)?
+    }
+
+    fn send(&self, request: Request) -> Result<(), Error> {
+        let sender = lock(&self.sender).clone().ok_or(Error::WriterStopped)?;
+        sender.send(request).map_err(|_| Error::WriterStopped)
+    }
+
+    /// The verifier key of this log's current signing key.
     pub fn verifier(&self) -> NoteVerifier {
-        self.shared.verifier.clone()
+        read(&self.shared.verifier).clone()
     }
 
     /// The current tree size.
@@ -396,6 +421,9 @@ fn check_append(entries: &[Vec<u8>]) -> Result<(), Error> {
     }
     let mut bytes = 0usize;
     for entry in entries {
+        if KeyRotation::is_rotation_entry(entry) {
+            return Err(Error::BadAppend("entries starting with sanad.key-rotation/ are reserved"));
+        }
         if entry.len() > sanad_tlog::limits::ENTRY_SIZE_MAX {
             return Err(sanad_tlog::Error::EntryTooLarge {
                 size: entry.len(),
@@ -420,8 +448,8 @@ fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
     lock.read().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// The writer loop: gather waiting requests into one commit, write it, answer everyone.
-fn run_writer(shared: &Shared, signer: &NoteSigner, receiver: &Receiver<Request>) {
+/// The writer loop: gather waiting appends into one commit, write it, answer everyone.
+fn run_writer(shared: &Shared, mut signer: NoteSigner, receiver: &Receiver<Request>) {
     let mut pending: Option<Request> = None;
     loop {
         let first = match pending.take() {
@@ -431,53 +459,104 @@ fn run_writer(shared: &Shared, signer: &NoteSigner, receiver: &Receiver<Request>
                 Err(_) => return,
             },
         };
-        let mut entries_count = first.entries.len();
-        let mut bytes: usize = first.entries.iter().map(|e| e.len() + 2).sum();
-        let mut group = vec![first];
-        while let Ok(request) = receiver.try_recv() {
-            let request_bytes: usize = request.entries.iter().map(|e| e.len() + 2).sum();
-            if entries_count + request.entries.len() > BATCH_ENTRIES_MAX
-                || bytes + request_bytes > BATCH_BYTES_MAX
-            {
-                pending = Some(request);
-                break;
+        let outcome = match first {
+            Request::RotateKey(reply) => {
+                let result = rotate(shared, &mut signer);
+                let failed = matches!(result, Err(Error::Storage(_)));
+                let _ = reply.send(result);
+                if failed { Err(()) } else { Ok(()) }
             }
-            entries_count += request.entries.len();
-            bytes += request_bytes;
-            group.push(request);
-        }
-
-        let head = read(&shared.head).clone();
-        let entries: Vec<&[u8]> =
-            group.iter().flat_map(|r| r.entries.iter().map(Vec::as_slice)).collect();
-        let leaves: Vec<Hash> = group.iter().flat_map(|r| r.leaves.iter().copied()).collect();
-        match shared.store.commit(&head, &entries, &leaves, signer) {
-            Ok(new_head) => {
-                let tree_size = new_head.edge.size();
-                assert_eq!(tree_size, head.edge.size() + entries.len() as u64);
-                *shared.head.write().unwrap_or_else(std::sync::PoisonError::into_inner) = new_head;
-                shared.commits.fetch_add(1, Ordering::Relaxed);
-                let mut first_index = head.edge.size();
-                for request in group {
-                    let count = request.entries.len() as u64;
-                    let _ = request.reply.send(Ok(Appended { first_index, tree_size }));
-                    first_index += count;
+            Request::Append(first) => {
+                let mut group = vec![first];
+                pending = gather(receiver, &mut group);
+                commit_group(shared, &signer, group)
+            }
+        };
+        if outcome.is_err() {
+            // The state of sled after a failed write or flush is unknown: stop, so nothing is
+            // acknowledged on a broken store. Everyone still waiting hears why.
+            for request in pending.take().into_iter().chain(receiver.try_iter()) {
+                match request {
+                    Request::Append(r) => drop(r.reply.send(Err(Error::WriterStopped))),
+                    Request::RotateKey(reply) => drop(reply.send(Err(Error::WriterStopped))),
                 }
             }
-            Err(error) => {
-                // The state of sled after a failed write or flush is unknown: answer the error
-                // to everyone waiting and stop, so nothing is acknowledged on a broken store.
-                for request in group {
-                    let _ = request.reply.send(Err(error.clone()));
-                }
-                if let Some(request) = pending.take() {
-                    let _ = request.reply.send(Err(Error::WriterStopped));
-                }
-                while let Ok(request) = receiver.try_recv() {
-                    let _ = request.reply.send(Err(Error::WriterStopped));
-                }
-                return;
-            }
+            return;
         }
     }
+}
+
+/// Moves waiting appends into `group` up to the batch limits; returns a request that did not
+/// fit (or a rotation, which commits on its own).
+fn gather(receiver: &Receiver<Request>, group: &mut Vec<AppendRequest>) -> Option<Request> {
+    let size = |r: &AppendRequest| r.entries.iter().map(|e| e.len() + 2).sum::<usize>();
+    let mut entries_count: usize = group.iter().map(|r| r.entries.len()).sum();
+    let mut bytes: usize = group.iter().map(size).sum();
+    while let Ok(request) = receiver.try_recv() {
+        let Request::Append(append) = request else { return Some(request) };
+        let request_bytes = size(&append);
+        if entries_count + append.entries.len() > BATCH_ENTRIES_MAX
+            || bytes + request_bytes > BATCH_BYTES_MAX
+        {
+            return Some(Request::Append(append));
+        }
+        entries_count += append.entries.len();
+        bytes += request_bytes;
+        group.push(append);
+    }
+    None
+}
+
+fn commit_group(shared: &Shared, signer: &NoteSigner, group: Vec<AppendRequest>) -> Result<(), ()> {
+    let head = read(&shared.head).clone();
+    let entries: Vec<&[u8]> =
+        group.iter().flat_map(|r| r.entries.iter().map(Vec::as_slice)).collect();
+    let leaves: Vec<Hash> = group.iter().flat_map(|r| r.leaves.iter().copied()).collect();
+    match shared.store.commit(&head, &entries, &leaves, &[signer]) {
+        Ok(new_head) => {
+            let tree_size = new_head.edge.size();
+            assert_eq!(tree_size, head.edge.size() + entries.len() as u64);
+            publish(shared, new_head);
+            let mut first_index = head.edge.size();
+            for request in group {
+                let count = request.entries.len() as u64;
+                let _ = request.reply.send(Ok(Appended { first_index, tree_size }));
+                first_index += count;
+            }
+            Ok(())
+        }
+        Err(error) => {
+            for request in group {
+                let _ = request.reply.send(Err(error.clone()));
+            }
+            Err(())
+        }
+    }
+}
+
+fn publish(shared: &Shared, head: Head) {
+    *shared.head.write().unwrap_or_else(std::sync::PoisonError::into_inner) = head;
+    shared.commits.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Generates the next key, commits the hand-over entry under both keys, installs the new key.
+fn rotate(shared: &Shared, signer: &mut NoteSigner) -> Result<NoteVerifier, Error> {
+    let next_path = shared.dir.join(keys::NEXT_KEY_FILE);
+    // A leftover next key is from an attempt that never committed (open resolves committed
+    // ones), so it is safe to replace.
+    if next_path.exists() {
+        std::fs::remove_file(&next_path)
+            .map_err(|e| Error::io(format!("removing {}", next_path.display()), e))?;
+    }
+    let next = keys::generate_key_file(&next_path, signer.name())?;
+    let entry = KeyRotation::sign(signer, &next)?;
+    let leaf = sanad_tlog::leaf_hash(&entry);
+    let head = read(&shared.head).clone();
+    let new_head = shared.store.commit(&head, &[&entry], &[leaf], &[signer, &next])?;
+    publish(shared, new_head);
+    keys::install_next_key(&shared.dir)?;
+    let verifier = next.verifier();
+    *shared.verifier.write().unwrap_or_else(std::sync::PoisonError::into_inner) = verifier.clone();
+    *signer = next;
+    Ok(verifier)
 }

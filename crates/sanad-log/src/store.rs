@@ -92,7 +92,7 @@ impl Store {
     /// Writes the origin and the signed checkpoint of the empty tree.
     pub(crate) fn initialise(&self, signer: &NoteSigner) -> Result<Head, Error> {
         let edge = TileEdge::new();
-        let checkpoint = Checkpoint::new(signer.name(), 0, edge.root())?.sign(signer)?;
+        let checkpoint = Checkpoint::new(signer.name(), 0, edge.root())?.sign(&[signer])?;
         let mut batch = sled::Batch::default();
         batch.insert(ORIGIN_KEY, signer.name().as_bytes());
         batch.insert(CHECKPOINT_KEY, checkpoint.to_bytes());
@@ -101,13 +101,15 @@ impl Store {
         Ok(Head { edge, checkpoint })
     }
 
+    /// The stored checkpoint's bytes.
+    pub(crate) fn checkpoint_bytes(&self) -> Result<Vec<u8>, Error> {
+        let bytes = self.tree.get(CHECKPOINT_KEY).map_err(Error::storage)?;
+        Ok(bytes.ok_or_else(|| Error::corrupt("no checkpoint stored"))?.to_vec())
+    }
+
     /// Rebuilds the head from what is stored and checks it against the stored checkpoint.
     pub(crate) fn load_head(&self, verifier: &NoteVerifier) -> Result<Head, Error> {
-        let bytes = self
-            .tree
-            .get(CHECKPOINT_KEY)
-            .map_err(Error::storage)?
-            .ok_or_else(|| Error::corrupt("no checkpoint stored"))?;
+        let bytes = self.checkpoint_bytes()?;
         let checkpoint = SignedCheckpoint::parse_and_verify(&bytes, verifier)
             .map_err(|e| Error::corrupt(format!("stored checkpoint does not verify: {e}")))?;
         let size = self.stored_size()?;
@@ -218,7 +220,7 @@ impl Store {
         head: &Head,
         entries: &[&[u8]],
         leaves: &[Hash],
-        signer: &NoteSigner,
+        signers: &[&NoteSigner],
     ) -> Result<Head, Error> {
         assert!(!entries.is_empty(), "empty commits are not written");
         assert_eq!(entries.len(), leaves.len(), "one leaf hash per entry");
@@ -229,7 +231,8 @@ impl Store {
         for leaf in leaves {
             edge.push(*leaf, &mut completed);
         }
-        let checkpoint = Checkpoint::new(signer.name(), edge.size(), edge.root())?.sign(signer)?;
+        let origin = signers.first().map(|s| s.name()).unwrap_or_default();
+        let checkpoint = Checkpoint::new(origin, edge.size(), edge.root())?.sign(signers)?;
 
         let mut batch = sled::Batch::default();
         batch.insert(&batch_key(first_index), bundle);

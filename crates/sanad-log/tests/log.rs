@@ -119,3 +119,34 @@ fn create_refuses_an_existing_log_and_open_refuses_an_empty_folder() {
     assert!(matches!(Log::open(empty.path()), Err(Error::NotFound(_))));
     assert!(Log::create(empty.path(), "bad origin").is_err());
 }
+
+#[test]
+fn rotation_survives_reopen_and_an_uncommitted_next_key_is_discarded() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = {
+        let log = Log::create(dir.path(), "example.org/test").unwrap();
+        log.append(vec![b"a".to_vec()]).unwrap();
+        let old = log.verifier();
+        let new = log.rotate_key().unwrap();
+        assert_ne!(old, new);
+        assert_eq!(log.size(), 2);
+        log.append(vec![b"b".to_vec()]).unwrap();
+        old
+    };
+    let log = Log::open(dir.path()).unwrap();
+    assert_ne!(log.verifier(), old);
+    assert_eq!(log.size(), 3);
+    let new = log.verifier();
+    drop(log);
+
+    // A next key left by a rotation that never committed is removed on open.
+    let stray = sanad_log::keys::generate_key_file(
+        &dir.path().join(sanad_log::keys::NEXT_KEY_FILE),
+        "example.org/test",
+    )
+    .unwrap();
+    let log = Log::open(dir.path()).unwrap();
+    assert_eq!(log.verifier(), new);
+    assert_ne!(log.verifier(), stray.verifier());
+    assert!(!dir.path().join(sanad_log::keys::NEXT_KEY_FILE).exists());
+}

@@ -87,16 +87,24 @@ impl Checkpoint {
         Ok(Self { origin: origin.to_owned(), size, root, extensions })
     }
 
-    /// Signs the checkpoint; the signer's key name must equal the origin.
+    /// Signs the checkpoint with each of `signers` (usually one; two during a key rotation);
+    /// every signer's key name must equal the origin.
     ///
     /// # Errors
-    /// [`Error::Checkpoint`] when the key name differs from the origin.
-    pub fn sign(&self, signer: &NoteSigner) -> Result<SignedCheckpoint, Error> {
-        if signer.name() != self.origin {
-            return Err(Error::Checkpoint { reason: "signer key name differs from the origin" });
+    /// [`Error::Checkpoint`] when there is no signer or a key name differs from the origin.
+    pub fn sign(&self, signers: &[&NoteSigner]) -> Result<SignedCheckpoint, Error> {
+        if signers.is_empty() {
+            return Err(Error::Checkpoint { reason: "no signer" });
         }
         let mut note = Note::new(self.to_text())?;
-        note.sign_with(signer)?;
+        for signer in signers {
+            if signer.name() != self.origin {
+                return Err(Error::Checkpoint {
+                    reason: "signer key name differs from the origin",
+                });
+            }
+            note.sign_with(signer)?;
+        }
         Ok(SignedCheckpoint { checkpoint: self.clone(), note })
     }
 }

@@ -3,7 +3,6 @@
 use std::fmt;
 
 use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
 use sha2::{Digest, Sha256};
 
 use crate::Error;
@@ -38,7 +37,7 @@ impl Hash {
 
     /// Standard base64 with padding, as checkpoints and proof files carry hashes.
     pub fn to_base64(&self) -> String {
-        STANDARD.encode(self.0)
+        crate::BASE64.encode(self.0)
     }
 
     /// Parses standard padded base64 of 32 bytes.
@@ -46,7 +45,7 @@ impl Hash {
     /// # Errors
     /// [`Error::Base64`] for malformed text, [`Error::HashLength`] for the wrong length.
     pub fn parse_base64(text: &str) -> Result<Self, Error> {
-        let bytes = STANDARD.decode(text).map_err(|_| Error::Base64 { what: "hash" })?;
+        let bytes = crate::BASE64.decode(text).map_err(|_| Error::Base64 { what: "hash" })?;
         Self::from_slice(&bytes)
     }
 

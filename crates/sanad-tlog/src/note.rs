@@ -5,7 +5,6 @@
 //! signer reproduces the Go package's example byte for byte (see the tests).
 
 use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
 use ed25519_dalek::{Signature, Signer as _, SigningKey, VerifyingKey};
 use sha2::{Digest, Sha256};
 
@@ -87,7 +86,8 @@ impl NoteSigner {
             return Err(Error::SignerKey);
         };
         let claimed_id = parse_key_id_hex(hex_id).ok_or(Error::SignerKey)?;
-        let bytes = zeroize::Zeroizing::new(STANDARD.decode(b64).map_err(|_| Error::SignerKey)?);
+        let bytes =
+            zeroize::Zeroizing::new(crate::BASE64.decode(b64).map_err(|_| Error::SignerKey)?);
         let [ALG_ED25519, seed @ ..] = bytes.as_slice() else {
             return Err(Error::SignerKey);
         };
@@ -108,7 +108,7 @@ impl NoteSigner {
             "PRIVATE+KEY+{}+{:08x}+{}",
             self.name,
             self.key_id,
-            STANDARD.encode(bytes.as_slice())
+            crate::BASE64.encode(bytes.as_slice())
         ))
     }
 
@@ -176,7 +176,7 @@ impl NoteVerifier {
         let claimed_id =
             parse_key_id_hex(hex_id).ok_or(Error::VerifierKey { reason: "bad key ID" })?;
         let bytes =
-            STANDARD.decode(b64).map_err(|_| Error::VerifierKey { reason: "bad base64" })?;
+            crate::BASE64.decode(b64).map_err(|_| Error::VerifierKey { reason: "bad base64" })?;
         let [ALG_ED25519, public @ ..] = bytes.as_slice() else {
             return Err(Error::VerifierKey { reason: "unsupported key type" });
         };
@@ -195,7 +195,7 @@ impl NoteVerifier {
         let mut bytes = Vec::with_capacity(33);
         bytes.push(ALG_ED25519);
         bytes.extend_from_slice(self.key.as_bytes());
-        format!("{}+{:08x}+{}", self.name, self.key_id, STANDARD.encode(bytes))
+        format!("{}+{:08x}+{}", self.name, self.key_id, crate::BASE64.encode(bytes))
     }
 
     /// The key name.
@@ -237,7 +237,7 @@ impl NoteSignature {
         let mut bytes = Vec::with_capacity(4 + self.signature.len());
         bytes.extend_from_slice(&self.key_id.to_be_bytes());
         bytes.extend_from_slice(&self.signature);
-        format!("{SIGNATURE_PREFIX}{} {}\n", self.name, STANDARD.encode(bytes))
+        format!("{SIGNATURE_PREFIX}{} {}\n", self.name, crate::BASE64.encode(bytes))
     }
 
     fn parse_line(line: &str) -> Result<Self, Error> {
@@ -245,7 +245,7 @@ impl NoteSignature {
         let rest = line.strip_prefix(SIGNATURE_PREFIX).ok_or(bad)?;
         let (name, b64) = rest.split_once(' ').ok_or(Error::NoteSignatureLine)?;
         check_key_name(name).map_err(|_| Error::NoteSignatureLine)?;
-        let bytes = STANDARD.decode(b64).map_err(|_| Error::NoteSignatureLine)?;
+        let bytes = crate::BASE64.decode(b64).map_err(|_| Error::NoteSignatureLine)?;
         if bytes.len() < 5 {
             return Err(Error::NoteSignatureLine);
         }

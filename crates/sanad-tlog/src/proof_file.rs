@@ -2,7 +2,6 @@
 //! is in the log, made of its index, its inclusion path and a signed checkpoint.
 
 use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
 
 use crate::Error;
 use crate::checkpoint::SignedCheckpoint;
@@ -32,7 +31,7 @@ impl ProofFile {
     pub fn to_text(&self) -> Vec<u8> {
         let mut out = format!("{PROOF_FILE_HEADER}\n");
         if let Some(extra) = &self.extra {
-            out.push_str(&format!("extra {}\n", STANDARD.encode(extra)));
+            out.push_str(&format!("extra {}\n", crate::BASE64.encode(extra)));
         }
         out.push_str(&format!("index {}\n", self.index));
         for hash in &self.path {
@@ -61,7 +60,7 @@ impl ProofFile {
         let mut line = lines.next().ok_or(bad("missing index line"))?;
         let mut extra = None;
         if let Some(b64) = line.strip_prefix("extra ") {
-            extra = Some(STANDARD.decode(b64).map_err(|_| bad("bad extra base64"))?);
+            extra = Some(crate::BASE64.decode(b64).map_err(|_| bad("bad extra base64"))?);
             line = lines.next().ok_or(bad("missing index line"))?;
         }
         let index_text = line.strip_prefix("index ").ok_or(bad("missing index line"))?;
