@@ -412,27 +412,11 @@ impl From<TileSourceError<Self>> for Error {
     }
 }
 
-/// Appends at least this large hash their leaves on two threads: hashing is most of an
-/// append's CPU time, and these machines have two cores.
-const PARALLEL_HASHING_ENTRIES_MIN: usize = 512;
-
+/// Leaf hashes, computed on the caller's thread so that concurrent callers hash in parallel
+/// while the writer is busy with storage. (Splitting one append over two threads was measured
+/// slower: a thread per append costs more than it saves.)
 fn leaf_hashes(entries: &[Vec<u8>]) -> Vec<Hash> {
-    let hash_all = |part: &[Vec<u8>]| part.iter().map(|e| sanad_tlog::leaf_hash(e)).collect();
-    if entries.len() < PARALLEL_HASHING_ENTRIES_MIN {
-        return hash_all(entries);
-    }
-    let (front, back) = entries.split_at(entries.len() / 2);
-    std::thread::scope(|scope| {
-        let helper = scope.spawn(|| hash_all(front));
-        let back: Vec<Hash> = hash_all(back);
-        let mut leaves: Vec<Hash> = match helper.join() {
-            Ok(front) => front,
-            // Invariant: hashing does not panic; if it somehow did, hash on this thread.
-            Err(_) => hash_all(front),
-        };
-        leaves.extend(back);
-        leaves
-    })
+    entries.iter().map(|e| sanad_tlog::leaf_hash(e)).collect()
 }
 
 fn check_append(entries: &[Vec<u8>]) -> Result<(), Error> {

@@ -173,8 +173,11 @@ fn parse_index_path(text: &str) -> Option<u64> {
 ///
 /// # Errors
 /// [`Error::EntryTooLarge`] for an entry above 65,535 bytes.
-pub fn encode_bundle<'a>(entries: impl IntoIterator<Item = &'a [u8]>) -> Result<Vec<u8>, Error> {
-    let mut out = Vec::new();
+pub fn encode_bundle<'a>(
+    entries: impl IntoIterator<Item = &'a [u8]> + Clone,
+) -> Result<Vec<u8>, Error> {
+    let size = entries.clone().into_iter().map(|e| e.len() + 2).sum();
+    let mut out = Vec::with_capacity(size);
     for entry in entries {
         append_to_bundle(&mut out, entry)?;
     }
