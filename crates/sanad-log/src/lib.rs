@@ -2,9 +2,9 @@
 //!
 //! A [`Log`] keeps opaque entries (at most 65,535 bytes each) in sled, in an RFC 6962 Merkle
 //! tree, and signs a C2SP checkpoint after every commit. Many threads may call
-//! [`Log::append`] at once: one writer thread gathers whatever is waiting into one *group
-//! commit* — one sled batch, one fsync, one signature — and only then answers each caller. An
-//! answered append is durable; after a crash the log reopens at its last durable commit and
+//! [`Log::append`] at once: the caller at the front of the queue leads one *group commit* of
+//! everything waiting — one sled batch, one fsync, one signature — and only then is each caller
+//! answered (see the `group` module). An answered append is durable; after a crash the log reopens at its last durable commit and
 //! checks the recomputed root against the stored checkpoint.
 //!
 //! The log also serves proofs, C2SP tlog-proof receipts, and a static tlog-tiles export that an
@@ -24,15 +24,14 @@
 //! ```
 
 mod export;
+mod group;
 pub mod keys;
 pub mod limits;
 mod store;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::sync::{Arc, Mutex, RwLock};
-use std::thread::JoinHandle;
 
 use sanad_tlog::checkpoint::SignedCheckpoint;
 use sanad_tlog::hash::Hash;
@@ -42,7 +41,8 @@ use sanad_tlog::tile::{TileId, TileReader, TileSourceError};
 use sanad_tlog::{NoteSigner, NoteVerifier, tree};
 
 pub use crate::export::ExportSummary;
-use crate::limits::{BATCH_BYTES_MAX, BATCH_ENTRIES_MAX, QUEUE_REQUESTS_MAX};
+use crate::group::{Group, Operation, Outcome, Queue};
+use crate::limits::{BATCH_BYTES_MAX, BATCH_ENTRIES_MAX};
 use crate::store::{Head, Store, StoreTiles};
 
 /// File name of the signing key inside a log's data folder.
@@ -99,8 +99,8 @@ pub enum Error {
         /// The current tree size.
         size: u64,
     },
-    /// The writer stopped after a storage failure; reopen the log.
-    #[error("the log's writer has stopped after a storage failure; reopen the log")]
+    /// A commit failed on storage; the log accepts no more writes until it is reopened.
+    #[error("the log stopped accepting writes after a storage failure; reopen the log")]
     WriterStopped,
 }
 
@@ -127,32 +127,21 @@ pub struct Appended {
     pub tree_size: u64,
 }
 
-struct AppendRequest {
-    entries: Vec<Vec<u8>>,
-    // Hashed on the caller's thread, so that concurrent callers hash in parallel while the
-    // writer is busy with storage.
-    leaves: Vec<Hash>,
-    reply: SyncSender<Result<Appended, Error>>,
-}
-
-enum Request {
-    Append(AppendRequest),
-    RotateKey(SyncSender<Result<NoteVerifier, Error>>),
-}
-
 struct Shared {
     dir: PathBuf,
     store: Store,
     verifier: RwLock<NoteVerifier>,
     head: RwLock<Head>,
     commits: AtomicU64,
+    queue: Queue,
+    // Used only by the leader of a commit, one at a time.
+    signer: Mutex<NoteSigner>,
 }
 
-/// A durable signed log. Cheap to share: wrap it in an `Arc` and call it from any thread.
+/// A durable signed log. Share it between threads with an `Arc`; concurrent appends are
+/// group-committed (see the `group` module).
 pub struct Log {
     shared: Arc<Shared>,
-    sender: Mutex<Option<SyncSender<Request>>>,
-    writer: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl std::fmt::Debug for Log {
@@ -215,14 +204,10 @@ impl Log {
             verifier: RwLock::new(signer.verifier()),
             head: RwLock::new(head),
             commits: AtomicU64::new(0),
+            queue: Queue::new(),
+            signer: Mutex::new(signer),
         });
-        let (sender, receiver) = mpsc::sync_channel(QUEUE_REQUESTS_MAX);
-        let writer_shared = Arc::clone(&shared);
-        let writer = std::thread::Builder::new()
-            .name("sanad-log-writer".into())
-            .spawn(move || run_writer(&writer_shared, signer, &receiver))
-            .unwrap_or_else(|e| panic!("cannot start the log writer thread: {e}"));
-        Self { shared, sender: Mutex::new(Some(sender)), writer: Mutex::new(Some(writer)) }
+        Self { shared }
     }
 
     /// Appends entries durably, in order, as part of the next group commit.
@@ -230,13 +215,17 @@ impl Log {
     /// # Errors
     /// [`Error::BadAppend`] for an empty or oversized append (nothing is written);
     /// [`Error::Format`] for an entry above 65,535 bytes; storage errors, after which the
-    /// writer refuses further appends ([`Error::WriterStopped`]).
+    /// log refuses further appends ([`Error::WriterStopped`]) until reopened.
     pub fn append(&self, entries: Vec<Vec<u8>>) -> Result<Appended, Error> {
         check_append(&entries)?;
         let leaves = leaf_hashes(&entries);
-        let (reply, answer) = mpsc::sync_channel(1);
-        self.send(Request::Append(AppendRequest { entries, leaves, reply }))?;
-        answer.recv().map_err(|_| Error::WriterStopped)?
+        let outcome = self.shared.queue.submit(Operation::Append { entries, leaves }, |group| {
+            commit_group(&self.shared, group)
+        })?;
+        match outcome {
+            Outcome::Appended { first_index, tree_size } => Ok(Appended { first_index, tree_size }),
+            Outcome::Rotated(_) => Err(Error::corrupt("an append was answered as a rotation")),
+        }
     }
 
     /// Rotates the signing key: generates a new key, appends the signed hand-over entry (see
@@ -244,16 +233,16 @@ impl Log {
     /// later checkpoint with the new key only. Returns the new verifier key.
     ///
     /// # Errors
-    /// I/O and storage errors; on a storage error the writer stops as for appends.
+    /// I/O and storage errors; on a storage error the log stops as for appends.
     pub fn rotate_key(&self) -> Result<NoteVerifier, Error> {
-        let (reply, answer) = mpsc::sync_channel(1);
-        self.send(Request::RotateKey(reply))?;
-        answer.recv().map_err(|_| Error::WriterStopped)?
-    }
-
-    fn send(&self, request: Request) -> Result<(), Error> {
-        let sender = lock(&self.sender).clone().ok_or(Error::WriterStopped)?;
-        sender.send(request).map_err(|_| Error::WriterStopped)
+        let outcome = self
+            .shared
+            .queue
+            .submit(Operation::RotateKey, |group| commit_group(&self.shared, group))?;
+        match outcome {
+            Outcome::Rotated(verifier) => Ok(*verifier),
+            Outcome::Appended { .. } => Err(Error::corrupt("a rotation was answered as an append")),
+        }
     }
 
     /// The verifier key of this log's current signing key.
@@ -380,20 +369,6 @@ impl Log {
         }
         f(&StoreTiles { store: &self.shared.store, head: &head })
     }
-
-    /// Stops the writer after the appends already queued, and waits for it.
-    pub fn close(&self) {
-        drop(lock(&self.sender).take());
-        if let Some(writer) = lock(&self.writer).take() {
-            let _ = writer.join();
-        }
-    }
-}
-
-impl Drop for Log {
-    fn drop(&mut self) {
-        self.close();
-    }
 }
 
 fn proof_error(error: tree::ProofRequestError<TileSourceError<Error>>) -> Error {
@@ -412,8 +387,8 @@ impl From<TileSourceError<Self>> for Error {
     }
 }
 
-/// Leaf hashes, computed on the caller's thread so that concurrent callers hash in parallel
-/// while the writer is busy with storage. (Splitting one append over two threads was measured
+/// Leaf hashes, computed on the caller's thread before it queues, so that concurrent callers
+/// hash in parallel while the leader is busy with storage. (Splitting one append over two threads was measured
 /// slower: a thread per append costs more than it saves.)
 fn leaf_hashes(entries: &[Vec<u8>]) -> Vec<Hash> {
     entries.iter().map(|e| sanad_tlog::leaf_hash(e)).collect()
@@ -455,90 +430,38 @@ fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
     lock.read().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// The writer loop: gather waiting appends into one commit, write it, answer everyone.
-fn run_writer(shared: &Shared, mut signer: NoteSigner, receiver: &Receiver<Request>) {
-    let mut pending: Option<Request> = None;
-    loop {
-        let first = match pending.take() {
-            Some(request) => request,
-            None => match receiver.recv() {
-                Ok(request) => request,
-                Err(_) => return,
-            },
-        };
-        let outcome = match first {
-            Request::RotateKey(reply) => {
-                let result = rotate(shared, &mut signer);
-                let failed = matches!(result, Err(Error::Storage(_)));
-                let _ = reply.send(result);
-                if failed { Err(()) } else { Ok(()) }
-            }
-            Request::Append(first) => {
-                let mut group = vec![first];
-                pending = gather(receiver, &mut group);
-                commit_group(shared, &signer, group)
-            }
-        };
-        if outcome.is_err() {
-            // The state of sled after a failed write or flush is unknown: stop, so nothing is
-            // acknowledged on a broken store. Everyone still waiting hears why.
-            for request in pending.take().into_iter().chain(receiver.try_iter()) {
-                match request {
-                    Request::Append(r) => drop(r.reply.send(Err(Error::WriterStopped))),
-                    Request::RotateKey(reply) => drop(reply.send(Err(Error::WriterStopped))),
-                }
-            }
-            return;
-        }
-    }
-}
-
-/// Moves waiting appends into `group` up to the batch limits; returns a request that did not
-/// fit (or a rotation, which commits on its own).
-fn gather(receiver: &Receiver<Request>, group: &mut Vec<AppendRequest>) -> Option<Request> {
-    let size = |r: &AppendRequest| r.entries.iter().map(|e| e.len() + 2).sum::<usize>();
-    let mut entries_count: usize = group.iter().map(|r| r.entries.len()).sum();
-    let mut bytes: usize = group.iter().map(size).sum();
-    while let Ok(request) = receiver.try_recv() {
-        let Request::Append(append) = request else { return Some(request) };
-        let request_bytes = size(&append);
-        if entries_count + append.entries.len() > BATCH_ENTRIES_MAX
-            || bytes + request_bytes > BATCH_BYTES_MAX
-        {
-            return Some(Request::Append(append));
-        }
-        entries_count += append.entries.len();
-        bytes += request_bytes;
-        group.push(append);
-    }
-    None
-}
-
-fn commit_group(shared: &Shared, signer: &NoteSigner, group: Vec<AppendRequest>) -> Result<(), ()> {
+/// Commits one group taken by a leader: appends as one batch, or a rotation on its own.
+fn commit_group(shared: &Shared, group: &Group) -> Result<Vec<Outcome>, Error> {
+    let mut signer = lock(&shared.signer);
     let head = read(&shared.head).clone();
-    let entries: Vec<&[u8]> =
-        group.iter().flat_map(|r| r.entries.iter().map(Vec::as_slice)).collect();
-    let leaves: Vec<Hash> = group.iter().flat_map(|r| r.leaves.iter().copied()).collect();
-    match shared.store.commit(&head, &entries, &leaves, &[signer]) {
-        Ok(new_head) => {
-            let tree_size = new_head.edge.size();
-            assert_eq!(tree_size, head.edge.size() + entries.len() as u64);
-            publish(shared, new_head);
-            let mut first_index = head.edge.size();
-            for request in group {
-                let count = request.entries.len() as u64;
-                let _ = request.reply.send(Ok(Appended { first_index, tree_size }));
-                first_index += count;
-            }
-            Ok(())
-        }
-        Err(error) => {
-            for request in group {
-                let _ = request.reply.send(Err(error.clone()));
-            }
-            Err(())
-        }
+    if let [(_, Operation::RotateKey)] = group.as_slice() {
+        let verifier = rotate(shared, &mut signer, &head)?;
+        return Ok(vec![Outcome::Rotated(Box::new(verifier))]);
     }
+    let mut entries: Vec<&[u8]> = Vec::new();
+    let mut leaves: Vec<Hash> = Vec::new();
+    for (_, operation) in group {
+        // Invariant: take_group puts a rotation in a group of its own.
+        let Operation::Append { entries: e, leaves: l } = operation else {
+            unreachable!("a rotation is never grouped with appends")
+        };
+        entries.extend(e.iter().map(Vec::as_slice));
+        leaves.extend_from_slice(l);
+    }
+    let new_head = shared.store.commit(&head, &entries, &leaves, &[&signer])?;
+    let tree_size = new_head.edge.size();
+    assert_eq!(tree_size, head.edge.size() + entries.len() as u64);
+    publish(shared, new_head);
+    let mut first_index = head.edge.size();
+    let mut outcomes = Vec::with_capacity(group.len());
+    for (_, operation) in group {
+        outcomes.push(Outcome::Appended { first_index, tree_size });
+        first_index += match operation {
+            Operation::Append { entries, .. } => entries.len() as u64,
+            Operation::RotateKey => 0,
+        };
+    }
+    Ok(outcomes)
 }
 
 fn publish(shared: &Shared, head: Head) {
@@ -547,7 +470,7 @@ fn publish(shared: &Shared, head: Head) {
 }
 
 /// Generates the next key, commits the hand-over entry under both keys, installs the new key.
-fn rotate(shared: &Shared, signer: &mut NoteSigner) -> Result<NoteVerifier, Error> {
+fn rotate(shared: &Shared, signer: &mut NoteSigner, head: &Head) -> Result<NoteVerifier, Error> {
     let next_path = shared.dir.join(keys::NEXT_KEY_FILE);
     // A leftover next key is from an attempt that never committed (open resolves committed
     // ones), so it is safe to replace.
@@ -558,8 +481,7 @@ fn rotate(shared: &Shared, signer: &mut NoteSigner) -> Result<NoteVerifier, Erro
     let next = keys::generate_key_file(&next_path, signer.name())?;
     let entry = KeyRotation::sign(signer, &next)?;
     let leaf = sanad_tlog::leaf_hash(&entry);
-    let head = read(&shared.head).clone();
-    let new_head = shared.store.commit(&head, &[&entry], &[leaf], &[signer, &next])?;
+    let new_head = shared.store.commit(head, &[&entry], &[leaf], &[signer, &next])?;
     publish(shared, new_head);
     keys::install_next_key(&shared.dir)?;
     let verifier = next.verifier();

@@ -9,8 +9,5 @@ pub const BATCH_ENTRIES_MAX: usize = 16_384;
 /// value far above this slows its log and cache.
 pub const BATCH_BYTES_MAX: usize = 16 << 20;
 
-/// Requests that may wait for the writer before callers block (back-pressure).
-pub const QUEUE_REQUESTS_MAX: usize = 4_096;
-
 const _: () = assert!(BATCH_ENTRIES_MAX <= u32::MAX as usize);
 const _: () = assert!(BATCH_BYTES_MAX >= sanad_tlog::limits::ENTRY_SIZE_MAX + 2);
