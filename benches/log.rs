@@ -159,6 +159,18 @@ fn main() {
         || ours(total, 125, 8).0,
         || raw_sled(total),
     );
+    compare(
+        "durable appends, 1 caller x 4,096 entries (as sanad log append)",
+        rounds,
+        || ours(total, 4_096, 1).0,
+        || raw_sled(total),
+    );
+    compare(
+        "durable appends, 64 callers x 100 entries/append",
+        rounds,
+        || ours(total, 100, 64).0,
+        || raw_sled(total),
+    );
 
     println!("baseline for verification: RFC 6962 root of the same entries, in memory");
     let mut verification_rates = Vec::new();
