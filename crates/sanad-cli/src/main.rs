@@ -275,7 +275,7 @@ fn verify(
         let bar = indicatif::ProgressBar::new(0);
         bar.set_style(
             indicatif::ProgressStyle::with_template(
-                "{spinner} verifying entries {pos}/{len} [{bar:40}] {per_sec} {eta}",
+                "{spinner} verifying {human_pos}/{human_len} entries [{bar:40}] {elapsed}, eta {eta}",
             )
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
         );
