@@ -124,3 +124,37 @@ proptest! {
         prop_assert_eq!(TileEdge::from_partial_tiles(size, partial).unwrap(), edge);
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn flipping_any_bit_of_a_signed_checkpoint_is_detected(
+        size in any::<u64>(), seed in any::<[u8; 32]>(), bit in 0usize..(8 * 120)
+    ) {
+        use sanad_tlog::{Checkpoint, NoteSigner, SignedCheckpoint};
+        let signer = NoteSigner::from_seed("example.org/log", &seed).unwrap();
+        let checkpoint = Checkpoint::new("example.org/log", size, leaf_hash(&seed)).unwrap();
+        let signed = checkpoint.sign(&[&signer]).unwrap();
+        let verifier = signer.verifier();
+        let note = signed.note();
+        prop_assert!(SignedCheckpoint::parse_and_verify(&signed.to_bytes(), &verifier).is_ok());
+
+        // Flip one bit of the signature bytes (key ID or Ed25519 signature) and re-encode.
+        let mut signature = note.signatures()[0].clone();
+        let mut raw = signature.key_id.to_be_bytes().to_vec();
+        raw.extend_from_slice(&signature.signature);
+        let bit = bit % (raw.len() * 8);
+        raw[bit / 8] ^= 1 << (bit % 8);
+        signature.key_id = u32::from_be_bytes([raw[0], raw[1], raw[2], raw[3]]);
+        signature.signature = raw[4..].to_vec();
+        let tampered = [note.text().as_bytes(), b"\n", signature.to_line().as_bytes()].concat();
+        prop_assert!(SignedCheckpoint::parse_and_verify(&tampered, &verifier).is_err());
+
+        // Flip one bit of the signed text.
+        let mut text = signed.to_bytes();
+        let position = bit % note.text().len();
+        text[position] ^= 1 << (bit % 7);
+        prop_assert!(SignedCheckpoint::parse_and_verify(&text, &verifier).is_err());
+    }
+}
