@@ -55,12 +55,22 @@ struct State {
     done: HashMap<u64, Result<Outcome, Error>>,
     /// Set after a failed commit: nothing more is accepted until the log is reopened.
     stopped: bool,
+    /// Operations in the last group: how many callers are likely to come back soon.
+    last_group_len: usize,
 }
 
 pub(crate) struct Queue {
     state: Mutex<State>,
+    /// Signalled when outcomes are handed out or a leader steps down.
     changed: Condvar,
+    /// Signalled when an operation is queued; only a leader gathering its group waits on it.
+    grew: Condvar,
 }
+
+/// How long a leader may wait for the callers of the previous group to queue again before it
+/// commits: a fraction of one fsync, so that concurrent callers share commits instead of each
+/// paying for one, while a lone caller never waits (its previous group was itself).
+const GATHER_WAIT: std::time::Duration = std::time::Duration::from_micros(150);
 
 /// A group of operations taken by a leader, in queue order.
 pub(crate) type Group = Vec<(u64, Operation)>;
@@ -74,8 +84,10 @@ impl Queue {
                 leading: false,
                 done: HashMap::new(),
                 stopped: false,
+                last_group_len: 1,
             }),
             changed: Condvar::new(),
+            grew: Condvar::new(),
         }
     }
 
@@ -94,6 +106,7 @@ impl Queue {
         let ticket = state.next_ticket;
         state.next_ticket += 1;
         state.waiting.push_back((ticket, operation));
+        self.grew.notify_one();
         loop {
             if let Some(outcome) = state.done.remove(&ticket) {
                 return outcome;
@@ -108,9 +121,23 @@ impl Queue {
             state = self.changed.wait(state).unwrap_or_else(std::sync::PoisonError::into_inner);
         }
 
-        // Lead: take the group, commit without holding the lock, hand out the outcomes.
+        // Lead: give the previous group's callers a moment to queue again, take the group,
+        // commit without holding the lock, hand out the outcomes.
         state.leading = true;
+        let deadline = std::time::Instant::now() + GATHER_WAIT;
+        while state.waiting.len() < state.last_group_len {
+            let now = std::time::Instant::now();
+            if now >= deadline {
+                break;
+            }
+            state = self
+                .grew
+                .wait_timeout(state, deadline - now)
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .0;
+        }
         let group = take_group(&mut state.waiting);
+        state.last_group_len = group.len();
         drop(state);
         let result = commit(&group);
         let mut state = lock(&self.state);
