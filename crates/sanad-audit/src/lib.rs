@@ -28,7 +28,7 @@ use sanad_tlog::{NoteVerifier, tree};
 #[non_exhaustive]
 pub enum AuditError {
     /// A file the export must have could not be read.
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}")]
     Read {
         /// The file.
         path: PathBuf,
@@ -38,7 +38,7 @@ pub enum AuditError {
     },
     /// The checkpoint (or the older one given with `since`) is malformed or not signed by the
     /// key.
-    #[error("{which} checkpoint: {source}")]
+    #[error("{which} checkpoint")]
     Checkpoint {
         /// "current" or "older".
         which: &'static str,
@@ -55,7 +55,7 @@ pub enum AuditError {
         reason: String,
     },
     /// A hash tile has the wrong size.
-    #[error("tile {path}: {source}")]
+    #[error("tile {path}")]
     TileFormat {
         /// The tile's path.
         path: String,
@@ -239,7 +239,7 @@ impl KeyChain {
 
     fn follow(&mut self, index: u64, entry: &[u8]) -> Result<(), AuditError> {
         let rotation = KeyRotation::parse_and_verify(entry)
-            .map_err(|e| AuditError::Rotation { index, reason: e.to_string() })?;
+            .map_err(|e| AuditError::Rotation { index, reason: chain(&e) })?;
         if rotation.old == *self.current() {
             self.rotations.push((index, rotation.new.to_vkey()));
             self.keys.push(rotation.new);
@@ -258,6 +258,18 @@ impl KeyChain {
             })
         }
     }
+}
+
+/// An error and its sources, as one line (`outer: inner: innermost`).
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(inner) = source {
+        text.push_str(": ");
+        text.push_str(&inner.to_string());
+        source = inner.source();
+    }
+    text
 }
 
 fn tile_in_tree(level: u8, index: u64, size: u64) -> TileId {
@@ -298,8 +310,9 @@ fn check_consistency(
         return Err(inconsistent("the older checkpoint is larger: the log shrank".into()));
     }
     let source = TileHashSource::new(DirTiles(dir), new_size);
-    let proof = tree::consistency_proof(&source, old_size, new_size)
-        .map_err(|e| inconsistent(format!("cannot build the proof from the tiles: {e}")))?;
+    let proof = tree::consistency_proof(&source, old_size, new_size).map_err(|e| {
+        inconsistent(format!("cannot build the proof from the tiles: {}", chain(&e)))
+    })?;
     sanad_tlog::verify_consistency(
         old_size,
         new_size,
@@ -335,11 +348,13 @@ impl TileReader for &ComputedTiles {
 struct DirTiles<'a>(&'a Path);
 
 impl TileReader for DirTiles<'_> {
-    type Error = String;
+    type Error = AuditError;
 
-    fn read_tile(&self, tile: TileId) -> Result<Vec<Hash>, String> {
-        let bytes = read(self.0, &tile.path()).map_err(|e| e.to_string())?;
-        tile::parse_tile(&bytes, tile.width()).map_err(|e| e.to_string())
+    fn read_tile(&self, tile: TileId) -> Result<Vec<Hash>, AuditError> {
+        let path = tile.path();
+        let bytes = read(self.0, &path)?;
+        tile::parse_tile(&bytes, tile.width())
+            .map_err(|source| AuditError::TileFormat { path, source })
     }
 }
 

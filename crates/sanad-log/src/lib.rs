@@ -55,7 +55,7 @@ pub const DB_DIR: &str = "log.sled";
 #[non_exhaustive]
 pub enum Error {
     /// A file could not be read or written.
-    #[error("{context}: {source}")]
+    #[error("{context}")]
     Io {
         /// What was being done.
         context: String,
@@ -64,7 +64,7 @@ pub enum Error {
         source: Arc<std::io::Error>,
     },
     /// The storage engine failed; writes are refused until the log is reopened.
-    #[error("storage failed: {0}")]
+    #[error("storage failed")]
     Storage(#[source] Arc<dyn std::error::Error + Send + Sync>),
     /// What is stored does not add up (a bug or a damaged disk); never silently repaired.
     #[error("log data is inconsistent: {0}")]

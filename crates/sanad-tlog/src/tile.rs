@@ -273,7 +273,7 @@ pub enum TileSourceError<E> {
         got: usize,
     },
     /// The reader failed.
-    #[error("reading tile: {0}")]
+    #[error("reading a tile")]
     Reader(#[source] E),
 }
 

@@ -87,7 +87,7 @@ pub enum ProofRequestError<E> {
     #[error("{0}")]
     Invalid(&'static str),
     /// The hash source failed.
-    #[error("reading hashes: {0}")]
+    #[error("reading hashes")]
     Source(#[source] E),
 }
 
