@@ -83,6 +83,9 @@ pub enum Error {
     /// `create` on a folder that already holds a log.
     #[error("{0} already holds a log")]
     AlreadyExists(PathBuf),
+    /// The log's database is locked by another process.
+    #[error("{0} is in use by another process")]
+    InUse(PathBuf),
     /// `open` on a folder that holds no log.
     #[error("{0} holds no log (run `sanad log init` first)")]
     NotFound(PathBuf),

@@ -33,6 +33,14 @@ const CHECKPOINT_KEY: &[u8] = b"C";
 const BATCH_PREFIX: u8 = b'B';
 const TILE_PREFIX: u8 = b'T';
 
+/// How often `open` tries for sled's lock, 20 ms apart (one second in all).
+const OPEN_LOCK_ATTEMPTS: u32 = 50;
+
+/// sled reports a held lock as a custom I/O error wrapping `WouldBlock`.
+fn is_lock_error(error: &std::io::Error) -> bool {
+    error.to_string().contains("could not acquire lock")
+}
+
 fn batch_key(first_index: u64) -> [u8; 9] {
     let mut key = [BATCH_PREFIX; 9];
     key[1..].copy_from_slice(&first_index.to_be_bytes());
@@ -72,12 +80,30 @@ pub(crate) struct Store {
 
 impl Store {
     pub(crate) fn open(path: &Path) -> Result<Self, Error> {
-        let db = sled::Config::new()
+        let config = sled::Config::new()
             .path(path)
             // We flush explicitly after every commit; sled's timer would only add fsyncs.
-            .flush_every_ms(None)
-            .open()
-            .map_err(Error::storage)?;
+            .flush_every_ms(None);
+        // sled releases its file lock only when its background I/O threads let go of the
+        // database, a moment after the last handle is dropped; reopening in the same process
+        // right away can find it still held. Another process holding it keeps it, and then
+        // the error stands.
+        let mut attempts = 0;
+        let db = loop {
+            match config.open() {
+                Ok(db) => break db,
+                Err(sled::Error::Io(e))
+                    if e.kind() == std::io::ErrorKind::WouldBlock || is_lock_error(&e) =>
+                {
+                    attempts += 1;
+                    if attempts >= OPEN_LOCK_ATTEMPTS {
+                        return Err(Error::InUse(path.to_owned()));
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Err(e) => return Err(Error::storage(e)),
+            }
+        };
         let tree = db.open_tree("log").map_err(Error::storage)?;
         Ok(Self { db, tree })
     }

@@ -150,3 +150,34 @@ fn rotation_survives_reopen_and_an_uncommitted_next_key_is_discarded() {
     assert_ne!(log.verifier(), stray.verifier());
     assert!(!dir.path().join(sanad_log::keys::NEXT_KEY_FILE).exists());
 }
+
+#[test]
+fn a_rewritten_entry_in_storage_is_refused_on_open_not_repaired() {
+    // Someone with disk access rewrites a committed entry behind the log's back. The recomputed
+    // root no longer matches the signed checkpoint, so the log refuses to open.
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let log = Log::create(dir.path(), "example.org/test").unwrap();
+        log.append((0..300u32).map(|i| i.to_be_bytes().to_vec()).collect()).unwrap();
+    }
+    {
+        let db = sled::open(dir.path().join(sanad_log::DB_DIR)).unwrap();
+        let tree = db.open_tree("log").unwrap();
+        let mut key = vec![b'B'];
+        key.extend_from_slice(&0u64.to_be_bytes());
+        let forged = sanad_tlog::tile::encode_bundle(
+            (0..300u32)
+                .map(|i| if i == 7 { 999u32 } else { i }.to_be_bytes())
+                .collect::<Vec<_>>()
+                .iter()
+                .map(|e| &e[..]),
+        )
+        .unwrap();
+        tree.insert(key, forged).unwrap();
+        db.flush().unwrap();
+    }
+    match Log::open(dir.path()) {
+        Err(Error::Corrupt(message)) => assert!(message.contains("differs"), "{message}"),
+        other => panic!("a rewritten entry was accepted: {other:?}"),
+    }
+}
