@@ -4,8 +4,9 @@
 //! tree, and signs a C2SP checkpoint after every commit. Many threads may call
 //! [`Log::append`] at once: the caller at the front of the queue leads one *group commit* of
 //! everything waiting — one sled batch, one fsync, one signature — and only then is each caller
-//! answered (see the `group` module). An answered append is durable; after a crash the log reopens at its last durable commit and
-//! checks the recomputed root against the stored checkpoint.
+//! answered (see the `group` module). An answered append is durable and covered by the latest
+//! checkpoint; after a crash the log reopens at its last durable commit and checks the
+//! recomputed root against the stored checkpoint.
 //!
 //! The log also serves proofs, C2SP tlog-proof receipts, and a static tlog-tiles export that an
 //! auditor can verify offline with `sanad log verify` or any independent implementation.
