@@ -38,7 +38,7 @@ use sanad_tlog::checkpoint::SignedCheckpoint;
 use sanad_tlog::hash::Hash;
 use sanad_tlog::proof_file::ProofFile;
 use sanad_tlog::rotation::KeyRotation;
-use sanad_tlog::tile::{TileId, TileReader, TileSourceError};
+use sanad_tlog::tile::{TileEdge, TileId, TileReader, TileSourceError};
 use sanad_tlog::{NoteSigner, NoteVerifier, tree};
 
 pub use crate::export::ExportSummary;
@@ -437,9 +437,11 @@ fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
 /// Commits one group taken by a leader: appends as one batch, or a rotation on its own.
 fn commit_group(shared: &Shared, group: &Group) -> Result<Vec<Outcome>, Error> {
     let mut signer = lock(&shared.signer);
-    let head = read(&shared.head).clone();
+    // Only the leader changes the head, so this copy stays current for the whole commit.
+    let edge = read(&shared.head).edge.clone();
+    let size_before = edge.size();
     if let [(_, Operation::RotateKey)] = group.as_slice() {
-        let verifier = rotate(shared, &mut signer, &head)?;
+        let verifier = rotate(shared, &mut signer, edge)?;
         return Ok(vec![Outcome::Rotated(Box::new(verifier))]);
     }
     let mut entries: Vec<&[u8]> = Vec::new();
@@ -452,11 +454,11 @@ fn commit_group(shared: &Shared, group: &Group) -> Result<Vec<Outcome>, Error> {
         entries.extend(e.iter().map(Vec::as_slice));
         leaves.extend_from_slice(l);
     }
-    let new_head = shared.store.commit(&head, &entries, &leaves, &[&signer])?;
+    let new_head = shared.store.commit(edge, &entries, &leaves, &[&signer])?;
     let tree_size = new_head.edge.size();
-    assert_eq!(tree_size, head.edge.size() + entries.len() as u64);
+    assert_eq!(tree_size, size_before + entries.len() as u64);
     publish(shared, new_head);
-    let mut first_index = head.edge.size();
+    let mut first_index = size_before;
     let mut outcomes = Vec::with_capacity(group.len());
     for (_, operation) in group {
         outcomes.push(Outcome::Appended { first_index, tree_size });
@@ -474,7 +476,7 @@ fn publish(shared: &Shared, head: Head) {
 }
 
 /// Generates the next key, commits the hand-over entry under both keys, installs the new key.
-fn rotate(shared: &Shared, signer: &mut NoteSigner, head: &Head) -> Result<NoteVerifier, Error> {
+fn rotate(shared: &Shared, signer: &mut NoteSigner, edge: TileEdge) -> Result<NoteVerifier, Error> {
     let next_path = shared.dir.join(keys::NEXT_KEY_FILE);
     // A leftover next key is from an attempt that never committed (open resolves committed
     // ones), so it is safe to replace.
@@ -485,7 +487,7 @@ fn rotate(shared: &Shared, signer: &mut NoteSigner, head: &Head) -> Result<NoteV
     let next = keys::generate_key_file(&next_path, signer.name())?;
     let entry = KeyRotation::sign(signer, &next)?;
     let leaf = sanad_tlog::leaf_hash(&entry);
-    let new_head = shared.store.commit(head, &[&entry], &[leaf], &[signer, &next])?;
+    let new_head = shared.store.commit(edge, &[&entry], &[leaf], &[signer, &next])?;
     publish(shared, new_head);
     keys::install_next_key(&shared.dir)?;
     let verifier = next.verifier();

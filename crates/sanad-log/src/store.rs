@@ -239,19 +239,18 @@ impl Store {
         Ok(())
     }
 
-    /// Appends `entries`, whose leaf hashes are `leaves`, after `head` atomically and durably;
-    /// returns the new head.
+    /// Appends `entries`, whose leaf hashes are `leaves`, to the tree whose right edge is
+    /// `edge`, atomically and durably; returns the new head.
     pub(crate) fn commit(
         &self,
-        head: &Head,
+        mut edge: TileEdge,
         entries: &[&[u8]],
         leaves: &[Hash],
         signers: &[&NoteSigner],
     ) -> Result<Head, Error> {
         assert!(!entries.is_empty(), "empty commits are not written");
         assert_eq!(entries.len(), leaves.len(), "one leaf hash per entry");
-        let first_index = head.edge.size();
-        let mut edge = head.edge.clone();
+        let first_index = edge.size();
         let mut completed: Vec<CompletedTile> = Vec::new();
         let bundle = tile::encode_bundle(entries.iter().copied())?;
         for leaf in leaves {
