@@ -92,6 +92,7 @@ fn verification(total: usize) -> (f64, f64) {
     for batch in data.chunks(10_000) {
         log.append(batch.to_vec()).unwrap();
     }
+    log.wait_for_checkpoint(total as u64).unwrap();
     let export = dir.path().join("export");
     log.export(&export).unwrap();
     let verifier = log.verifier();

@@ -30,6 +30,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         appended.first_index, appended.tree_size
     );
 
+    // Appends are answered when durable; the checkpoint covering them follows.
+    log.wait_for_checkpoint(appended.tree_size)?;
     let export = root.join("export");
     let summary = log.export(&export)?;
     println!(

@@ -1,7 +1,7 @@
 //! Group commit without a writer thread: callers queue their appends, and the caller at the
 //! front of the queue becomes the *leader*. The leader takes every append waiting (up to the
-//! batch limits), writes them as one commit — one sled batch, one fsync, one checkpoint
-//! signature — and hands each follower its result. Followers sleep until their result is
+//! batch limits), writes them as one commit — one sled batch, one fsync, carrying the latest
+//! checkpoint the integrator has signed — and hands each follower its result. Followers sleep until their result is
 //! there, or until they reach the front and lead the next commit.
 //!
 //! This is the writer queue of LevelDB and RocksDB. Compared with a dedicated writer thread it
@@ -89,6 +89,17 @@ impl Queue {
             changed: Condvar::new(),
             grew: Condvar::new(),
         }
+    }
+
+    /// Refuses everything from now on (after a failed write outside a group).
+    pub(crate) fn stop(&self) {
+        lock(&self.state).stopped = true;
+        self.changed.notify_all();
+    }
+
+    /// Whether the queue has stopped after a failure.
+    pub(crate) fn is_stopped(&self) -> bool {
+        lock(&self.state).stopped
     }
 
     /// Queues `operation` and returns its outcome; `commit` is called by whichever caller leads

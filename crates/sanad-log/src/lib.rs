@@ -1,11 +1,11 @@
 //! # sanad-log: the durable, signed, append-only log
 //!
 //! A [`Log`] keeps opaque entries (at most 65,535 bytes each) in sled, in an RFC 6962 Merkle
-//! tree, and signs a C2SP checkpoint after every commit. Many threads may call
-//! [`Log::append`] at once: the caller at the front of the queue leads one *group commit* of
-//! everything waiting — one sled batch, one fsync, one signature — and only then is each caller
-//! answered (see the `group` module). An answered append is durable and covered by the latest
-//! checkpoint; after a crash the log reopens at its last durable commit and checks the
+//! tree, under signed C2SP checkpoints. Many threads may call [`Log::append`] at once: the
+//! caller at the front of the queue leads one *group commit* of everything waiting — one sled
+//! batch, one fsync — and only then is each caller answered (see the `group` module). An answered append is durable; the checkpoint covering it
+//! is signed beside the commits and written shortly after (see the `integrate` module). After a
+//! crash the log reopens at its last durable commit, integrates what it must, and checks the
 //! recomputed root against the stored checkpoint.
 //!
 //! The log also serves proofs, C2SP tlog-proof receipts, and a static tlog-tiles export that an
@@ -26,23 +26,26 @@
 
 mod export;
 mod group;
+mod integrate;
 pub mod keys;
 pub mod limits;
 mod store;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::mpsc;
+use std::sync::{Arc, Condvar, Mutex, RwLock};
 
 use sanad_tlog::checkpoint::SignedCheckpoint;
 use sanad_tlog::hash::Hash;
 use sanad_tlog::proof_file::ProofFile;
 use sanad_tlog::rotation::KeyRotation;
-use sanad_tlog::tile::{TileEdge, TileId, TileReader, TileSourceError};
+use sanad_tlog::tile::{TileId, TileReader, TileSourceError};
 use sanad_tlog::{NoteSigner, NoteVerifier, tree};
 
 pub use crate::export::ExportSummary;
 use crate::group::{Group, Operation, Outcome, Queue};
+use crate::integrate::Integration;
 use crate::limits::{BATCH_BYTES_MAX, BATCH_ENTRIES_MAX};
 use crate::store::{Head, Store, StoreTiles};
 
@@ -133,19 +136,40 @@ pub struct Appended {
 
 struct Shared {
     dir: PathBuf,
+    origin: String,
     store: Store,
     verifier: RwLock<NoteVerifier>,
+    /// The latest durable checkpoint and the tree at its size: what proofs and exports use.
     head: RwLock<Head>,
+    /// Held for every write to storage; holds the number of durable entries.
+    writing: Mutex<u64>,
+    /// The number of durable entries, for readers.
+    durable: AtomicU64,
+    /// Integration done but not yet written (or the integrator's error).
+    slot: Mutex<Option<Result<Integration, Error>>>,
+    /// Tree size of the published head, for `wait_for_checkpoint`.
+    published: Mutex<u64>,
+    published_changed: Condvar,
     commits: AtomicU64,
     queue: Queue,
-    // Used only by the leader of a commit, one at a time.
-    signer: Mutex<NoteSigner>,
+    integrator: Mutex<Option<mpsc::Sender<integrate::Message>>>,
+}
+
+impl Shared {
+    fn publish(&self, head: Head) {
+        let size = head.edge.size();
+        *self.head.write().unwrap_or_else(std::sync::PoisonError::into_inner) = head;
+        *lock(&self.published) = size;
+        self.published_changed.notify_all();
+    }
 }
 
 /// A durable signed log. Share it between threads with an `Arc`; concurrent appends are
-/// group-committed (see the `group` module).
+/// group-committed (see the `group` module) and integrated into the tree beside the commits
+/// (see the `integrate` module).
 pub struct Log {
     shared: Arc<Shared>,
+    integrator: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
 impl std::fmt::Debug for Log {
@@ -170,7 +194,7 @@ impl Log {
         let signer = keys::generate_key_file(&key_path, origin)?;
         let store = Store::open(&dir.join(DB_DIR))?;
         let head = store.initialise(&signer)?;
-        Ok(Self::start(dir, store, signer, head))
+        Ok(Self::start(dir, store, signer, head, 0))
     }
 
     /// Opens the log in `dir`, rebuilding its state from storage and checking it against the
@@ -197,21 +221,80 @@ impl Log {
             }
             None => return Err(Error::corrupt("no origin stored (interrupted init?)")),
         }
-        let head = store.load_head(&signer.verifier())?;
-        Ok(Self::start(dir, store, signer, head))
+        let (mut head, durable) = store.load_head(&signer.verifier())?;
+        if durable > head.edge.size() {
+            // A crash came after these entries were durable but before their integration was
+            // written: integrate them now, before serving anything.
+            let mut leaves = Vec::new();
+            store.for_each_entry(head.edge.size(), durable, |_, entry| {
+                leaves.push(sanad_tlog::leaf_hash(entry));
+                Ok(())
+            })?;
+            let mut tiles = Vec::new();
+            head.checkpoint =
+                integrate::integrate(&mut head.edge, &leaves, &[&signer], &mut tiles)?;
+            store.write(&store::Commit {
+                first_index: durable,
+                entries: &[],
+                tiles: &tiles,
+                checkpoint: Some(&head.checkpoint),
+            })?;
+        }
+        Ok(Self::start(dir, store, signer, head, durable))
     }
 
-    fn start(dir: &Path, store: Store, signer: NoteSigner, head: Head) -> Self {
+    fn start(dir: &Path, store: Store, signer: NoteSigner, head: Head, durable: u64) -> Self {
+        assert_eq!(head.edge.size(), durable, "a log starts fully integrated");
+        let (sender, messages) = mpsc::channel();
+        let edge = head.edge.clone();
         let shared = Arc::new(Shared {
             dir: dir.to_owned(),
+            origin: signer.name().to_owned(),
             store,
             verifier: RwLock::new(signer.verifier()),
+            published: Mutex::new(head.edge.size()),
+            published_changed: Condvar::new(),
             head: RwLock::new(head),
+            writing: Mutex::new(durable),
+            durable: AtomicU64::new(durable),
+            slot: Mutex::new(None),
             commits: AtomicU64::new(0),
             queue: Queue::new(),
-            signer: Mutex::new(signer),
+            integrator: Mutex::new(Some(sender)),
         });
-        Self { shared }
+        let integrator_shared = Arc::clone(&shared);
+        let integrator = std::thread::Builder::new()
+            .name("sanad-log-integrator".into())
+            .spawn(move || integrate::run(&integrator_shared, signer, edge, &messages))
+            .unwrap_or_else(|e| panic!("cannot start the log's integrator thread: {e}"));
+        Self { shared, integrator: Mutex::new(Some(integrator)) }
+    }
+
+    /// Waits until a durable checkpoint covers at least `size` entries and returns it. An
+    /// append is answered when durable; the checkpoint covering it follows shortly after.
+    ///
+    /// # Errors
+    /// [`Error::BeyondTree`] for a size beyond the durable entries; [`Error::WriterStopped`]
+    /// when the log stops writing before that.
+    pub fn wait_for_checkpoint(&self, size: u64) -> Result<SignedCheckpoint, Error> {
+        let durable = self.size();
+        if size > durable {
+            return Err(Error::BeyondTree { what: "tree size", index: size, size: durable });
+        }
+        let mut published = lock(&self.shared.published);
+        while *published < size {
+            if self.shared.queue.is_stopped() {
+                return Err(Error::WriterStopped);
+            }
+            published = self
+                .shared
+                .published_changed
+                .wait_timeout(published, std::time::Duration::from_millis(50))
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .0;
+        }
+        drop(published);
+        Ok(self.checkpoint())
     }
 
     /// Appends entries durably, in order, as part of the next group commit.
@@ -254,9 +337,10 @@ impl Log {
         read(&self.shared.verifier).clone()
     }
 
-    /// The current tree size.
+    /// The number of entries durably appended. The latest checkpoint may trail it by the last
+    /// commit (see [`Log::wait_for_checkpoint`]).
     pub fn size(&self) -> u64 {
-        read(&self.shared.head).edge.size()
+        self.shared.durable.load(Ordering::Acquire)
     }
 
     /// How many group commits (fsyncs and signatures) this handle has written since it opened.
@@ -338,12 +422,17 @@ impl Log {
         })
     }
 
-    /// A C2SP tlog-proof receipt for entry `index` against the latest checkpoint.
+    /// A C2SP tlog-proof receipt for entry `index` against the latest checkpoint (waiting, if
+    /// needed, for the checkpoint that covers a just-appended entry).
     ///
     /// # Errors
     /// [`Error::BeyondTree`]; storage errors.
     pub fn receipt(&self, index: u64) -> Result<ProofFile, Error> {
-        let checkpoint = self.checkpoint();
+        let durable = self.size();
+        if index >= durable {
+            return Err(Error::BeyondTree { what: "leaf index", index, size: durable });
+        }
+        let checkpoint = self.wait_for_checkpoint(index + 1)?;
         let size = checkpoint.checkpoint().size();
         let path = self.inclusion_proof(index, size)?;
         Ok(ProofFile { extra: None, index, path, checkpoint: checkpoint.to_bytes() })
@@ -434,14 +523,12 @@ fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
     lock.read().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// Commits one group taken by a leader: appends as one batch, or a rotation on its own.
+/// Commits one group taken by a leader: appends as one batch (carrying the waiting
+/// integration), or a rotation on its own.
 fn commit_group(shared: &Shared, group: &Group) -> Result<Vec<Outcome>, Error> {
-    let mut signer = lock(&shared.signer);
-    // Only the leader changes the head, so this copy stays current for the whole commit.
-    let edge = read(&shared.head).edge.clone();
-    let size_before = edge.size();
+    let mut durable = lock(&shared.writing);
     if let [(_, Operation::RotateKey)] = group.as_slice() {
-        let verifier = rotate(shared, &mut signer, edge)?;
+        let verifier = rotate(shared, &mut durable)?;
         return Ok(vec![Outcome::Rotated(Box::new(verifier))]);
     }
     let mut entries: Vec<&[u8]> = Vec::new();
@@ -454,15 +541,22 @@ fn commit_group(shared: &Shared, group: &Group) -> Result<Vec<Outcome>, Error> {
         entries.extend(e.iter().map(Vec::as_slice));
         leaves.extend_from_slice(l);
     }
-    let new_head = shared.store.commit(edge, &entries, &leaves, &[&signer])?;
-    let tree_size = new_head.edge.size();
-    assert_eq!(tree_size, size_before + entries.len() as u64);
-    publish(shared, new_head);
-    let mut first_index = size_before;
+    let first_index = *durable;
+    let integration = integrate::take(shared)?;
+    integrate::write(shared, first_index, &entries, integration)?;
+    *durable += entries.len() as u64;
+    shared.durable.store(*durable, Ordering::Release);
+    let tree_size = *durable;
+    drop(durable);
+    if let Some(integrator) = lock(&shared.integrator).as_ref() {
+        // Invariant: the integrator runs as long as the log holds its sender.
+        let _ = integrator.send(integrate::Message::Leaves(leaves));
+    }
+    let mut index = first_index;
     let mut outcomes = Vec::with_capacity(group.len());
     for (_, operation) in group {
-        outcomes.push(Outcome::Appended { first_index, tree_size });
-        first_index += match operation {
+        outcomes.push(Outcome::Appended { first_index: index, tree_size });
+        index += match operation {
             Operation::Append { entries, .. } => entries.len() as u64,
             Operation::RotateKey => 0,
         };
@@ -470,13 +564,9 @@ fn commit_group(shared: &Shared, group: &Group) -> Result<Vec<Outcome>, Error> {
     Ok(outcomes)
 }
 
-fn publish(shared: &Shared, head: Head) {
-    *shared.head.write().unwrap_or_else(std::sync::PoisonError::into_inner) = head;
-    shared.commits.fetch_add(1, Ordering::Relaxed);
-}
-
-/// Generates the next key, commits the hand-over entry under both keys, installs the new key.
-fn rotate(shared: &Shared, signer: &mut NoteSigner, edge: TileEdge) -> Result<NoteVerifier, Error> {
+/// Generates the next key, has the integrator sign the hand-over after everything before it,
+/// writes entry and checkpoint in one batch, then installs the new key.
+fn rotate(shared: &Shared, durable: &mut u64) -> Result<NoteVerifier, Error> {
     let next_path = shared.dir.join(keys::NEXT_KEY_FILE);
     // A leftover next key is from an attempt that never committed (open resolves committed
     // ones), so it is safe to replace.
@@ -484,14 +574,36 @@ fn rotate(shared: &Shared, signer: &mut NoteSigner, edge: TileEdge) -> Result<No
         std::fs::remove_file(&next_path)
             .map_err(|e| Error::io(format!("removing {}", next_path.display()), e))?;
     }
-    let next = keys::generate_key_file(&next_path, signer.name())?;
-    let entry = KeyRotation::sign(signer, &next)?;
-    let leaf = sanad_tlog::leaf_hash(&entry);
-    let new_head = shared.store.commit(edge, &[&entry], &[leaf], &[signer, &next])?;
-    publish(shared, new_head);
-    keys::install_next_key(&shared.dir)?;
+    let next = keys::generate_key_file(&next_path, &shared.origin)?;
     let verifier = next.verifier();
+    let (reply, answer) = mpsc::sync_channel(1);
+    lock(&shared.integrator)
+        .as_ref()
+        .ok_or(Error::WriterStopped)?
+        .send(integrate::Message::Rotate { next: Box::new(next), reply })
+        .map_err(|_| Error::WriterStopped)?;
+    let (entry, rotation) = answer.recv().map_err(|_| Error::WriterStopped)??;
+    // The integrator folds in every durable entry before the rotation entry.
+    assert_eq!(rotation.head.edge.size(), *durable + 1, "rotation integrates all before it");
+    // Tiles of an integration not yet written go into the same batch; the rotation's
+    // checkpoint supersedes its checkpoint.
+    let mut tiles = integrate::take(shared)?.map(|waiting| waiting.tiles).unwrap_or_default();
+    tiles.extend(rotation.tiles);
+    let integration = Integration { head: rotation.head, tiles };
+    integrate::write(shared, *durable, &[&entry], Some(integration))?;
+    *durable += 1;
+    shared.durable.store(*durable, Ordering::Release);
+    keys::install_next_key(&shared.dir)?;
     *shared.verifier.write().unwrap_or_else(std::sync::PoisonError::into_inner) = verifier.clone();
-    *signer = next;
     Ok(verifier)
+}
+
+impl Drop for Log {
+    fn drop(&mut self) {
+        // The integrator writes its last integration when its channel closes.
+        drop(lock(&self.shared.integrator).take());
+        if let Some(integrator) = lock(&self.integrator).take() {
+            let _ = integrator.join();
+        }
+    }
 }

@@ -1,7 +1,7 @@
 //! The durable log's limits, each with its reason.
 
 /// Most entries in one group commit: bounds the memory of one batch and the latency of the
-/// callers who wait for it, while still amortising one fsync and one signature over many
+/// callers who wait for it, while still amortising one fsync over many
 /// entries.
 pub const BATCH_ENTRIES_MAX: usize = 16_384;
 

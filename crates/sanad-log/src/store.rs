@@ -9,8 +9,11 @@
 //! | `T` + level (u8) + index (u64 BE) | one full tile of level 1 or above (8,192 bytes) |
 //! | `C`                         | the latest signed checkpoint                          |
 //!
-//! A commit writes its batch, the tiles it completes and its checkpoint in one atomic sled
-//! batch, then flushes (fsync): after a crash either all of it is there or none of it. One value
+//! A commit writes its entries, the tiles that integration completed and the checkpoint that
+//! covers them in one atomic sled batch, then flushes (fsync): after a crash either all of it is
+//! there or none of it. Integration runs beside the commits (see `integrate.rs`), so the
+//! checkpoint written with a batch may cover only earlier batches; on open, durable entries
+//! beyond the checkpoint are integrated before the log serves anything. One value
 //! per batch rather than one key per entry is what makes appends fast (sled's per-key cost is
 //! about 14 times the per-byte cost for small entries). Level-0 tiles are not stored: they are
 //! the leaf hashes of the entries, recomputed when read, which saves 32 bytes per entry on
@@ -133,16 +136,18 @@ impl Store {
         Ok(bytes.ok_or_else(|| Error::corrupt("no checkpoint stored"))?.to_vec())
     }
 
-    /// Rebuilds the head from what is stored and checks it against the stored checkpoint.
-    pub(crate) fn load_head(&self, verifier: &NoteVerifier) -> Result<Head, Error> {
+    /// Rebuilds the integrated head (the tree at the stored checkpoint) and checks it against
+    /// the checkpoint. Also returns the number of durable entries, which exceeds the
+    /// checkpoint's size when a crash came before their integration was written.
+    pub(crate) fn load_head(&self, verifier: &NoteVerifier) -> Result<(Head, u64), Error> {
         let bytes = self.checkpoint_bytes()?;
         let checkpoint = SignedCheckpoint::parse_and_verify(&bytes, verifier)
             .map_err(|e| Error::corrupt(format!("stored checkpoint does not verify: {e}")))?;
-        let size = self.stored_size()?;
-        if size != checkpoint.checkpoint().size() {
+        let size = checkpoint.checkpoint().size();
+        let durable = self.stored_size()?;
+        if durable < size {
             return Err(Error::corrupt(format!(
-                "stored entries give size {size}, the checkpoint says {}",
-                checkpoint.checkpoint().size()
+                "stored entries give size {durable}, the checkpoint says {size}"
             )));
         }
         let edge = self.rebuild_edge(size)?;
@@ -151,7 +156,7 @@ impl Store {
                 "recomputed root at size {size} differs from the checkpoint"
             )));
         }
-        Ok(Head { edge, checkpoint })
+        Ok((Head { edge, checkpoint }, durable))
     }
 
     /// The tree size implied by the last stored batch.
@@ -239,36 +244,32 @@ impl Store {
         Ok(())
     }
 
-    /// Appends `entries`, whose leaf hashes are `leaves`, to the tree whose right edge is
-    /// `edge`, atomically and durably; returns the new head.
-    pub(crate) fn commit(
-        &self,
-        mut edge: TileEdge,
-        entries: &[&[u8]],
-        leaves: &[Hash],
-        signers: &[&NoteSigner],
-    ) -> Result<Head, Error> {
-        assert!(!entries.is_empty(), "empty commits are not written");
-        assert_eq!(entries.len(), leaves.len(), "one leaf hash per entry");
-        let first_index = edge.size();
-        let mut completed: Vec<CompletedTile> = Vec::new();
-        let bundle = tile::encode_bundle(entries.iter().copied())?;
-        for leaf in leaves {
-            edge.push(*leaf, &mut completed);
-        }
-        let origin = signers.first().map(|s| s.name()).unwrap_or_default();
-        let checkpoint = Checkpoint::new(origin, edge.size(), edge.root())?.sign(signers)?;
-
+    /// Writes one commit atomically and durably: one sled batch, one flush.
+    pub(crate) fn write(&self, commit: &Commit<'_>) -> Result<(), Error> {
         let mut batch = sled::Batch::default();
-        batch.insert(&batch_key(first_index), bundle);
-        for tile in completed.iter().filter(|t| t.id.level > 0) {
+        if !commit.entries.is_empty() {
+            let bundle = tile::encode_bundle(commit.entries.iter().copied())?;
+            batch.insert(&batch_key(commit.first_index), bundle);
+        }
+        for tile in commit.tiles.iter().filter(|t| t.id.level > 0) {
             batch.insert(&tile_key(tile.id.level, tile.id.index), tile::tile_bytes(&tile.hashes));
         }
-        batch.insert(CHECKPOINT_KEY, checkpoint.to_bytes());
+        if let Some(checkpoint) = commit.checkpoint {
+            batch.insert(CHECKPOINT_KEY, checkpoint.to_bytes());
+        }
         self.tree.apply_batch(batch).map_err(Error::storage)?;
         self.db.flush().map_err(Error::storage)?;
-        Ok(Head { edge, checkpoint })
+        Ok(())
     }
+}
+
+/// What one commit writes: entries at `first_index`, the full tiles that integration
+/// completed, and the checkpoint that covers them. Level-0 tiles are never stored.
+pub(crate) struct Commit<'a> {
+    pub(crate) first_index: u64,
+    pub(crate) entries: &'a [&'a [u8]],
+    pub(crate) tiles: &'a [CompletedTile],
+    pub(crate) checkpoint: Option<&'a SignedCheckpoint>,
 }
 
 /// Reads tiles of a committed tree: full tiles from sled, the right edge from memory. A tile of
