@@ -192,7 +192,7 @@ fn main() {
     );
 
     println!(
-        "group commit: appends/s by entries per commit (1 caller, one fsync + signature each)"
+        "group commit: appends/s by entries per commit (1 caller, one fsync each)"
     );
     for per_commit in [1usize, 10, 100, 1_000] {
         let count = if quick { per_commit * 50 } else { (per_commit * 500).min(total) };

@@ -11,15 +11,13 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Condvar, Mutex};
 
-use sanad_tlog::hash::Hash;
-
 use crate::limits::{BATCH_BYTES_MAX, BATCH_ENTRIES_MAX};
 use crate::{Error, lock};
 
 /// One queued operation.
 pub(crate) enum Operation {
-    /// Entries to append, with their leaf hashes (computed by the caller before queueing).
-    Append { entries: Vec<Vec<u8>>, leaves: Vec<Hash> },
+    /// Entries to append.
+    Append { entries: Vec<Vec<u8>> },
     /// A key rotation, which always commits on its own.
     RotateKey,
 }
@@ -108,7 +106,7 @@ impl Queue {
     pub(crate) fn submit(
         &self,
         operation: Operation,
-        commit: impl FnOnce(&Group) -> Result<Vec<Outcome>, Error>,
+        commit: impl FnOnce(Group) -> Result<Vec<Outcome>, Error>,
     ) -> Result<Outcome, Error> {
         let mut state = lock(&self.state);
         if state.stopped {
@@ -150,13 +148,14 @@ impl Queue {
         let group = take_group(&mut state.waiting);
         state.last_group_len = group.len();
         drop(state);
-        let result = commit(&group);
+        let tickets: Vec<u64> = group.iter().map(|(ticket, _)| *ticket).collect();
+        let result = commit(group);
         let mut state = lock(&self.state);
         state.leading = false;
         match result {
             Ok(outcomes) => {
-                assert_eq!(outcomes.len(), group.len(), "one outcome per operation");
-                for ((ticket, _), outcome) in group.into_iter().zip(outcomes) {
+                assert_eq!(outcomes.len(), tickets.len(), "one outcome per operation");
+                for (ticket, outcome) in tickets.into_iter().zip(outcomes) {
                     state.done.insert(ticket, Ok(outcome));
                 }
             }
@@ -164,7 +163,7 @@ impl Queue {
                 // After a failed write the store's state is unknown: refuse everything from
                 // now on, so nothing more is acknowledged on it.
                 state.stopped = true;
-                for (ticket, _) in group {
+                for ticket in tickets {
                     state.done.insert(ticket, Err(error.clone()));
                 }
             }
@@ -204,10 +203,7 @@ mod tests {
     use super::*;
 
     fn append(count: usize) -> Operation {
-        Operation::Append {
-            entries: vec![vec![0; 10]; count],
-            leaves: vec![Hash::default(); count],
-        }
+        Operation::Append { entries: vec![vec![0; 10]; count] }
     }
 
     #[test]

@@ -2,8 +2,8 @@
 //! thread of its own, so that this CPU work overlaps the next commit's fsync instead of adding
 //! to it (the split Tessera calls sequencing and integration).
 //!
-//! A commit makes entries durable and answers their callers at once; it then hands their leaf
-//! hashes to the integrator. The integrator folds them into the tree's right edge, collects the
+//! A commit makes entries durable and answers their callers at once; it then hands the entries
+//! to the integrator. The integrator hashes them and folds them into the tree's right edge, collects the
 //! tiles they complete and signs one checkpoint for everything it has folded in. The result
 //! waits in a *slot*: the next commit writes it in its own atomic batch, or, when no commit comes
 //! soon, the integrator writes it alone. So:
@@ -41,13 +41,11 @@ pub(crate) struct Integration {
 }
 
 pub(crate) enum Message {
-    Leaves(Vec<Hash>),
+    /// Committed entries, in order, as the appends that brought them.
+    Entries(Vec<Vec<Vec<u8>>>),
     /// Integrate a key rotation entry now, signed by both keys, and answer with the entry and
     /// the integration covering everything up to it; sign later checkpoints with the new key.
-    Rotate {
-        next: Box<NoteSigner>,
-        reply: SyncSender<Result<(Vec<u8>, Integration), Error>>,
-    },
+    Rotate { next: Box<NoteSigner>, reply: SyncSender<Result<(Vec<u8>, Integration), Error>> },
 }
 
 /// Folds `leaves` into `edge` and signs a checkpoint for the result with `signers`.
@@ -89,16 +87,16 @@ pub(crate) fn run(
             },
         };
         match message {
-            Message::Leaves(leaves) => {
+            Message::Entries(batches) => {
                 let mut tiles = Vec::new();
-                let mut pending = leaves;
+                let mut pending = batches;
                 // Fold in everything already waiting: one signature for all of it.
                 loop {
-                    for leaf in &pending {
-                        edge.push(*leaf, &mut tiles);
+                    for entry in pending.iter().flatten() {
+                        edge.push(sanad_tlog::leaf_hash(entry), &mut tiles);
                     }
                     match messages.try_recv() {
-                        Ok(Message::Leaves(more)) => pending = more,
+                        Ok(Message::Entries(more)) => pending = more,
                         Ok(other) => {
                             next = Some(other);
                             break;

@@ -305,10 +305,10 @@ impl Log {
     /// log refuses further appends ([`Error::WriterStopped`]) until reopened.
     pub fn append(&self, entries: Vec<Vec<u8>>) -> Result<Appended, Error> {
         check_append(&entries)?;
-        let leaves = leaf_hashes(&entries);
-        let outcome = self.shared.queue.submit(Operation::Append { entries, leaves }, |group| {
-            commit_group(&self.shared, group)
-        })?;
+        let outcome = self
+            .shared
+            .queue
+            .submit(Operation::Append { entries }, |group| commit_group(&self.shared, group))?;
         match outcome {
             Outcome::Appended { first_index, tree_size } => Ok(Appended { first_index, tree_size }),
             Outcome::Rotated(_) => Err(Error::corrupt("an append was answered as a rotation")),
@@ -480,13 +480,6 @@ impl From<TileSourceError<Self>> for Error {
     }
 }
 
-/// Leaf hashes, computed on the caller's thread before it queues, so that concurrent callers
-/// hash in parallel while the leader is busy with storage. (Splitting one append over two threads was measured
-/// slower: a thread per append costs more than it saves.)
-fn leaf_hashes(entries: &[Vec<u8>]) -> Vec<Hash> {
-    entries.iter().map(|e| sanad_tlog::leaf_hash(e)).collect()
-}
-
 fn check_append(entries: &[Vec<u8>]) -> Result<(), Error> {
     if entries.is_empty() {
         return Err(Error::BadAppend("no entries"));
@@ -525,41 +518,40 @@ fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
 
 /// Commits one group taken by a leader: appends as one batch (carrying the waiting
 /// integration), or a rotation on its own.
-fn commit_group(shared: &Shared, group: &Group) -> Result<Vec<Outcome>, Error> {
+fn commit_group(shared: &Shared, group: Group) -> Result<Vec<Outcome>, Error> {
     let mut durable = lock(&shared.writing);
     if let [(_, Operation::RotateKey)] = group.as_slice() {
         let verifier = rotate(shared, &mut durable)?;
         return Ok(vec![Outcome::Rotated(Box::new(verifier))]);
     }
-    let mut entries: Vec<&[u8]> = Vec::new();
-    let mut leaves: Vec<Hash> = Vec::new();
+    let mut batches: Vec<Vec<Vec<u8>>> = Vec::with_capacity(group.len());
     for (_, operation) in group {
         // Invariant: take_group puts a rotation in a group of its own.
-        let Operation::Append { entries: e, leaves: l } = operation else {
+        let Operation::Append { entries } = operation else {
             unreachable!("a rotation is never grouped with appends")
         };
-        entries.extend(e.iter().map(Vec::as_slice));
-        leaves.extend_from_slice(l);
+        batches.push(entries);
     }
+    let entries: Vec<&[u8]> = batches.iter().flatten().map(Vec::as_slice).collect();
+    let count = entries.len() as u64;
     let first_index = *durable;
     let integration = integrate::take(shared)?;
     integrate::write(shared, first_index, &entries, integration)?;
-    *durable += entries.len() as u64;
+    drop(entries);
+    *durable += count;
     shared.durable.store(*durable, Ordering::Release);
     let tree_size = *durable;
     drop(durable);
-    if let Some(integrator) = lock(&shared.integrator).as_ref() {
-        // Invariant: the integrator runs as long as the log holds its sender.
-        let _ = integrator.send(integrate::Message::Leaves(leaves));
-    }
     let mut index = first_index;
-    let mut outcomes = Vec::with_capacity(group.len());
-    for (_, operation) in group {
+    let mut outcomes = Vec::with_capacity(batches.len());
+    for batch in &batches {
         outcomes.push(Outcome::Appended { first_index: index, tree_size });
-        index += match operation {
-            Operation::Append { entries, .. } => entries.len() as u64,
-            Operation::RotateKey => 0,
-        };
+        index += batch.len() as u64;
+    }
+    if let Some(integrator) = lock(&shared.integrator).as_ref() {
+        // The integrator hashes the entries and folds them into the tree while the next commit
+        // is written. Invariant: it runs as long as the log holds its sender.
+        let _ = integrator.send(integrate::Message::Entries(batches));
     }
     Ok(outcomes)
 }
