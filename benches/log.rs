@@ -191,9 +191,7 @@ fn main() {
         100.0 * median(ratios)
     );
 
-    println!(
-        "group commit: appends/s by entries per commit (1 caller, one fsync each)"
-    );
+    println!("group commit: appends/s by entries per commit (1 caller, one fsync each)");
     for per_commit in [1usize, 10, 100, 1_000] {
         let count = if quick { per_commit * 50 } else { (per_commit * 500).min(total) };
         let (rate, commits) = ours(count, per_commit, 1);

@@ -46,7 +46,7 @@ use sanad_tlog::{NoteSigner, NoteVerifier, tree};
 pub use crate::export::ExportSummary;
 use crate::group::{Group, Operation, Outcome, Queue};
 use crate::integrate::Integration;
-use crate::limits::{BATCH_BYTES_MAX, BATCH_ENTRIES_MAX};
+use crate::limits::{BATCH_BYTES_MAX, BATCH_ENTRIES_MAX, INTEGRATION_QUEUE_MAX};
 use crate::store::{Head, Store, StoreTiles};
 
 /// File name of the signing key inside a log's data folder.
@@ -152,7 +152,7 @@ struct Shared {
     published_changed: Condvar,
     commits: AtomicU64,
     queue: Queue,
-    integrator: Mutex<Option<mpsc::Sender<integrate::Message>>>,
+    integrator: Mutex<Option<mpsc::SyncSender<integrate::Message>>>,
 }
 
 impl Shared {
@@ -245,7 +245,7 @@ impl Log {
 
     fn start(dir: &Path, store: Store, signer: NoteSigner, head: Head, durable: u64) -> Self {
         assert_eq!(head.edge.size(), durable, "a log starts fully integrated");
-        let (sender, messages) = mpsc::channel();
+        let (sender, messages) = mpsc::sync_channel(INTEGRATION_QUEUE_MAX);
         let edge = head.edge.clone();
         let shared = Arc::new(Shared {
             dir: dir.to_owned(),

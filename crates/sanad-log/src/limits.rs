@@ -11,3 +11,8 @@ pub const BATCH_BYTES_MAX: usize = 16 << 20;
 
 const _: () = assert!(BATCH_ENTRIES_MAX <= u32::MAX as usize);
 const _: () = assert!(BATCH_BYTES_MAX >= sanad_tlog::limits::ENTRY_SIZE_MAX + 2);
+
+/// Commits whose entries may wait for the integrator before the next commit blocks: enough to
+/// ride out a slow moment, few enough that a lagging integrator slows appends down
+/// (back-pressure) instead of letting memory and the checkpoint's lag grow without bound.
+pub const INTEGRATION_QUEUE_MAX: usize = 64;
