@@ -31,7 +31,7 @@ fn pure_crates_do_no_io() {
         "std::net",
         "std::env",
     ];
-    for krate in ["sanad-money", "sanad-tlog"] {
+    for krate in ["sanad-money", "sanad-tlog", "sanad-ledger"] {
         let mut files = Vec::new();
         rust_files(&root.join("crates").join(krate).join("src"), &mut files);
         assert!(!files.is_empty());

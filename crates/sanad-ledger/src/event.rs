@@ -1,0 +1,166 @@
+//! Events — what the log stores — and their canonical encoding: RFC 8785 (JCS) JSON with a
+//! `"type"` naming the event and a `"v"` schema version. Our values are only strings, booleans
+//! and integers below 2^53, and object keys are ASCII, so serde_json's output with sorted keys
+//! and no white space *is* the canonical form. Decoding refuses anything not canonical, so one
+//! event has exactly one byte string, and the leaf hash an auditor recomputes is unambiguous.
+
+use sanad_money::{Amount, Currency, Id};
+use serde::{Deserialize, Serialize};
+
+use crate::{AccountKind, Actor};
+
+/// Schema version written in every entry.
+pub const ENTRY_VERSION: u64 = 1;
+
+/// A change to the ledger, as stored in the log. Past tense: it has happened.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", deny_unknown_fields)]
+pub enum Event {
+    /// An account was opened.
+    #[serde(rename = "account.opened")]
+    AccountOpened {
+        /// The account.
+        account: Id,
+        /// Its kind.
+        kind: AccountKind,
+        /// Its currency.
+        currency: Currency,
+        /// Its pseudonymous owner.
+        owner: Id,
+        /// When, in ms since the Unix epoch.
+        at_ms: u64,
+    },
+    /// Money moved from one account to another.
+    #[serde(rename = "transfer.posted")]
+    TransferPosted {
+        /// The client-chosen transfer id.
+        transfer: Id,
+        /// The debited account.
+        from: Id,
+        /// The credited account.
+        to: Id,
+        /// The amount, as a decimal string and a currency.
+        amount: Amount,
+        /// The programme.
+        programme: Id,
+        /// Who asked.
+        actor: Actor,
+        /// The optional reference.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reference: Option<String>,
+        /// When.
+        at_ms: u64,
+    },
+    /// An account was frozen.
+    #[serde(rename = "account.frozen")]
+    AccountFrozen {
+        /// The account.
+        account: Id,
+        /// When.
+        at_ms: u64,
+    },
+    /// A freeze was lifted.
+    #[serde(rename = "account.unfrozen")]
+    AccountUnfrozen {
+        /// The account.
+        account: Id,
+        /// When.
+        at_ms: u64,
+    },
+    /// An account was closed for good.
+    #[serde(rename = "account.closed")]
+    AccountClosed {
+        /// The account.
+        account: Id,
+        /// When.
+        at_ms: u64,
+    },
+}
+
+/// Why bytes are not a valid ledger entry.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum EntryError {
+    /// Not JSON, or not an event this version knows.
+    #[error("not a ledger event: {0}")]
+    Malformed(String),
+    /// A schema version this code does not know.
+    #[error("unknown entry version {0}")]
+    UnknownVersion(u64),
+    /// Valid JSON, but not in its one canonical form.
+    #[error("entry is not in canonical form")]
+    NotCanonical,
+}
+
+impl Event {
+    /// The canonical entry bytes.
+    pub fn to_entry(&self) -> Vec<u8> {
+        // Invariant: events hold only strings, booleans and integers, which always serialize.
+        let Ok(serde_json::Value::Object(mut object)) = serde_json::to_value(self) else {
+            unreachable!("an event serializes to a JSON object")
+        };
+        object.insert("v".to_owned(), ENTRY_VERSION.into());
+        // serde_json's map is a BTreeMap (no `preserve_order`): keys come out sorted.
+        serde_json::to_vec(&object).unwrap_or_else(|_| unreachable!("a JSON object serializes"))
+    }
+
+    /// Decodes canonical entry bytes.
+    ///
+    /// # Errors
+    /// The [`EntryError`] saying why the bytes are not a valid entry.
+    pub fn from_entry(bytes: &[u8]) -> Result<Self, EntryError> {
+        let mut object: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_slice(bytes).map_err(|e| EntryError::Malformed(e.to_string()))?;
+        let version = object
+            .remove("v")
+            .and_then(|v| v.as_u64())
+            .ok_or_else(|| EntryError::Malformed("missing version".into()))?;
+        if version != ENTRY_VERSION {
+            return Err(EntryError::UnknownVersion(version));
+        }
+        let event: Self = serde_json::from_value(serde_json::Value::Object(object))
+            .map_err(|e| EntryError::Malformed(e.to_string()))?;
+        if event.to_entry() != bytes {
+            return Err(EntryError::NotCanonical);
+        }
+        Ok(event)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_are_canonical_json_with_sorted_keys() {
+        let jod = Currency::parse("JOD").unwrap();
+        let id = |s: &str| Id::parse(s).unwrap();
+        let event = Event::TransferPosted {
+            transfer: id("t-1"),
+            from: id("prog-1"),
+            to: id("w-7"),
+            amount: Amount::parse("12.5", jod).unwrap(),
+            programme: id("prog-1"),
+            actor: Actor::Operator,
+            reference: None,
+            at_ms: 1_764_000_000_000,
+        };
+        let entry = event.to_entry();
+        assert_eq!(
+            String::from_utf8(entry.clone()).unwrap(),
+            r#"{"actor":"operator","amount":{"amount":"12.500","currency":"JOD"},"at_ms":1764000000000,"from":"prog-1","programme":"prog-1","to":"w-7","transfer":"t-1","type":"transfer.posted","v":1}"#
+        );
+        assert_eq!(Event::from_entry(&entry).unwrap(), event);
+        // The same event with white space, or keys in another order, is refused.
+        let spaced = String::from_utf8(entry).unwrap().replace(',', ", ");
+        assert_eq!(Event::from_entry(spaced.as_bytes()), Err(EntryError::NotCanonical));
+        assert!(matches!(
+            Event::from_entry(b"{\"type\":\"nope\",\"v\":1}"),
+            Err(EntryError::Malformed(_))
+        ));
+        assert_eq!(
+            Event::from_entry(br#"{"account":"a","at_ms":1,"type":"account.frozen","v":2}"#),
+            Err(EntryError::UnknownVersion(2))
+        );
+    }
+}

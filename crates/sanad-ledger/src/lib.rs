@@ -1,0 +1,201 @@
+//! # sanad-ledger: the pure double-entry core
+//!
+//! Accounts and transfers as a state machine with no I/O: [`decide`] checks a [`Command`]
+//! against the current [`Ledger`] state and returns the [`Event`]s it causes (or a typed
+//! [`Rejection`], changing nothing); [`Ledger::apply`] applies events; [`replay`] rebuilds the
+//! state from the log's entries with the same code. Every event has one canonical byte encoding
+//! ([`Event::to_entry`]), RFC 8785 canonical JSON, which is what the signed log stores and what
+//! an auditor in any language replays (see `docs/design/log-entries.md`).
+//!
+//! Money is never created or destroyed: every transfer debits one account and credits another
+//! of the same currency, so the sum of all balances per currency is always zero; issuance is a
+//! transfer out of an `external` account, the only kind allowed to go negative.
+//!
+//! This first slice has accounts (open, freeze, unfreeze, close) and single-phase transfers
+//! with idempotent ids. Two-phase, linked and reversing transfers, limits and the registry come
+//! next (issue 3).
+//!
+//! ```
+//! use sanad_ledger::{Actor, Command, Context, Ledger, AccountKind, decide};
+//! use sanad_money::{Amount, Currency, Id};
+//!
+//! let jod = Currency::parse("JOD").unwrap();
+//! let id = |s: &str| Id::parse(s).unwrap();
+//! let mut ledger = Ledger::default();
+//! let context = Context { now_ms: 0 };
+//! for (account, kind) in [("donor", AccountKind::External), ("prog-1", AccountKind::ProgrammeFunding)] {
+//!     let open = Command::OpenAccount { id: id(account), kind, currency: jod, owner: id("agency") };
+//!     for event in decide(&ledger, &open, &context).unwrap() {
+//!         ledger.apply(&event).unwrap();
+//!     }
+//! }
+//! let fund = Command::Transfer {
+//!     id: id("t-1"),
+//!     from: id("donor"),
+//!     to: id("prog-1"),
+//!     amount: Amount::parse("1000", jod).unwrap(),
+//!     programme: id("prog-1"),
+//!     actor: Actor::Operator,
+//!     reference: None,
+//! };
+//! for event in decide(&ledger, &fund, &context).unwrap() {
+//!     ledger.apply(&event).unwrap();
+//! }
+//! assert_eq!(ledger.account(&id("prog-1")).unwrap().balance().to_string(), "1000.000 JOD");
+//! ```
+
+mod event;
+mod state;
+
+pub use event::{ENTRY_VERSION, EntryError, Event};
+pub use state::{Account, AccountKind, Inconsistency, Ledger, TransferRecord, replay};
+
+use sanad_money::{Amount, Currency, Id};
+use serde::{Deserialize, Serialize};
+
+/// Who asked for a transfer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Actor {
+    /// An agency operator (HTTP, CLI).
+    Operator,
+    /// A vendor (SMS, point of sale).
+    Vendor,
+    /// A beneficiary (SMS, USSD).
+    Beneficiary,
+    /// The system itself (expiries, settlements).
+    System,
+}
+
+/// What the engine supplies that the core must not read itself.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Context {
+    /// The time of the batch, in milliseconds since the Unix epoch.
+    pub now_ms: u64,
+}
+
+/// A request to change the ledger.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Command {
+    /// Open an account.
+    OpenAccount {
+        /// The account's id.
+        id: Id,
+        /// Its kind.
+        kind: AccountKind,
+        /// Its one currency.
+        currency: Currency,
+        /// A pseudonymous owner reference (never a name or phone number).
+        owner: Id,
+    },
+    /// Move `amount` from one account to another.
+    Transfer {
+        /// Client-chosen id; retrying with the same id and content is answered, not applied.
+        id: Id,
+        /// The debited account.
+        from: Id,
+        /// The credited account.
+        to: Id,
+        /// A positive amount in both accounts' currency.
+        amount: Amount,
+        /// The programme the money belongs to.
+        programme: Id,
+        /// Who asked.
+        actor: Actor,
+        /// Optional free reference (no personal data).
+        reference: Option<String>,
+    },
+    /// Stop all movements out of and into an account.
+    FreezeAccount {
+        /// The account.
+        id: Id,
+    },
+    /// Lift a freeze.
+    UnfreezeAccount {
+        /// The account.
+        id: Id,
+    },
+    /// Close an account for good; its balance must be zero.
+    CloseAccount {
+        /// The account.
+        id: Id,
+    },
+}
+
+/// Why a command was refused. Nothing changed. Codes are stable and in precedence order.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Rejection {
+    /// An account with this id exists already.
+    #[error("account {0} already exists")]
+    AccountExists(Id),
+    /// No such account.
+    #[error("account {0} not found")]
+    AccountNotFound(Id),
+    /// The same transfer id was used before with different content.
+    #[error("transfer id {0} was already used for a different transfer")]
+    IdempotencyKeyReused(Id),
+    /// A transfer from an account to itself.
+    #[error("a transfer needs two different accounts")]
+    SameAccount,
+    /// Zero or negative amount.
+    #[error("amount must be positive")]
+    AmountMustBePositive,
+    /// The amount's currency differs from an account's.
+    #[error("currency mismatch: account {account} holds {expected}, the amount is in {got}")]
+    CurrencyMismatch {
+        /// The account.
+        account: Id,
+        /// Its currency.
+        expected: Currency,
+        /// The amount's currency.
+        got: Currency,
+    },
+    /// The account is frozen.
+    #[error("account {0} is frozen")]
+    AccountFrozen(Id),
+    /// The account is closed.
+    #[error("account {0} is closed")]
+    AccountClosed(Id),
+    /// The debit would take the account below zero.
+    #[error("insufficient funds in account {0}")]
+    InsufficientFunds(Id),
+    /// The credit would overflow the largest representable amount.
+    #[error("amount overflow in account {0}")]
+    AmountOverflow(Id),
+    /// Closing an account that still holds money.
+    #[error("account {0} still has a balance")]
+    BalanceNotZero(Id),
+}
+
+impl Rejection {
+    /// The stable snake_case code shown to users and clients.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::AccountExists(_) => "account_exists",
+            Self::AccountNotFound(_) => "account_not_found",
+            Self::IdempotencyKeyReused(_) => "idempotency_key_reused",
+            Self::SameAccount => "same_account",
+            Self::AmountMustBePositive => "amount_must_be_positive",
+            Self::CurrencyMismatch { .. } => "currency_mismatch",
+            Self::AccountFrozen(_) => "account_frozen",
+            Self::AccountClosed(_) => "account_closed",
+            Self::InsufficientFunds(_) => "insufficient_funds",
+            Self::AmountOverflow(_) => "amount_overflow",
+            Self::BalanceNotZero(_) => "balance_not_zero",
+        }
+    }
+}
+
+/// Checks `command` against `ledger` and returns the events it causes. An empty list means the
+/// command was already applied (an idempotent retry): answer it, append nothing.
+///
+/// # Errors
+/// The [`Rejection`] that says why nothing may change.
+pub fn decide(
+    ledger: &Ledger,
+    command: &Command,
+    context: &Context,
+) -> Result<Vec<Event>, Rejection> {
+    state::decide(ledger, command, context)
+}
