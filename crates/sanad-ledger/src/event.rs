@@ -51,6 +51,59 @@ pub enum Event {
         /// When.
         at_ms: u64,
     },
+    /// Funds were reserved for a later transfer.
+    #[serde(rename = "transfer.pending")]
+    TransferPending {
+        /// The pending transfer's id.
+        transfer: Id,
+        /// The account whose funds are held.
+        from: Id,
+        /// The account to be credited.
+        to: Id,
+        /// The amount held.
+        amount: Amount,
+        /// The programme.
+        programme: Id,
+        /// Who asked.
+        actor: Actor,
+        /// The optional reference.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reference: Option<String>,
+        /// When the hold lapses, in ms since the Unix epoch.
+        expires_at_ms: u64,
+        /// When.
+        at_ms: u64,
+    },
+    /// A pending transfer was posted (the rest of the hold, if any, released).
+    #[serde(rename = "pending.posted")]
+    PendingPosted {
+        /// The id of this operation.
+        transfer: Id,
+        /// The pending transfer.
+        pending: Id,
+        /// The amount moved.
+        amount: Amount,
+        /// When.
+        at_ms: u64,
+    },
+    /// A pending transfer was released without moving money.
+    #[serde(rename = "pending.voided")]
+    PendingVoided {
+        /// The id of this operation.
+        transfer: Id,
+        /// The pending transfer.
+        pending: Id,
+        /// When.
+        at_ms: u64,
+    },
+    /// A pending transfer lapsed.
+    #[serde(rename = "pending.expired")]
+    PendingExpired {
+        /// The pending transfer.
+        pending: Id,
+        /// When.
+        at_ms: u64,
+    },
     /// An account was frozen.
     #[serde(rename = "account.frozen")]
     AccountFrozen {

@@ -11,9 +11,9 @@
 //! of the same currency, so the sum of all balances per currency is always zero; issuance is a
 //! transfer out of an `external` account, the only kind allowed to go negative.
 //!
-//! This first slice has accounts (open, freeze, unfreeze, close) and single-phase transfers
-//! with idempotent ids. Two-phase, linked and reversing transfers, limits and the registry come
-//! next (issue 3).
+//! So far: accounts (open, freeze, unfreeze, close), single-phase transfers, and two-phase
+//! transfers (reserve, then post all or part, void, or expire as a logged event), all with
+//! idempotent ids. Linked and reversing transfers, limits and the registry come next (issue 3).
 //!
 //! ```
 //! use sanad_ledger::{Actor, Command, Context, Ledger, AccountKind, decide};
@@ -48,7 +48,9 @@ mod event;
 mod state;
 
 pub use event::{ENTRY_VERSION, EntryError, Event};
-pub use state::{Account, AccountKind, Inconsistency, Ledger, TransferRecord, replay};
+pub use state::{
+    Account, AccountKind, Inconsistency, Ledger, Pending, PendingState, TransferRecord, replay,
+};
 
 use sanad_money::{Amount, Currency, Id};
 use serde::{Deserialize, Serialize};
@@ -105,6 +107,45 @@ pub enum Command {
         /// Optional free reference (no personal data).
         reference: Option<String>,
     },
+    /// Reserve `amount` for a later transfer: the debited account's available balance drops
+    /// at once, its posted balance only when the reservation is posted.
+    Reserve {
+        /// Client-chosen id of the pending transfer.
+        id: Id,
+        /// The account whose funds are held.
+        from: Id,
+        /// The account that will be credited.
+        to: Id,
+        /// A positive amount.
+        amount: Amount,
+        /// The programme.
+        programme: Id,
+        /// Who asked.
+        actor: Actor,
+        /// Optional free reference (no personal data).
+        reference: Option<String>,
+        /// How long the hold lasts, in milliseconds from the batch's time.
+        timeout_ms: u64,
+    },
+    /// Post a pending transfer, for its whole amount or a smaller one; the rest is released.
+    PostPending {
+        /// Client-chosen id of this operation (retries are answered).
+        id: Id,
+        /// The pending transfer.
+        pending: Id,
+        /// The amount to post; `None` posts the whole hold.
+        amount: Option<Amount>,
+    },
+    /// Release a pending transfer without moving money.
+    VoidPending {
+        /// Client-chosen id of this operation.
+        id: Id,
+        /// The pending transfer.
+        pending: Id,
+    },
+    /// Release every pending transfer whose time is up (issued by the engine with each batch,
+    /// so expiry is a logged event and replays identically).
+    ExpireDue,
     /// Stop all movements out of and into an account.
     FreezeAccount {
         /// The account.
@@ -163,9 +204,21 @@ pub enum Rejection {
     /// The credit would overflow the largest representable amount.
     #[error("amount overflow in account {0}")]
     AmountOverflow(Id),
-    /// Closing an account that still holds money.
-    #[error("account {0} still has a balance")]
+    /// Closing an account that still holds money or holds.
+    #[error("account {0} still has a balance or pending holds")]
     BalanceNotZero(Id),
+    /// No such pending transfer.
+    #[error("pending transfer {0} not found")]
+    PendingNotFound(Id),
+    /// The pending transfer was already posted, voided or expired.
+    #[error("pending transfer {0} is no longer pending")]
+    PendingNotOpen(Id),
+    /// The pending transfer's time is up.
+    #[error("pending transfer {0} has expired")]
+    PendingExpired(Id),
+    /// Posting more than was reserved.
+    #[error("cannot post more than the {0} reserved")]
+    ExceedsPending(Amount),
 }
 
 impl Rejection {
@@ -183,6 +236,10 @@ impl Rejection {
             Self::InsufficientFunds(_) => "insufficient_funds",
             Self::AmountOverflow(_) => "amount_overflow",
             Self::BalanceNotZero(_) => "balance_not_zero",
+            Self::PendingNotFound(_) => "pending_not_found",
+            Self::PendingNotOpen(_) => "pending_not_open",
+            Self::PendingExpired(_) => "pending_expired",
+            Self::ExceedsPending(_) => "exceeds_pending",
         }
     }
 }

@@ -40,8 +40,10 @@ pub struct Account {
     kind: AccountKind,
     currency: Currency,
     owner: Id,
-    // Invariant: balance_minor >= 0 unless kind.may_go_negative().
+    // Invariant: balance_minor - held_minor >= 0 unless kind.may_go_negative().
     balance_minor: i64,
+    // Invariant: held_minor >= 0; the sum of the open pending transfers out of this account.
+    held_minor: i64,
     frozen: bool,
     closed: bool,
 }
@@ -63,9 +65,13 @@ impl Account {
     pub fn owner(&self) -> &Id {
         &self.owner
     }
-    /// Its balance.
+    /// Its posted balance.
     pub fn balance(&self) -> Amount {
         Amount::from_minor_units(self.balance_minor, self.currency)
+    }
+    /// Its available balance: posted, less what pending transfers hold.
+    pub fn available(&self) -> Amount {
+        Amount::from_minor_units(self.balance_minor - self.held_minor, self.currency)
     }
     /// Whether it is frozen.
     pub fn is_frozen(&self) -> bool {
@@ -77,7 +83,7 @@ impl Account {
     }
 }
 
-/// A posted transfer, kept to answer retries and queries.
+/// A transfer's content, kept to answer retries and queries.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TransferRecord {
     /// Debited account.
@@ -94,17 +100,58 @@ pub struct TransferRecord {
     pub reference: Option<String>,
 }
 
+/// Where a pending transfer stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PendingState {
+    /// Funds are held.
+    Open,
+    /// Posted (for all or part of the hold).
+    Posted,
+    /// Released by request.
+    Voided,
+    /// Released because its time was up.
+    Expired,
+}
+
+/// A pending (two-phase) transfer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Pending {
+    /// What it will move.
+    pub record: TransferRecord,
+    /// When it lapses.
+    pub expires_at_ms: u64,
+    /// Where it stands.
+    pub state: PendingState,
+}
+
+/// What a transfer id was used for, to answer retries.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Used {
+    Transfer(TransferRecord),
+    Pending(TransferRecord, u64),
+    Posted { pending: Id, amount: Amount },
+    Voided { pending: Id },
+}
+
 /// The whole state: rebuilt by replaying the log, changed only by [`Ledger::apply`].
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Ledger {
     accounts: BTreeMap<Id, Account>,
     transfers: HashMap<Id, TransferRecord>,
+    pendings: BTreeMap<Id, Pending>,
+    used: HashMap<Id, Used>,
 }
 
 /// An event that cannot apply to the state: in a replayed log, a bad log; in the engine, a bug.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("event does not apply: {0}")]
 pub struct Inconsistency(pub String);
+
+impl From<Rejection> for Inconsistency {
+    fn from(rejection: Rejection) -> Self {
+        Self(rejection.to_string())
+    }
+}
 
 impl Ledger {
     /// An account by id.
@@ -117,12 +164,18 @@ impl Ledger {
         self.accounts.values()
     }
 
-    /// A posted transfer by id.
+    /// A posted single-phase transfer by id.
     pub fn transfer(&self, id: &Id) -> Option<&TransferRecord> {
         self.transfers.get(id)
     }
 
-    /// The sum of all balances per currency; zero for every currency in a consistent ledger.
+    /// A pending (two-phase) transfer by id, in whatever state it is.
+    pub fn pending(&self, id: &Id) -> Option<&Pending> {
+        self.pendings.get(id)
+    }
+
+    /// The sum of all posted balances per currency; zero for every currency in a consistent
+    /// ledger.
     pub fn totals(&self) -> BTreeMap<&'static str, i128> {
         let mut totals = BTreeMap::new();
         for account in self.accounts.values() {
@@ -136,16 +189,102 @@ impl Ledger {
         self.accounts.get(id).ok_or_else(|| Rejection::AccountNotFound(id.clone()))
     }
 
-    /// Applies one event. Checks everything a replayed, untrusted log could get wrong.
+    /// The checks every movement of money passes, in precedence order. `released` is a hold on
+    /// `from` that the movement itself releases first (posting a pending transfer).
+    fn check_movement(&self, record: &TransferRecord, released: i64) -> Result<(), Rejection> {
+        let debit = self.live_account(&record.from)?;
+        let credit = self.live_account(&record.to)?;
+        if record.from == record.to {
+            return Err(Rejection::SameAccount);
+        }
+        if !record.amount.is_positive() {
+            return Err(Rejection::AmountMustBePositive);
+        }
+        for account in [debit, credit] {
+            if account.currency != record.amount.currency() {
+                return Err(Rejection::CurrencyMismatch {
+                    account: account.id.clone(),
+                    expected: account.currency,
+                    got: record.amount.currency(),
+                });
+            }
+        }
+        for account in [debit, credit] {
+            if account.closed {
+                return Err(Rejection::AccountClosed(account.id.clone()));
+            }
+            if account.frozen {
+                return Err(Rejection::AccountFrozen(account.id.clone()));
+            }
+        }
+        let minor = record.amount.minor_units();
+        let available = debit.balance_minor - (debit.held_minor - released);
+        match available.checked_sub(minor) {
+            Some(left) if left >= 0 || debit.kind.may_go_negative() => {}
+            Some(_) => return Err(Rejection::InsufficientFunds(record.from.clone())),
+            None => return Err(Rejection::AmountOverflow(record.from.clone())),
+        }
+        if debit.balance_minor.checked_sub(minor).is_none() {
+            return Err(Rejection::AmountOverflow(record.from.clone()));
+        }
+        if credit.balance_minor.checked_add(minor).is_none() {
+            return Err(Rejection::AmountOverflow(record.to.clone()));
+        }
+        Ok(())
+    }
+
+    fn account_mut(&mut self, id: &Id) -> Result<&mut Account, Inconsistency> {
+        self.accounts.get_mut(id).ok_or_else(|| Inconsistency(format!("unknown account {id}")))
+    }
+
+    /// The two legs of a double entry: one debit, one credit, the same amount. Checked first.
+    fn move_money(&mut self, from: &Id, to: &Id, minor: i64) -> Result<(), Inconsistency> {
+        self.account_mut(from)?.balance_minor -= minor;
+        self.account_mut(to)?.balance_minor += minor;
+        Ok(())
+    }
+
+    fn claim_id(&mut self, id: &Id, used: Used) -> Result<(), Inconsistency> {
+        if self.used.contains_key(id) {
+            return Err(Inconsistency(format!("transfer id {id} used twice")));
+        }
+        self.used.insert(id.clone(), used);
+        Ok(())
+    }
+
+    fn open_pending(&self, id: &Id) -> Result<&Pending, Rejection> {
+        let pending =
+            self.pendings.get(id).ok_or_else(|| Rejection::PendingNotFound(id.clone()))?;
+        if pending.state != PendingState::Open {
+            return Err(Rejection::PendingNotOpen(id.clone()));
+        }
+        Ok(pending)
+    }
+
+    /// Ends a pending transfer: releases its hold and records how it ended.
+    fn finish_pending(
+        &mut self,
+        id: &Id,
+        state: PendingState,
+    ) -> Result<TransferRecord, Inconsistency> {
+        let pending = self.open_pending(id)?.clone();
+        self.account_mut(&pending.record.from)?.held_minor -= pending.record.amount.minor_units();
+        if let Some(entry) = self.pendings.get_mut(id) {
+            entry.state = state;
+        }
+        Ok(pending.record)
+    }
+
+    /// Applies one event. Checks everything a replayed, untrusted log could get wrong, with the
+    /// same checks `decide` makes.
     ///
     /// # Errors
     /// [`Inconsistency`] when the event cannot follow the current state.
     pub fn apply(&mut self, event: &Event) -> Result<(), Inconsistency> {
-        let fail = |what: String| Err(Inconsistency(what));
         match event {
             Event::AccountOpened { account, kind, currency, owner, .. } => {
                 if self.accounts.contains_key(account) {
-                    return fail(format!("account {account} opened twice"));
+                    return Err(Inconsistency(format!("account {account} opened twice")));
                 }
                 let opened = Account {
                     id: account.clone(),
@@ -153,6 +292,7 @@ impl Ledger {
                     currency: *currency,
                     owner: owner.clone(),
                     balance_minor: 0,
+                    held_minor: 0,
                     frozen: false,
                     closed: false,
                 };
@@ -168,68 +308,82 @@ impl Ledger {
                 reference,
                 ..
             } => {
-                if self.transfers.contains_key(transfer) {
-                    return fail(format!("transfer {transfer} posted twice"));
-                }
-                let minor = amount.minor_units();
-                let (Some(debit), Some(credit)) = (self.accounts.get(from), self.accounts.get(to))
-                else {
-                    return fail(format!("transfer {transfer} names an unknown account"));
+                let record = TransferRecord {
+                    from: from.clone(),
+                    to: to.clone(),
+                    amount: *amount,
+                    programme: programme.clone(),
+                    actor: *actor,
+                    reference: reference.clone(),
                 };
-                if from == to || minor <= 0 {
-                    return fail(format!("transfer {transfer} is not a transfer"));
-                }
-                for account in [debit, credit] {
-                    if account.currency != amount.currency() || account.frozen || account.closed {
-                        return fail(format!(
-                            "transfer {transfer} touches account {} that may not move",
-                            account.id
-                        ));
-                    }
-                }
-                let Some(new_debit) = debit.balance_minor.checked_sub(minor) else {
-                    return fail(format!("transfer {transfer} overflows {from}"));
+                self.check_movement(&record, 0)?;
+                self.claim_id(transfer, Used::Transfer(record.clone()))?;
+                self.move_money(from, to, amount.minor_units())?;
+                self.transfers.insert(transfer.clone(), record);
+            }
+            Event::TransferPending {
+                transfer,
+                from,
+                to,
+                amount,
+                programme,
+                actor,
+                reference,
+                expires_at_ms,
+                ..
+            } => {
+                let record = TransferRecord {
+                    from: from.clone(),
+                    to: to.clone(),
+                    amount: *amount,
+                    programme: programme.clone(),
+                    actor: *actor,
+                    reference: reference.clone(),
                 };
-                let Some(new_credit) = credit.balance_minor.checked_add(minor) else {
-                    return fail(format!("transfer {transfer} overflows {to}"));
-                };
-                if new_debit < 0 && !debit.kind.may_go_negative() {
-                    return fail(format!("transfer {transfer} overdraws {from}"));
+                self.check_movement(&record, 0)?;
+                self.claim_id(transfer, Used::Pending(record.clone(), *expires_at_ms))?;
+                self.account_mut(from)?.held_minor += amount.minor_units();
+                let pending =
+                    Pending { record, expires_at_ms: *expires_at_ms, state: PendingState::Open };
+                self.pendings.insert(transfer.clone(), pending);
+            }
+            Event::PendingPosted { transfer, pending, amount, .. } => {
+                let held = self.open_pending(pending)?.record.clone();
+                if amount.checked_cmp(&held.amount).map_err(|e| Inconsistency(e.to_string()))?
+                    == std::cmp::Ordering::Greater
+                {
+                    return Err(Rejection::ExceedsPending(held.amount).into());
                 }
-                // The two legs of a double entry: one debit, one credit, the same amount.
-                if let Some(account) = self.accounts.get_mut(from) {
-                    account.balance_minor = new_debit;
-                }
-                if let Some(account) = self.accounts.get_mut(to) {
-                    account.balance_minor = new_credit;
-                }
-                self.transfers.insert(
-                    transfer.clone(),
-                    TransferRecord {
-                        from: from.clone(),
-                        to: to.clone(),
-                        amount: *amount,
-                        programme: programme.clone(),
-                        actor: *actor,
-                        reference: reference.clone(),
-                    },
-                );
+                let posted = TransferRecord { amount: *amount, ..held.clone() };
+                self.check_movement(&posted, held.amount.minor_units())?;
+                self.claim_id(
+                    transfer,
+                    Used::Posted { pending: pending.clone(), amount: *amount },
+                )?;
+                self.finish_pending(pending, PendingState::Posted)?;
+                self.move_money(&held.from, &held.to, amount.minor_units())?;
+            }
+            Event::PendingVoided { transfer, pending, .. } => {
+                self.open_pending(pending)?;
+                self.claim_id(transfer, Used::Voided { pending: pending.clone() })?;
+                self.finish_pending(pending, PendingState::Voided)?;
+            }
+            Event::PendingExpired { pending, .. } => {
+                self.finish_pending(pending, PendingState::Expired)?;
             }
             Event::AccountFrozen { account, .. }
             | Event::AccountUnfrozen { account, .. }
             | Event::AccountClosed { account, .. } => {
-                let Some(state) = self.accounts.get_mut(account) else {
-                    return fail(format!("unknown account {account}"));
-                };
+                let state = self.account_mut(account)?;
                 if state.closed {
-                    return fail(format!("account {account} is closed"));
+                    return Err(Inconsistency(format!("account {account} is closed")));
                 }
                 match event {
                     Event::AccountFrozen { .. } => state.frozen = true,
                     Event::AccountUnfrozen { .. } => state.frozen = false,
                     _ => {
-                        if state.balance_minor != 0 {
-                            return fail(format!("account {account} closed with a balance"));
+                        if state.balance_minor != 0 || state.held_minor != 0 {
+                            return Err(Rejection::BalanceNotZero(account.clone()).into());
                         }
                         state.closed = true;
                     }
@@ -253,6 +407,16 @@ pub fn replay<'a>(entries: impl IntoIterator<Item = &'a [u8]>) -> Result<Ledger,
         ledger.apply(&event).map_err(|e| Inconsistency(format!("entry {index}: {}", e.0)))?;
     }
     Ok(ledger)
+}
+
+/// Answers a retry: `Ok(true)` when `id` was used for exactly `used` before (nothing to do),
+/// `Ok(false)` when it is new, a rejection when it was used for something else.
+fn retried(ledger: &Ledger, id: &Id, used: &Used) -> Result<bool, Rejection> {
+    match ledger.used.get(id) {
+        None => Ok(false),
+        Some(existing) if existing == used => Ok(true),
+        Some(_) => Err(Rejection::IdempotencyKeyReused(id.clone())),
+    }
 }
 
 pub(crate) fn decide(
@@ -283,47 +447,10 @@ pub(crate) fn decide(
                 actor: *actor,
                 reference: reference.clone(),
             };
-            if let Some(existing) = ledger.transfers.get(id) {
-                return if *existing == record {
-                    Ok(Vec::new())
-                } else {
-                    Err(Rejection::IdempotencyKeyReused(id.clone()))
-                };
+            if retried(ledger, id, &Used::Transfer(record.clone()))? {
+                return Ok(Vec::new());
             }
-            let debit = ledger.live_account(from)?;
-            let credit = ledger.live_account(to)?;
-            if from == to {
-                return Err(Rejection::SameAccount);
-            }
-            if !amount.is_positive() {
-                return Err(Rejection::AmountMustBePositive);
-            }
-            for account in [debit, credit] {
-                if account.currency != amount.currency() {
-                    return Err(Rejection::CurrencyMismatch {
-                        account: account.id.clone(),
-                        expected: account.currency,
-                        got: amount.currency(),
-                    });
-                }
-            }
-            for account in [debit, credit] {
-                if account.closed {
-                    return Err(Rejection::AccountClosed(account.id.clone()));
-                }
-                if account.frozen {
-                    return Err(Rejection::AccountFrozen(account.id.clone()));
-                }
-            }
-            let minor = amount.minor_units();
-            match debit.balance_minor.checked_sub(minor) {
-                Some(left) if left >= 0 || debit.kind.may_go_negative() => {}
-                Some(_) => return Err(Rejection::InsufficientFunds(from.clone())),
-                None => return Err(Rejection::AmountOverflow(from.clone())),
-            }
-            if credit.balance_minor.checked_add(minor).is_none() {
-                return Err(Rejection::AmountOverflow(to.clone()));
-            }
+            ledger.check_movement(&record, 0)?;
             Ok(vec![Event::TransferPosted {
                 transfer: id.clone(),
                 from: from.clone(),
@@ -335,6 +462,80 @@ pub(crate) fn decide(
                 at_ms,
             }])
         }
+        Command::Reserve { id, from, to, amount, programme, actor, reference, timeout_ms } => {
+            let record = TransferRecord {
+                from: from.clone(),
+                to: to.clone(),
+                amount: *amount,
+                programme: programme.clone(),
+                actor: *actor,
+                reference: reference.clone(),
+            };
+            // A retry carries the same timeout, so compare the hold as first decided.
+            if let Some(Used::Pending(existing, _)) = ledger.used.get(id)
+                && *existing == record
+            {
+                return Ok(Vec::new());
+            }
+            let expires_at_ms = at_ms.saturating_add(*timeout_ms);
+            if retried(ledger, id, &Used::Pending(record.clone(), expires_at_ms))? {
+                return Ok(Vec::new());
+            }
+            ledger.check_movement(&record, 0)?;
+            Ok(vec![Event::TransferPending {
+                transfer: id.clone(),
+                from: from.clone(),
+                to: to.clone(),
+                amount: *amount,
+                programme: programme.clone(),
+                actor: *actor,
+                reference: reference.clone(),
+                expires_at_ms,
+                at_ms,
+            }])
+        }
+        Command::PostPending { id, pending, amount } => {
+            let known = ledger.pendings.get(pending);
+            let posted_amount = match (amount, known) {
+                (Some(amount), _) => *amount,
+                (None, Some(known)) => known.record.amount,
+                (None, None) => return Err(Rejection::PendingNotFound(pending.clone())),
+            };
+            let used = Used::Posted { pending: pending.clone(), amount: posted_amount };
+            if retried(ledger, id, &used)? {
+                return Ok(Vec::new());
+            }
+            let held = ledger.open_pending(pending)?;
+            if at_ms >= held.expires_at_ms {
+                return Err(Rejection::PendingExpired(pending.clone()));
+            }
+            if posted_amount.currency() == held.record.amount.currency()
+                && posted_amount.minor_units() > held.record.amount.minor_units()
+            {
+                return Err(Rejection::ExceedsPending(held.record.amount));
+            }
+            let posted = TransferRecord { amount: posted_amount, ..held.record.clone() };
+            ledger.check_movement(&posted, held.record.amount.minor_units())?;
+            Ok(vec![Event::PendingPosted {
+                transfer: id.clone(),
+                pending: pending.clone(),
+                amount: posted_amount,
+                at_ms,
+            }])
+        }
+        Command::VoidPending { id, pending } => {
+            if retried(ledger, id, &Used::Voided { pending: pending.clone() })? {
+                return Ok(Vec::new());
+            }
+            ledger.open_pending(pending)?;
+            Ok(vec![Event::PendingVoided { transfer: id.clone(), pending: pending.clone(), at_ms }])
+        }
+        Command::ExpireDue => Ok(ledger
+            .pendings
+            .iter()
+            .filter(|(_, p)| p.state == PendingState::Open && p.expires_at_ms <= at_ms)
+            .map(|(id, _)| Event::PendingExpired { pending: id.clone(), at_ms })
+            .collect()),
         Command::FreezeAccount { id } | Command::UnfreezeAccount { id } => {
             let account = ledger.live_account(id)?;
             if account.closed {
@@ -355,7 +556,7 @@ pub(crate) fn decide(
             if account.closed {
                 return Ok(Vec::new());
             }
-            if account.balance_minor != 0 {
+            if account.balance_minor != 0 || account.held_minor != 0 {
                 return Err(Rejection::BalanceNotZero(id.clone()));
             }
             Ok(vec![Event::AccountClosed { account: id.clone(), at_ms }])
