@@ -104,6 +104,18 @@ pub enum Event {
         /// When.
         at_ms: u64,
     },
+    /// A posted transfer was undone by a new transfer the other way.
+    #[serde(rename = "transfer.reversed")]
+    TransferReversed {
+        /// The reversal's id.
+        transfer: Id,
+        /// The transfer undone.
+        original: Id,
+        /// Who asked.
+        actor: Actor,
+        /// When.
+        at_ms: u64,
+    },
     /// An account was frozen.
     #[serde(rename = "account.frozen")]
     AccountFrozen {

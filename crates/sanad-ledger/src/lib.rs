@@ -12,8 +12,8 @@
 //! transfer out of an `external` account, the only kind allowed to go negative.
 //!
 //! So far: accounts (open, freeze, unfreeze, close), single-phase transfers, and two-phase
-//! transfers (reserve, then post all or part, void, or expire as a logged event), all with
-//! idempotent ids. Linked and reversing transfers, limits and the registry come next (issue 3).
+//! transfers (reserve, then post all or part, void, or expire as a logged event), and reversals,
+//! all with idempotent ids. Linked groups, limits and the registry come next (issue 3).
 //!
 //! ```
 //! use sanad_ledger::{Actor, Command, Context, Ledger, AccountKind, decide};
@@ -146,6 +146,16 @@ pub enum Command {
     /// Release every pending transfer whose time is up (issued by the engine with each batch,
     /// so expiry is a logged event and replays identically).
     ExpireDue,
+    /// Undo a posted transfer with a new transfer the other way; the original is never changed
+    /// and can be reversed once.
+    Reverse {
+        /// Client-chosen id of the reversal.
+        id: Id,
+        /// The posted transfer to undo.
+        original: Id,
+        /// Who asked.
+        actor: Actor,
+    },
     /// Stop all movements out of and into an account.
     FreezeAccount {
         /// The account.
@@ -216,6 +226,12 @@ pub enum Rejection {
     /// The pending transfer's time is up.
     #[error("pending transfer {0} has expired")]
     PendingExpired(Id),
+    /// No posted transfer with this id.
+    #[error("transfer {0} not found")]
+    TransferNotFound(Id),
+    /// The transfer was reversed already.
+    #[error("transfer {0} was already reversed")]
+    AlreadyReversed(Id),
     /// Posting more than was reserved.
     #[error("cannot post more than the {0} reserved")]
     ExceedsPending(Amount),
@@ -237,6 +253,8 @@ impl Rejection {
             Self::AmountOverflow(_) => "amount_overflow",
             Self::BalanceNotZero(_) => "balance_not_zero",
             Self::PendingNotFound(_) => "pending_not_found",
+            Self::TransferNotFound(_) => "transfer_not_found",
+            Self::AlreadyReversed(_) => "already_reversed",
             Self::PendingNotOpen(_) => "pending_not_open",
             Self::PendingExpired(_) => "pending_expired",
             Self::ExceedsPending(_) => "exceeds_pending",

@@ -131,6 +131,7 @@ enum Used {
     Pending(TransferRecord, u64),
     Posted { pending: Id, amount: Amount },
     Voided { pending: Id },
+    Reversed { original: Id },
 }
 
 /// The whole state: rebuilt by replaying the log, changed only by [`Ledger::apply`].
@@ -140,6 +141,8 @@ pub struct Ledger {
     transfers: HashMap<Id, TransferRecord>,
     pendings: BTreeMap<Id, Pending>,
     used: HashMap<Id, Used>,
+    // Invariant: every id here names a posted single-phase transfer.
+    reversed: std::collections::HashSet<Id>,
 }
 
 /// An event that cannot apply to the state: in a replayed log, a bad log; in the engine, a bug.
@@ -250,6 +253,30 @@ impl Ledger {
         }
         self.used.insert(id.clone(), used);
         Ok(())
+    }
+
+    /// The transfer that undoes `original`, if it may still be reversed.
+    fn reversal_of(&self, original: &Id, actor: Actor) -> Result<TransferRecord, Rejection> {
+        let posted = self
+            .transfers
+            .get(original)
+            .ok_or_else(|| Rejection::TransferNotFound(original.clone()))?;
+        if self.reversed.contains(original) {
+            return Err(Rejection::AlreadyReversed(original.clone()));
+        }
+        Ok(TransferRecord {
+            from: posted.to.clone(),
+            to: posted.from.clone(),
+            amount: posted.amount,
+            programme: posted.programme.clone(),
+            actor,
+            reference: Some(format!("reversal of {original}")),
+        })
+    }
+
+    /// Whether a posted transfer has been reversed.
+    pub fn is_reversed(&self, id: &Id) -> bool {
+        self.reversed.contains(id)
     }
 
     fn open_pending(&self, id: &Id) -> Result<&Pending, Rejection> {
@@ -370,6 +397,13 @@ impl Ledger {
             }
             Event::PendingExpired { pending, .. } => {
                 self.finish_pending(pending, PendingState::Expired)?;
+            }
+            Event::TransferReversed { transfer, original, actor, .. } => {
+                let back = self.reversal_of(original, *actor)?;
+                self.check_movement(&back, 0)?;
+                self.claim_id(transfer, Used::Reversed { original: original.clone() })?;
+                self.move_money(&back.from, &back.to, back.amount.minor_units())?;
+                self.reversed.insert(original.clone());
             }
             Event::AccountFrozen { account, .. }
             | Event::AccountUnfrozen { account, .. }
@@ -529,6 +563,19 @@ pub(crate) fn decide(
             }
             ledger.open_pending(pending)?;
             Ok(vec![Event::PendingVoided { transfer: id.clone(), pending: pending.clone(), at_ms }])
+        }
+        Command::Reverse { id, original, actor } => {
+            if retried(ledger, id, &Used::Reversed { original: original.clone() })? {
+                return Ok(Vec::new());
+            }
+            let back = ledger.reversal_of(original, *actor)?;
+            ledger.check_movement(&back, 0)?;
+            Ok(vec![Event::TransferReversed {
+                transfer: id.clone(),
+                original: original.clone(),
+                actor: *actor,
+                at_ms,
+            }])
         }
         Command::ExpireDue => Ok(ledger
             .pendings

@@ -17,6 +17,7 @@ use sanad_money::{Amount, Currency, Id};
 #[derive(Default)]
 struct Model {
     now: u64,
+    reversed: std::collections::HashSet<String>,
     // kind, currency, balance, frozen, closed, held
     accounts: HashMap<String, (AccountKind, &'static str, i64, bool, bool, i64)>,
     // What each transfer id was used for.
@@ -31,6 +32,7 @@ enum Use {
     Pending(String, String, i64, &'static str),
     Posted(String, i64),
     Voided(String),
+    Reversed(String),
 }
 
 impl Model {
@@ -148,6 +150,27 @@ impl Model {
                 self.used.insert(id.to_string(), content);
                 Some(true)
             }
+            Command::Reverse { id, original, .. } => {
+                let content = Use::Reversed(original.to_string());
+                if let Some(existing) = self.used.get(id.as_str()) {
+                    return if *existing == content { Some(false) } else { None };
+                }
+                let Some(Use::Transfer(from, to, minor, code)) =
+                    self.used.get(original.as_str()).cloned()
+                else {
+                    return None;
+                };
+                if self.reversed.contains(original.as_str()) {
+                    return None;
+                }
+                let amount = Amount::from_minor_units(minor, Currency::parse(code).unwrap());
+                self.can_move(&to, &from, &amount, 0)?;
+                self.accounts.get_mut(&to)?.2 -= minor;
+                self.accounts.get_mut(&from)?.2 += minor;
+                self.reversed.insert(original.to_string());
+                self.used.insert(id.to_string(), content);
+                Some(true)
+            }
             Command::ExpireDue => {
                 let now = self.now;
                 let due: Vec<String> = self
@@ -247,6 +270,11 @@ fn command() -> impl Strategy<Value = Command> {
         2 => (0u8..12, 0u8..12).prop_map(|(t, p)| Command::VoidPending {
             id: id(&format!("v{t}")),
             pending: id(&format!("t{p}")),
+        }),
+        2 => (0u8..12, 0u8..12).prop_map(|(t, o)| Command::Reverse {
+            id: id(&format!("r{t}")),
+            original: id(&format!("t{o}")),
+            actor: Actor::Operator,
         }),
         1 => Just(Command::ExpireDue),
         1 => account.clone().prop_map(|a| Command::FreezeAccount { id: id(ACCOUNTS[a].0) }),
