@@ -100,6 +100,55 @@ pub struct TransferRecord {
     pub reference: Option<String>,
 }
 
+impl TransferRecord {
+    fn of(
+        from: &Id,
+        to: &Id,
+        amount: &Amount,
+        programme: &Id,
+        actor: Actor,
+        reference: &Option<String>,
+    ) -> Self {
+        Self {
+            from: from.clone(),
+            to: to.clone(),
+            amount: *amount,
+            programme: programme.clone(),
+            actor,
+            reference: reference.clone(),
+        }
+    }
+
+    /// The event posting this transfer under `id`.
+    fn posted(self, id: &Id, at_ms: u64) -> Event {
+        Event::TransferPosted {
+            transfer: id.clone(),
+            from: self.from,
+            to: self.to,
+            amount: self.amount,
+            programme: self.programme,
+            actor: self.actor,
+            reference: self.reference,
+            at_ms,
+        }
+    }
+
+    /// The event holding this transfer's amount under `id` until `expires_at_ms`.
+    fn pending(self, id: &Id, expires_at_ms: u64, at_ms: u64) -> Event {
+        Event::TransferPending {
+            transfer: id.clone(),
+            from: self.from,
+            to: self.to,
+            amount: self.amount,
+            programme: self.programme,
+            actor: self.actor,
+            reference: self.reference,
+            expires_at_ms,
+            at_ms,
+        }
+    }
+}
+
 /// Where a pending transfer stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PendingState {
@@ -335,14 +384,7 @@ impl Ledger {
                 reference,
                 ..
             } => {
-                let record = TransferRecord {
-                    from: from.clone(),
-                    to: to.clone(),
-                    amount: *amount,
-                    programme: programme.clone(),
-                    actor: *actor,
-                    reference: reference.clone(),
-                };
+                let record = TransferRecord::of(from, to, amount, programme, *actor, reference);
                 self.check_movement(&record, 0)?;
                 self.claim_id(transfer, Used::Transfer(record.clone()))?;
                 self.move_money(from, to, amount.minor_units())?;
@@ -359,14 +401,7 @@ impl Ledger {
                 expires_at_ms,
                 ..
             } => {
-                let record = TransferRecord {
-                    from: from.clone(),
-                    to: to.clone(),
-                    amount: *amount,
-                    programme: programme.clone(),
-                    actor: *actor,
-                    reference: reference.clone(),
-                };
+                let record = TransferRecord::of(from, to, amount, programme, *actor, reference);
                 self.check_movement(&record, 0)?;
                 self.claim_id(transfer, Used::Pending(record.clone(), *expires_at_ms))?;
                 self.account_mut(from)?.held_minor += amount.minor_units();
@@ -473,38 +508,15 @@ pub(crate) fn decide(
             }])
         }
         Command::Transfer { id, from, to, amount, programme, actor, reference } => {
-            let record = TransferRecord {
-                from: from.clone(),
-                to: to.clone(),
-                amount: *amount,
-                programme: programme.clone(),
-                actor: *actor,
-                reference: reference.clone(),
-            };
+            let record = TransferRecord::of(from, to, amount, programme, *actor, reference);
             if retried(ledger, id, &Used::Transfer(record.clone()))? {
                 return Ok(Vec::new());
             }
             ledger.check_movement(&record, 0)?;
-            Ok(vec![Event::TransferPosted {
-                transfer: id.clone(),
-                from: from.clone(),
-                to: to.clone(),
-                amount: *amount,
-                programme: programme.clone(),
-                actor: *actor,
-                reference: reference.clone(),
-                at_ms,
-            }])
+            Ok(vec![record.posted(id, at_ms)])
         }
         Command::Reserve { id, from, to, amount, programme, actor, reference, timeout_ms } => {
-            let record = TransferRecord {
-                from: from.clone(),
-                to: to.clone(),
-                amount: *amount,
-                programme: programme.clone(),
-                actor: *actor,
-                reference: reference.clone(),
-            };
+            let record = TransferRecord::of(from, to, amount, programme, *actor, reference);
             // A retry carries the same timeout, so compare the hold as first decided.
             if let Some(Used::Pending(existing, _)) = ledger.used.get(id)
                 && *existing == record
@@ -516,17 +528,7 @@ pub(crate) fn decide(
                 return Ok(Vec::new());
             }
             ledger.check_movement(&record, 0)?;
-            Ok(vec![Event::TransferPending {
-                transfer: id.clone(),
-                from: from.clone(),
-                to: to.clone(),
-                amount: *amount,
-                programme: programme.clone(),
-                actor: *actor,
-                reference: reference.clone(),
-                expires_at_ms,
-                at_ms,
-            }])
+            Ok(vec![record.pending(id, expires_at_ms, at_ms)])
         }
         Command::PostPending { id, pending, amount } => {
             let known = ledger.pendings.get(pending);
