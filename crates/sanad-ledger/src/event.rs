@@ -116,6 +116,16 @@ pub enum Event {
         /// When.
         at_ms: u64,
     },
+    /// An account's limits were set (replacing earlier ones).
+    #[serde(rename = "account.limits_set")]
+    LimitsSet {
+        /// The account.
+        account: Id,
+        /// The limits now in force.
+        limits: crate::Limits,
+        /// When.
+        at_ms: u64,
+    },
     /// An account was frozen.
     #[serde(rename = "account.frozen")]
     AccountFrozen {

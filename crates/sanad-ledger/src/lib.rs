@@ -12,8 +12,9 @@
 //! transfer out of an `external` account, the only kind allowed to go negative.
 //!
 //! So far: accounts (open, freeze, unfreeze, close), single-phase transfers, and two-phase
-//! transfers (reserve, then post all or part, void, or expire as a logged event), and reversals,
-//! all with idempotent ids. Linked groups, limits and the registry come next (issue 3).
+//! transfers (reserve, then post all or part, void, or expire as a logged event), reversals,
+//! and per-account limits (balance, single transfer, 24-hour and 30-day outflow), all with
+//! idempotent ids. Linked groups, tier and programme limits and the registry come next.
 //!
 //! ```
 //! use sanad_ledger::{Actor, Command, Context, Ledger, AccountKind, decide};
@@ -67,6 +68,36 @@ pub enum Actor {
     Beneficiary,
     /// The system itself (expiries, settlements).
     System,
+}
+
+/// Limits on one account's movements. A limit left out does not apply. Amounts are in the
+/// account's currency.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// The highest balance the account may reach.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_balance: Option<Amount>,
+    /// The largest single transfer out of the account.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_transfer: Option<Amount>,
+    /// The most that may leave the account in any 24 hours.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_daily_outflow: Option<Amount>,
+    /// The most that may leave the account in any 30 days.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_monthly_outflow: Option<Amount>,
+}
+
+impl Limits {
+    fn amounts(&self) -> [Option<&Amount>; 4] {
+        [
+            self.max_balance.as_ref(),
+            self.max_transfer.as_ref(),
+            self.max_daily_outflow.as_ref(),
+            self.max_monthly_outflow.as_ref(),
+        ]
+    }
 }
 
 /// What the engine supplies that the core must not read itself.
@@ -156,6 +187,13 @@ pub enum Command {
         /// Who asked.
         actor: Actor,
     },
+    /// Set (replace) an account's limits.
+    SetLimits {
+        /// The account.
+        account: Id,
+        /// Its new limits.
+        limits: Limits,
+    },
     /// Stop all movements out of and into an account.
     FreezeAccount {
         /// The account.
@@ -226,6 +264,17 @@ pub enum Rejection {
     /// The pending transfer's time is up.
     #[error("pending transfer {0} has expired")]
     PendingExpired(Id),
+    /// A movement would break one of an account's limits; nothing was applied.
+    #[error("account {account} would exceed its {limit} limit")]
+    LimitExceeded {
+        /// The account whose limit it is.
+        account: Id,
+        /// Which limit: `max_transfer`, `daily_outflow`, `monthly_outflow` or `max_balance`.
+        limit: &'static str,
+    },
+    /// A limit that is negative.
+    #[error("limits must not be negative")]
+    NegativeLimit,
     /// No posted transfer with this id.
     #[error("transfer {0} not found")]
     TransferNotFound(Id),
@@ -253,6 +302,8 @@ impl Rejection {
             Self::AmountOverflow(_) => "amount_overflow",
             Self::BalanceNotZero(_) => "balance_not_zero",
             Self::PendingNotFound(_) => "pending_not_found",
+            Self::LimitExceeded { .. } => "limit_exceeded",
+            Self::NegativeLimit => "negative_limit",
             Self::TransferNotFound(_) => "transfer_not_found",
             Self::AlreadyReversed(_) => "already_reversed",
             Self::PendingNotOpen(_) => "pending_not_open",

@@ -1,11 +1,11 @@
 //! The ledger's state, how commands are decided against it, and how events change it.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use sanad_money::{Amount, Currency, Id};
 use serde::{Deserialize, Serialize};
 
-use crate::{Actor, Command, Context, Event, Rejection};
+use crate::{Actor, Command, Context, Event, Limits, Rejection};
 
 /// Kinds of account.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -46,7 +46,14 @@ pub struct Account {
     held_minor: i64,
     frozen: bool,
     closed: bool,
+    limits: Limits,
+    // Money that left the account in the last 30 days: (time in ms, minor units), oldest first.
+    outflows: VecDeque<(u64, i64)>,
 }
+
+/// The windows of the outflow limits.
+const DAY_MS: u64 = 24 * 60 * 60 * 1000;
+const MONTH_MS: u64 = 30 * DAY_MS;
 
 impl Account {
     /// The account's id.
@@ -80,6 +87,15 @@ impl Account {
     /// Whether it is closed.
     pub fn is_closed(&self) -> bool {
         self.closed
+    }
+    /// Its limits.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// What left the account within `window_ms` before `now_ms`.
+    fn outflow_within(&self, window_ms: u64, now_ms: u64) -> i64 {
+        self.outflows.iter().filter(|(at, _)| at + window_ms > now_ms).map(|(_, minor)| minor).sum()
     }
 }
 
@@ -243,7 +259,12 @@ impl Ledger {
 
     /// The checks every movement of money passes, in precedence order. `released` is a hold on
     /// `from` that the movement itself releases first (posting a pending transfer).
-    fn check_movement(&self, record: &TransferRecord, released: i64) -> Result<(), Rejection> {
+    fn check_movement(
+        &self,
+        record: &TransferRecord,
+        released: i64,
+        now_ms: u64,
+    ) -> Result<(), Rejection> {
         let debit = self.live_account(&record.from)?;
         let credit = self.live_account(&record.to)?;
         if record.from == record.to {
@@ -279,8 +300,48 @@ impl Ledger {
         if debit.balance_minor.checked_sub(minor).is_none() {
             return Err(Rejection::AmountOverflow(record.from.clone()));
         }
-        if credit.balance_minor.checked_add(minor).is_none() {
+        let Some(credited) = credit.balance_minor.checked_add(minor) else {
             return Err(Rejection::AmountOverflow(record.to.clone()));
+        };
+        let exceeded =
+            |account: &Id, limit| Err(Rejection::LimitExceeded { account: account.clone(), limit });
+        let limit = |amount: &Option<Amount>| amount.map(|a| a.minor_units());
+        if limit(&debit.limits.max_transfer).is_some_and(|max| minor > max) {
+            return exceeded(&record.from, "max_transfer");
+        }
+        let windows = [
+            (&debit.limits.max_daily_outflow, DAY_MS, "daily_outflow"),
+            (&debit.limits.max_monthly_outflow, MONTH_MS, "monthly_outflow"),
+        ];
+        for (max, window_ms, name) in windows {
+            if let Some(max) = limit(max)
+                && debit.outflow_within(window_ms, now_ms).saturating_add(minor) > max
+            {
+                return exceeded(&record.from, name);
+            }
+        }
+        if limit(&credit.limits.max_balance).is_some_and(|max| credited > max) {
+            return exceeded(&record.to, "max_balance");
+        }
+        Ok(())
+    }
+
+    fn check_limits(&self, account: &Id, limits: &Limits) -> Result<(), Rejection> {
+        let state = self.live_account(account)?;
+        if state.closed {
+            return Err(Rejection::AccountClosed(account.clone()));
+        }
+        for amount in limits.amounts().into_iter().flatten() {
+            if amount.currency() != state.currency {
+                return Err(Rejection::CurrencyMismatch {
+                    account: account.clone(),
+                    expected: state.currency,
+                    got: amount.currency(),
+                });
+            }
+            if amount.is_negative() {
+                return Err(Rejection::NegativeLimit);
+            }
         }
         Ok(())
     }
@@ -290,8 +351,20 @@ impl Ledger {
     }
 
     /// The two legs of a double entry: one debit, one credit, the same amount. Checked first.
-    fn move_money(&mut self, from: &Id, to: &Id, minor: i64) -> Result<(), Inconsistency> {
-        self.account_mut(from)?.balance_minor -= minor;
+    /// The debit is remembered for the outflow limits.
+    fn move_money(
+        &mut self,
+        from: &Id,
+        to: &Id,
+        minor: i64,
+        at_ms: u64,
+    ) -> Result<(), Inconsistency> {
+        let debit = self.account_mut(from)?;
+        debit.balance_minor -= minor;
+        while debit.outflows.front().is_some_and(|(at, _)| at + MONTH_MS <= at_ms) {
+            debit.outflows.pop_front();
+        }
+        debit.outflows.push_back((at_ms, minor));
         self.account_mut(to)?.balance_minor += minor;
         Ok(())
     }
@@ -371,6 +444,8 @@ impl Ledger {
                     held_minor: 0,
                     frozen: false,
                     closed: false,
+                    limits: Limits::default(),
+                    outflows: VecDeque::new(),
                 };
                 self.accounts.insert(account.clone(), opened);
             }
@@ -382,12 +457,12 @@ impl Ledger {
                 programme,
                 actor,
                 reference,
-                ..
+                at_ms,
             } => {
                 let record = TransferRecord::of(from, to, amount, programme, *actor, reference);
-                self.check_movement(&record, 0)?;
+                self.check_movement(&record, 0, *at_ms)?;
                 self.claim_id(transfer, Used::Transfer(record.clone()))?;
-                self.move_money(from, to, amount.minor_units())?;
+                self.move_money(from, to, amount.minor_units(), *at_ms)?;
                 self.transfers.insert(transfer.clone(), record);
             }
             Event::TransferPending {
@@ -399,17 +474,17 @@ impl Ledger {
                 actor,
                 reference,
                 expires_at_ms,
-                ..
+                at_ms,
             } => {
                 let record = TransferRecord::of(from, to, amount, programme, *actor, reference);
-                self.check_movement(&record, 0)?;
+                self.check_movement(&record, 0, *at_ms)?;
                 self.claim_id(transfer, Used::Pending(record.clone(), *expires_at_ms))?;
                 self.account_mut(from)?.held_minor += amount.minor_units();
                 let pending =
                     Pending { record, expires_at_ms: *expires_at_ms, state: PendingState::Open };
                 self.pendings.insert(transfer.clone(), pending);
             }
-            Event::PendingPosted { transfer, pending, amount, .. } => {
+            Event::PendingPosted { transfer, pending, amount, at_ms } => {
                 let held = self.open_pending(pending)?.record.clone();
                 if amount.checked_cmp(&held.amount).map_err(|e| Inconsistency(e.to_string()))?
                     == std::cmp::Ordering::Greater
@@ -417,13 +492,13 @@ impl Ledger {
                     return Err(Rejection::ExceedsPending(held.amount).into());
                 }
                 let posted = TransferRecord { amount: *amount, ..held.clone() };
-                self.check_movement(&posted, held.amount.minor_units())?;
+                self.check_movement(&posted, held.amount.minor_units(), *at_ms)?;
                 self.claim_id(
                     transfer,
                     Used::Posted { pending: pending.clone(), amount: *amount },
                 )?;
                 self.finish_pending(pending, PendingState::Posted)?;
-                self.move_money(&held.from, &held.to, amount.minor_units())?;
+                self.move_money(&held.from, &held.to, amount.minor_units(), *at_ms)?;
             }
             Event::PendingVoided { transfer, pending, .. } => {
                 self.open_pending(pending)?;
@@ -433,12 +508,16 @@ impl Ledger {
             Event::PendingExpired { pending, .. } => {
                 self.finish_pending(pending, PendingState::Expired)?;
             }
-            Event::TransferReversed { transfer, original, actor, .. } => {
+            Event::TransferReversed { transfer, original, actor, at_ms } => {
                 let back = self.reversal_of(original, *actor)?;
-                self.check_movement(&back, 0)?;
+                self.check_movement(&back, 0, *at_ms)?;
                 self.claim_id(transfer, Used::Reversed { original: original.clone() })?;
-                self.move_money(&back.from, &back.to, back.amount.minor_units())?;
+                self.move_money(&back.from, &back.to, back.amount.minor_units(), *at_ms)?;
                 self.reversed.insert(original.clone());
+            }
+            Event::LimitsSet { account, limits, .. } => {
+                self.check_limits(account, limits)?;
+                self.account_mut(account)?.limits = limits.clone();
             }
             Event::AccountFrozen { account, .. }
             | Event::AccountUnfrozen { account, .. }
@@ -512,7 +591,7 @@ pub(crate) fn decide(
             if retried(ledger, id, &Used::Transfer(record.clone()))? {
                 return Ok(Vec::new());
             }
-            ledger.check_movement(&record, 0)?;
+            ledger.check_movement(&record, 0, at_ms)?;
             Ok(vec![record.posted(id, at_ms)])
         }
         Command::Reserve { id, from, to, amount, programme, actor, reference, timeout_ms } => {
@@ -527,7 +606,7 @@ pub(crate) fn decide(
             if retried(ledger, id, &Used::Pending(record.clone(), expires_at_ms))? {
                 return Ok(Vec::new());
             }
-            ledger.check_movement(&record, 0)?;
+            ledger.check_movement(&record, 0, at_ms)?;
             Ok(vec![record.pending(id, expires_at_ms, at_ms)])
         }
         Command::PostPending { id, pending, amount } => {
@@ -551,7 +630,7 @@ pub(crate) fn decide(
                 return Err(Rejection::ExceedsPending(held.record.amount));
             }
             let posted = TransferRecord { amount: posted_amount, ..held.record.clone() };
-            ledger.check_movement(&posted, held.record.amount.minor_units())?;
+            ledger.check_movement(&posted, held.record.amount.minor_units(), at_ms)?;
             Ok(vec![Event::PendingPosted {
                 transfer: id.clone(),
                 pending: pending.clone(),
@@ -571,13 +650,20 @@ pub(crate) fn decide(
                 return Ok(Vec::new());
             }
             let back = ledger.reversal_of(original, *actor)?;
-            ledger.check_movement(&back, 0)?;
+            ledger.check_movement(&back, 0, at_ms)?;
             Ok(vec![Event::TransferReversed {
                 transfer: id.clone(),
                 original: original.clone(),
                 actor: *actor,
                 at_ms,
             }])
+        }
+        Command::SetLimits { account, limits } => {
+            ledger.check_limits(account, limits)?;
+            if ledger.live_account(account)?.limits == *limits {
+                return Ok(Vec::new());
+            }
+            Ok(vec![Event::LimitsSet { account: account.clone(), limits: limits.clone(), at_ms }])
         }
         Command::ExpireDue => Ok(ledger
             .pendings

@@ -18,6 +18,10 @@ use sanad_money::{Amount, Currency, Id};
 struct Model {
     now: u64,
     reversed: std::collections::HashSet<String>,
+    // Per account: [max_balance, max_transfer, max_daily_outflow, max_monthly_outflow] in minor
+    // units, and every outflow as (time, minor units).
+    limits: HashMap<String, [Option<i64>; 4]>,
+    outflows: HashMap<String, Vec<(u64, i64)>>,
     // kind, currency, balance, frozen, closed, held
     accounts: HashMap<String, (AccountKind, &'static str, i64, bool, bool, i64)>,
     // What each transfer id was used for.
@@ -51,7 +55,27 @@ impl Model {
             && !target.3
             && !target.4
             && (source.0 == AccountKind::External || source.2 - (source.5 - released) >= minor);
-        ok.then_some(())
+        if !ok {
+            return None;
+        }
+        let none = [None; 4];
+        let from_limits = self.limits.get(from).unwrap_or(&none);
+        let to_limits = self.limits.get(to).unwrap_or(&none);
+        let spent = |window: u64| -> i64 {
+            self.outflows.get(from).map_or(0, |o| {
+                o.iter().filter(|(at, _)| at + window > self.now).map(|(_, m)| m).sum()
+            })
+        };
+        const DAY: u64 = 86_400_000;
+        let within = from_limits[1].is_none_or(|max| minor <= max)
+            && from_limits[2].is_none_or(|max| spent(DAY) + minor <= max)
+            && from_limits[3].is_none_or(|max| spent(30 * DAY) + minor <= max)
+            && to_limits[0].is_none_or(|max| target.2 + minor <= max);
+        within.then_some(())
+    }
+
+    fn record_outflow(&mut self, from: &str, minor: i64) {
+        self.outflows.entry(from.to_owned()).or_default().push((self.now, minor));
     }
 
     /// Returns whether the command changes the state (`Some(true)`), is an accepted retry
@@ -78,6 +102,7 @@ impl Model {
                 self.can_move(from.as_str(), to.as_str(), amount, 0)?;
                 self.accounts.get_mut(from.as_str())?.2 -= amount.minor_units();
                 self.accounts.get_mut(to.as_str())?.2 += amount.minor_units();
+                self.record_outflow(from.as_str(), amount.minor_units());
                 self.used.insert(id.to_string(), content);
                 Some(true)
             }
@@ -132,6 +157,7 @@ impl Model {
                 self.accounts.get_mut(&held.0)?.5 -= held.2;
                 self.accounts.get_mut(&held.0)?.2 -= concrete;
                 self.accounts.get_mut(&held.1)?.2 += concrete;
+                self.record_outflow(&held.0, concrete);
                 self.pendings.get_mut(pending.as_str())?.5 = false;
                 self.used.insert(id.to_string(), content);
                 Some(true)
@@ -167,9 +193,31 @@ impl Model {
                 self.can_move(&to, &from, &amount, 0)?;
                 self.accounts.get_mut(&to)?.2 -= minor;
                 self.accounts.get_mut(&from)?.2 += minor;
+                self.record_outflow(&to, minor);
                 self.reversed.insert(original.to_string());
                 self.used.insert(id.to_string(), content);
                 Some(true)
+            }
+            Command::SetLimits { account, limits } => {
+                let state = self.accounts.get(account.as_str())?;
+                if state.4 {
+                    return None;
+                }
+                let amounts = [
+                    &limits.max_balance,
+                    &limits.max_transfer,
+                    &limits.max_daily_outflow,
+                    &limits.max_monthly_outflow,
+                ];
+                if amounts.iter().any(|a| {
+                    a.is_some_and(|a| a.currency().code() != state.1 || a.minor_units() < 0)
+                }) {
+                    return None;
+                }
+                let new = amounts.map(|a| a.map(|a| a.minor_units()));
+                let old = self.limits.get(account.as_str()).copied().unwrap_or([None; 4]);
+                self.limits.insert(account.to_string(), new);
+                Some(new != old)
             }
             Command::ExpireDue => {
                 let now = self.now;
@@ -211,6 +259,8 @@ impl Model {
     }
 }
 
+const STEP_MS: u64 = 6 * 60 * 60 * 1000;
+
 const ACCOUNTS: [(&str, AccountKind, &str); 6] = [
     ("donor", AccountKind::External, "JOD"),
     ("prog", AccountKind::ProgrammeFunding, "JOD"),
@@ -248,7 +298,7 @@ fn command() -> impl Strategy<Value = Command> {
                 actor: Actor::Operator,
                 reference: None,
             }),
-        5 => (0u8..12, account.clone(), account.clone(), 1i64..1_500, 0u64..30).prop_map(
+        5 => (0u8..12, account.clone(), account.clone(), 1i64..1_500, (0u64..96).prop_map(|hours| hours * 3_600_000)).prop_map(
             |(t, from, to, minor, timeout_ms)| Command::Reserve {
                 id: id(&format!("t{t}")),
                 from: id(ACCOUNTS[from].0),
@@ -277,6 +327,20 @@ fn command() -> impl Strategy<Value = Command> {
             actor: Actor::Operator,
         }),
         1 => Just(Command::ExpireDue),
+        1 => (account.clone(), prop::array::uniform4(prop::option::weighted(0.4, -10i64..4_000))).prop_map(
+            |(a, [balance, transfer, daily, monthly])| {
+                let jod = |m: Option<i64>| m.map(|m| Amount::from_minor_units(m, Currency::parse("JOD").unwrap()));
+                Command::SetLimits {
+                    account: id(ACCOUNTS[a].0),
+                    limits: sanad_ledger::Limits {
+                        max_balance: jod(balance),
+                        max_transfer: jod(transfer),
+                        max_daily_outflow: jod(daily),
+                        max_monthly_outflow: jod(monthly),
+                    },
+                }
+            }
+        ),
         1 => account.clone().prop_map(|a| Command::FreezeAccount { id: id(ACCOUNTS[a].0) }),
         2 => account.clone().prop_map(|a| Command::UnfreezeAccount { id: id(ACCOUNTS[a].0) }),
         1 => account.prop_map(|a| Command::CloseAccount { id: id(ACCOUNTS[a].0) }),
@@ -287,7 +351,7 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
 
     #[test]
-    fn engine_agrees_with_the_model_and_replays_exactly(random in prop::collection::vec(command(), 1..120)) {
+    fn engine_agrees_with_the_model_and_replays_exactly(random in prop::collection::vec(command(), 1..160)) {
         // Every account exists from the start and the donor has funded the programme, so that
         // the random part moves money rather than failing on missing accounts.
         let mut commands: Vec<Command> = ACCOUNTS
@@ -313,8 +377,11 @@ proptest! {
         let mut model = Model::default();
         let mut log: Vec<Vec<u8>> = Vec::new();
         for (step, command) in commands.iter().enumerate() {
-            let context = Context { now_ms: step as u64 };
-            model.now = step as u64;
+            // Six hours a step, so that 24-hour windows roll over often and 30-day ones do too
+            // in long runs.
+            let now_ms = step as u64 * STEP_MS;
+            let context = Context { now_ms };
+            model.now = now_ms;
             let expected = model.step(command);
             match decide(&ledger, command, &context) {
                 Ok(events) => {
