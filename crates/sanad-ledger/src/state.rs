@@ -193,17 +193,24 @@ pub struct Pending {
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Used {
     Transfer(TransferRecord),
-    Pending(TransferRecord, u64),
-    Posted { pending: Id, amount: Amount },
-    Voided { pending: Id },
-    Reversed { original: Id },
+    /// The hold itself lives in `Ledger::pendings`.
+    Pending,
+    Posted {
+        pending: Id,
+        amount: Amount,
+    },
+    Voided {
+        pending: Id,
+    },
+    Reversed {
+        original: Id,
+    },
 }
 
 /// The whole state: rebuilt by replaying the log, changed only by [`Ledger::apply`].
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Ledger {
     accounts: BTreeMap<Id, Account>,
-    transfers: HashMap<Id, TransferRecord>,
     pendings: BTreeMap<Id, Pending>,
     used: HashMap<Id, Used>,
     // Invariant: every id here names a posted single-phase transfer.
@@ -234,7 +241,11 @@ impl Ledger {
 
     /// A posted single-phase transfer by id.
     pub fn transfer(&self, id: &Id) -> Option<&TransferRecord> {
-        self.transfers.get(id)
+        // Single-phase transfers are remembered once, in the idempotency index.
+        match self.used.get(id) {
+            Some(Used::Transfer(record)) => Some(record),
+            _ => None,
+        }
     }
 
     /// A pending (two-phase) transfer by id, in whatever state it is.
@@ -379,10 +390,8 @@ impl Ledger {
 
     /// The transfer that undoes `original`, if it may still be reversed.
     fn reversal_of(&self, original: &Id, actor: Actor) -> Result<TransferRecord, Rejection> {
-        let posted = self
-            .transfers
-            .get(original)
-            .ok_or_else(|| Rejection::TransferNotFound(original.clone()))?;
+        let posted =
+            self.transfer(original).ok_or_else(|| Rejection::TransferNotFound(original.clone()))?;
         if self.reversed.contains(original) {
             return Err(Rejection::AlreadyReversed(original.clone()));
         }
@@ -461,9 +470,8 @@ impl Ledger {
             } => {
                 let record = TransferRecord::of(from, to, amount, programme, *actor, reference);
                 self.check_movement(&record, 0, *at_ms)?;
-                self.claim_id(transfer, Used::Transfer(record.clone()))?;
+                self.claim_id(transfer, Used::Transfer(record))?;
                 self.move_money(from, to, amount.minor_units(), *at_ms)?;
-                self.transfers.insert(transfer.clone(), record);
             }
             Event::TransferPending {
                 transfer,
@@ -478,7 +486,7 @@ impl Ledger {
             } => {
                 let record = TransferRecord::of(from, to, amount, programme, *actor, reference);
                 self.check_movement(&record, 0, *at_ms)?;
-                self.claim_id(transfer, Used::Pending(record.clone(), *expires_at_ms))?;
+                self.claim_id(transfer, Used::Pending)?;
                 self.account_mut(from)?.held_minor += amount.minor_units();
                 let pending =
                     Pending { record, expires_at_ms: *expires_at_ms, state: PendingState::Open };
@@ -596,16 +604,17 @@ pub(crate) fn decide(
         }
         Command::Reserve { id, from, to, amount, programme, actor, reference, timeout_ms } => {
             let record = TransferRecord::of(from, to, amount, programme, *actor, reference);
-            // A retry carries the same timeout, so compare the hold as first decided.
-            if let Some(Used::Pending(existing, _)) = ledger.used.get(id)
-                && *existing == record
-            {
-                return Ok(Vec::new());
+            // A retry is the same hold whatever its time, so compare the hold as first decided.
+            match ledger.used.get(id) {
+                None => {}
+                Some(Used::Pending)
+                    if ledger.pendings.get(id).is_some_and(|p| p.record == record) =>
+                {
+                    return Ok(Vec::new());
+                }
+                Some(_) => return Err(Rejection::IdempotencyKeyReused(id.clone())),
             }
             let expires_at_ms = at_ms.saturating_add(*timeout_ms);
-            if retried(ledger, id, &Used::Pending(record.clone(), expires_at_ms))? {
-                return Ok(Vec::new());
-            }
             ledger.check_movement(&record, 0, at_ms)?;
             Ok(vec![record.pending(id, expires_at_ms, at_ms)])
         }
