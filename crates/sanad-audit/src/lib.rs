@@ -330,7 +330,7 @@ struct ComputedTiles {
     upper: Vec<Vec<Hash>>,
 }
 
-impl TileReader for &ComputedTiles {
+impl TileReader for ComputedTiles {
     type Error = ();
 
     fn read_tile(&self, tile: TileId) -> Result<Vec<Hash>, ()> {

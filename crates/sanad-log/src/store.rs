@@ -296,16 +296,8 @@ impl TileReader for StoreTiles<'_> {
     }
 }
 
-impl<'a> StoreTiles<'a> {
+impl StoreTiles<'_> {
     pub(crate) fn hash_source(&self, size: u64) -> TileHashSource<&Self> {
         TileHashSource::new(self, size)
-    }
-}
-
-impl TileReader for &StoreTiles<'_> {
-    type Error = Error;
-
-    fn read_tile(&self, tile: TileId) -> Result<Vec<Hash>, Error> {
-        (*self).read_tile(tile)
     }
 }

@@ -251,6 +251,15 @@ pub trait TileReader {
     fn read_tile(&self, tile: TileId) -> Result<Vec<Hash>, Self::Error>;
 }
 
+/// A borrowed reader reads like the reader itself, so a [`TileHashSource`] can borrow one.
+impl<R: TileReader + ?Sized> TileReader for &R {
+    type Error = R::Error;
+
+    fn read_tile(&self, tile: TileId) -> Result<Vec<Hash>, Self::Error> {
+        (**self).read_tile(tile)
+    }
+}
+
 /// Why a hash could not be read from tiles.
 #[derive(Debug, thiserror::Error)]
 pub enum TileSourceError<E> {

@@ -26,7 +26,7 @@ fn flip(hash: &Hash, bit: usize) -> Hash {
 /// Tiles held in a map, as a store would hold them.
 struct MapTiles(std::collections::HashMap<TileId, Vec<Hash>>, TileEdge);
 
-impl TileReader for &MapTiles {
+impl TileReader for MapTiles {
     type Error = TileId;
     fn read_tile(&self, tile: TileId) -> Result<Vec<Hash>, TileId> {
         if let Some(hashes) = self.0.get(&tile) {
