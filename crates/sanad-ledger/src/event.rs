@@ -7,7 +7,7 @@
 use sanad_money::{Amount, Currency, Id};
 use serde::{Deserialize, Serialize};
 
-use crate::{AccountKind, Actor};
+use crate::{AccountKind, Actor, Limits, ProgrammeKind};
 
 /// Schema version written in every entry.
 pub const ENTRY_VERSION: u64 = 1;
@@ -122,7 +122,7 @@ pub enum Event {
         /// The account.
         account: Id,
         /// The limits now in force.
-        limits: crate::Limits,
+        limits: Limits,
         /// When.
         at_ms: u64,
     },
@@ -147,6 +147,63 @@ pub enum Event {
     AccountClosed {
         /// The account.
         account: Id,
+        /// When.
+        at_ms: u64,
+    },
+    /// A programme was created around its (already opened) funding account.
+    #[serde(rename = "programme.created")]
+    ProgrammeCreated {
+        /// The programme's id.
+        programme: Id,
+        /// Its display name (never personal data).
+        name: String,
+        /// Cash or vouchers.
+        kind: ProgrammeKind,
+        /// Its funding account (of kind `programme_funding`).
+        funding: Id,
+        /// When.
+        at_ms: u64,
+    },
+    /// A tier (a named set of limits) was defined or redefined.
+    #[serde(rename = "tier.defined")]
+    TierDefined {
+        /// The tier's id.
+        tier: Id,
+        /// The currency of its amounts.
+        currency: Currency,
+        /// Its limits.
+        limits: Limits,
+        /// When.
+        at_ms: u64,
+    },
+    /// An account was put in a tier (or taken out of one, when `tier` is absent).
+    #[serde(rename = "account.tier_set")]
+    TierSet {
+        /// The account.
+        account: Id,
+        /// The tier, if any.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tier: Option<Id>,
+        /// When.
+        at_ms: u64,
+    },
+    /// A beneficiary was registered. Only a pseudonymous id and a commitment enter the log;
+    /// the personal data stay in the erasable registry.
+    #[serde(rename = "beneficiary.registered")]
+    BeneficiaryRegistered {
+        /// The pseudonymous id.
+        beneficiary: Id,
+        /// HMAC-SHA-256 of the personal record under a per-person secret kept in the registry,
+        /// as 64 lower-case hex digits; meaningless once the secret is erased.
+        commitment: String,
+        /// When.
+        at_ms: u64,
+    },
+    /// A beneficiary's personal data (and per-person secret) were erased from the registry.
+    #[serde(rename = "beneficiary.erased")]
+    BeneficiaryErased {
+        /// The pseudonymous id.
+        beneficiary: Id,
         /// When.
         at_ms: u64,
     },

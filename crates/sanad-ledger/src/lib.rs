@@ -1,8 +1,8 @@
 //! # sanad-ledger: the pure double-entry core
 //!
 //! Accounts and transfers as a state machine with no I/O: [`decide`] checks a [`Command`]
-//! against the current [`Ledger`] state and returns the [`Event`]s it causes (or a typed
-//! [`Rejection`], changing nothing); [`Ledger::apply`] applies events; [`replay`] rebuilds the
+//! against the current [`State`] and returns the [`Event`]s it causes (or a typed
+//! [`Rejection`], changing nothing); [`State::apply`] applies events; [`replay`] rebuilds the
 //! state from the log's entries with the same code. Every event has one canonical byte encoding
 //! ([`Event::to_entry`]), RFC 8785 canonical JSON, which is what the signed log stores and what
 //! an auditor in any language replays (see `docs/design/log-entries.md`).
@@ -11,18 +11,20 @@
 //! of the same currency, so the sum of all balances per currency is always zero; issuance is a
 //! transfer out of an `external` account, the only kind allowed to go negative.
 //!
-//! So far: accounts (open, freeze, unfreeze, close), single-phase transfers, and two-phase
-//! transfers (reserve, then post all or part, void, or expire as a logged event), reversals,
-//! and per-account limits (balance, single transfer, 24-hour and 30-day outflow), all with
-//! idempotent ids. Linked groups, tier and programme limits and the registry come next.
+//! What it covers: accounts (open, freeze, unfreeze, close); programmes around their funding
+//! accounts; single-phase transfers and two-phase transfers (reserve, then post all or part,
+//! void, or expire as a logged event); reversals; limits per account or by tier (balance,
+//! single transfer, 24-hour and 30-day outflow); linked groups that apply all or nothing
+//! ([`State::execute_linked`]); and beneficiaries as pseudonymous ids with commitments, whose
+//! erasure is logged. Every transfer id is idempotent.
 //!
 //! ```
-//! use sanad_ledger::{Actor, Command, Context, Ledger, AccountKind, decide};
+//! use sanad_ledger::{AccountKind, Actor, Command, Context, ProgrammeKind, State, decide};
 //! use sanad_money::{Amount, Currency, Id};
 //!
 //! let jod = Currency::parse("JOD").unwrap();
 //! let id = |s: &str| Id::parse(s).unwrap();
-//! let mut ledger = Ledger::default();
+//! let mut ledger = State::default();
 //! let context = Context { now_ms: 0 };
 //! for (account, kind) in [("donor", AccountKind::External), ("prog-1", AccountKind::ProgrammeFunding)] {
 //!     let open = Command::OpenAccount { id: id(account), kind, currency: jod, owner: id("agency") };
@@ -30,6 +32,13 @@
 //!         ledger.apply(&event).unwrap();
 //!     }
 //! }
+//! let create = Command::CreateProgramme {
+//!     id: id("prog-1"),
+//!     name: "Winter cash 2026".into(),
+//!     kind: ProgrammeKind::Cash,
+//!     funding: id("prog-1"),
+//! };
+//! ledger.execute(&create, &context).unwrap();
 //! let fund = Command::Transfer {
 //!     id: id("t-1"),
 //!     from: id("donor"),
@@ -50,7 +59,8 @@ mod state;
 
 pub use event::{ENTRY_VERSION, EntryError, Event};
 pub use state::{
-    Account, AccountKind, Inconsistency, Ledger, Pending, PendingState, TransferRecord, replay,
+    Account, AccountKind, Beneficiary, GroupRejection, Inconsistency, Pending, PendingState,
+    Programme, ProgrammeTotals, State, TransferRecord, replay,
 };
 
 use sanad_money::{Amount, Currency, Id};
@@ -69,6 +79,22 @@ pub enum Actor {
     /// The system itself (expiries, settlements).
     System,
 }
+
+/// What a programme gives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProgrammeKind {
+    /// Cash to wallets.
+    Cash,
+    /// Vouchers worth an amount of money.
+    ValueVoucher,
+    /// Vouchers for quantities of goods.
+    CommodityVoucher,
+}
+
+/// Longest programme name or transfer reference, in characters: they travel in log entries,
+/// CSV statements and SMS replies.
+pub const TEXT_LENGTH_MAX: usize = 200;
 
 /// Limits on one account's movements. A limit left out does not apply. Amounts are in the
 /// account's currency.
@@ -90,6 +116,21 @@ pub struct Limits {
 }
 
 impl Limits {
+    /// These limits, with each one left out taken from `fallback`.
+    fn or(&self, fallback: &Self) -> Self {
+        Self {
+            max_balance: self.max_balance.or(fallback.max_balance),
+            max_transfer: self.max_transfer.or(fallback.max_transfer),
+            max_daily_outflow: self.max_daily_outflow.or(fallback.max_daily_outflow),
+            max_monthly_outflow: self.max_monthly_outflow.or(fallback.max_monthly_outflow),
+        }
+    }
+
+    /// Whether an outflow window applies, so that outflows must be remembered.
+    fn limits_outflow(&self) -> bool {
+        self.max_daily_outflow.is_some() || self.max_monthly_outflow.is_some()
+    }
+
     fn amounts(&self) -> [Option<&Amount>; 4] {
         [
             self.max_balance.as_ref(),
@@ -209,6 +250,47 @@ pub enum Command {
         /// The account.
         id: Id,
     },
+    /// Create a programme around an open funding account of kind `programme_funding` (the
+    /// programme's currency is the account's). Transfers name a programme that exists.
+    CreateProgramme {
+        /// The programme's id.
+        id: Id,
+        /// Its display name: 1 to 200 characters, no control characters, no personal data.
+        name: String,
+        /// Cash or vouchers.
+        kind: ProgrammeKind,
+        /// Its funding account.
+        funding: Id,
+    },
+    /// Define (or redefine) a tier: limits that apply to every account in it, field by field,
+    /// where the account has no limit of its own.
+    DefineTier {
+        /// The tier's id.
+        id: Id,
+        /// The currency of its amounts.
+        currency: Currency,
+        /// Its limits.
+        limits: Limits,
+    },
+    /// Put an account in a tier of its currency, or (with `None`) take it out.
+    SetTier {
+        /// The account.
+        account: Id,
+        /// The tier.
+        tier: Option<Id>,
+    },
+    /// Register a beneficiary by pseudonymous id and commitment (see [`Event`]).
+    RegisterBeneficiary {
+        /// The pseudonymous id.
+        id: Id,
+        /// 64 lower-case hex digits.
+        commitment: String,
+    },
+    /// Record that a beneficiary's personal data were erased.
+    EraseBeneficiary {
+        /// The pseudonymous id.
+        id: Id,
+    },
 }
 
 /// Why a command was refused. Nothing changed. Codes are stable and in precedence order.
@@ -284,6 +366,40 @@ pub enum Rejection {
     /// Posting more than was reserved.
     #[error("cannot post more than the {0} reserved")]
     ExceedsPending(Amount),
+    /// A programme with this id exists already.
+    #[error("programme {0} already exists")]
+    ProgrammeExists(Id),
+    /// No such programme.
+    #[error("programme {0} not found")]
+    ProgrammeNotFound(Id),
+    /// A programme's funding account must be an open `programme_funding` account that funds
+    /// no other programme.
+    #[error("account {0} cannot fund a programme")]
+    NotAFundingAccount(Id),
+    /// No such tier.
+    #[error("tier {0} not found")]
+    TierNotFound(Id),
+    /// A beneficiary with this id exists already.
+    #[error("beneficiary {0} already exists")]
+    BeneficiaryExists(Id),
+    /// No such beneficiary.
+    #[error("beneficiary {0} not found")]
+    BeneficiaryNotFound(Id),
+    /// The beneficiary's personal data were erased already.
+    #[error("beneficiary {0} was erased")]
+    BeneficiaryErased(Id),
+    /// A commitment that is not 64 lower-case hex digits.
+    #[error("a commitment is 64 lower-case hex digits")]
+    InvalidCommitment,
+    /// A name or reference that is empty, too long or holds control characters.
+    #[error("{field} must be 1 to 200 characters without control characters")]
+    InvalidText {
+        /// Which field.
+        field: &'static str,
+    },
+    /// A command that cannot be part of a linked group.
+    #[error("this command cannot be part of a linked group")]
+    NotLinkable,
 }
 
 impl Rejection {
@@ -309,6 +425,16 @@ impl Rejection {
             Self::PendingNotOpen(_) => "pending_not_open",
             Self::PendingExpired(_) => "pending_expired",
             Self::ExceedsPending(_) => "exceeds_pending",
+            Self::ProgrammeExists(_) => "programme_exists",
+            Self::ProgrammeNotFound(_) => "programme_not_found",
+            Self::NotAFundingAccount(_) => "not_a_funding_account",
+            Self::TierNotFound(_) => "tier_not_found",
+            Self::BeneficiaryExists(_) => "beneficiary_exists",
+            Self::BeneficiaryNotFound(_) => "beneficiary_not_found",
+            Self::BeneficiaryErased(_) => "beneficiary_erased",
+            Self::InvalidCommitment => "invalid_commitment",
+            Self::InvalidText { .. } => "invalid_text",
+            Self::NotLinkable => "not_linkable",
         }
     }
 }
@@ -319,7 +445,7 @@ impl Rejection {
 /// # Errors
 /// The [`Rejection`] that says why nothing may change.
 pub fn decide(
-    ledger: &Ledger,
+    ledger: &State,
     command: &Command,
     context: &Context,
 ) -> Result<Vec<Event>, Rejection> {

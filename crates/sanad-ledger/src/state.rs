@@ -1,11 +1,11 @@
 //! The ledger's state, how commands are decided against it, and how events change it.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
 use sanad_money::{Amount, Currency, Id};
 use serde::{Deserialize, Serialize};
 
-use crate::{Actor, Command, Context, Event, Limits, Rejection};
+use crate::{Actor, Command, Context, Event, Limits, ProgrammeKind, Rejection, TEXT_LENGTH_MAX};
 
 /// Kinds of account.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -34,7 +34,7 @@ impl AccountKind {
 }
 
 /// One account.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Account {
     id: Id,
     kind: AccountKind,
@@ -47,7 +47,10 @@ pub struct Account {
     frozen: bool,
     closed: bool,
     limits: Limits,
-    // Money that left the account in the last 30 days: (time in ms, minor units), oldest first.
+    tier: Option<Id>,
+    // While an outflow limit applies (the account's own or its tier's): the money that left
+    // the account in the last 30 days, as (time in ms, minor units), oldest first. Empty
+    // otherwise, so that busy accounts without such limits remember nothing.
     outflows: VecDeque<(u64, i64)>,
 }
 
@@ -88,9 +91,13 @@ impl Account {
     pub fn is_closed(&self) -> bool {
         self.closed
     }
-    /// Its limits.
+    /// Its own limits (a tier's fill the ones left out; see [`State::limits_of`]).
     pub fn limits(&self) -> &Limits {
         &self.limits
+    }
+    /// Its tier, if any.
+    pub fn tier(&self) -> Option<&Id> {
+        self.tier.as_ref()
     }
 
     /// What left the account within `window_ms` before `now_ms`.
@@ -100,7 +107,7 @@ impl Account {
 }
 
 /// A transfer's content, kept to answer retries and queries.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TransferRecord {
     /// Debited account.
     pub from: Id,
@@ -166,7 +173,7 @@ impl TransferRecord {
 }
 
 /// Where a pending transfer stands.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum PendingState {
     /// Funds are held.
     Open,
@@ -179,7 +186,7 @@ pub enum PendingState {
 }
 
 /// A pending (two-phase) transfer.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Pending {
     /// What it will move.
     pub record: TransferRecord,
@@ -190,10 +197,10 @@ pub struct Pending {
 }
 
 /// What a transfer id was used for, to answer retries.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 enum Used {
     Transfer(TransferRecord),
-    /// The hold itself lives in `Ledger::pendings`.
+    /// The hold itself lives in `State::pendings`.
     Pending,
     Posted {
         pending: Id,
@@ -207,14 +214,78 @@ enum Used {
     },
 }
 
-/// The whole state: rebuilt by replaying the log, changed only by [`Ledger::apply`].
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Ledger {
+/// A programme: the agency's money for one purpose, held in its funding account.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Programme {
+    /// Display name.
+    pub name: String,
+    /// Cash or vouchers.
+    pub kind: ProgrammeKind,
+    /// Its currency (the funding account's).
+    pub currency: Currency,
+    /// Its funding account.
+    pub funding: Id,
+}
+
+/// Money moved under one programme in one currency, by posted transfers (reversals counted
+/// apart, so that the figures only grow and an auditor can recompute them from the log).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProgrammeTotals {
+    /// Posted transfers (single-phase and posted holds).
+    pub transfers: u64,
+    /// Their sum, in minor units.
+    pub moved_minor: i128,
+    /// Reversals.
+    pub reversals: u64,
+    /// Their sum, in minor units.
+    pub reversed_minor: i128,
+}
+
+/// A beneficiary as the log knows them: a pseudonym and a commitment, nothing personal.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Beneficiary {
+    /// HMAC-SHA-256 of the personal record under the per-person secret, hex.
+    pub commitment: String,
+    /// Whether the registry record (and the secret) were erased.
+    pub erased: bool,
+}
+
+/// The whole state: rebuilt by replaying the log, changed only by [`State::apply`].
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct State {
     accounts: BTreeMap<Id, Account>,
     pendings: BTreeMap<Id, Pending>,
     used: HashMap<Id, Used>,
     // Invariant: every id here names a posted single-phase transfer.
-    reversed: std::collections::HashSet<Id>,
+    reversed: HashSet<Id>,
+    programmes: BTreeMap<Id, Programme>,
+    // Invariant: every funding account here funds exactly one programme.
+    funding_accounts: HashSet<Id>,
+    totals: BTreeMap<Id, BTreeMap<Currency, ProgrammeTotals>>,
+    tiers: BTreeMap<Id, (Currency, Limits)>,
+    beneficiaries: BTreeMap<Id, Beneficiary>,
+}
+
+/// Why a linked group was refused: which command, and why. Nothing in the group applied.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("command {index} of the linked group: {rejection}")]
+pub struct GroupRejection {
+    /// The position of the refused command in the group.
+    pub index: usize,
+    /// Why it was refused.
+    pub rejection: Rejection,
+}
+
+/// A value as it was before a linked group touched it, to put back if the group fails.
+enum Saved {
+    Account(Id, Option<Account>),
+    Pending(Id, Option<Pending>),
+    Used(Id, Option<Used>),
+    Reversed(Id, bool),
+    Programme(Id, Option<Programme>, Id, bool),
+    Totals(Id, Option<BTreeMap<Currency, ProgrammeTotals>>),
+    Tier(Id, Option<(Currency, Limits)>),
+    Beneficiary(Id, Option<Beneficiary>),
 }
 
 /// An event that cannot apply to the state: in a replayed log, a bad log; in the engine, a bug.
@@ -228,7 +299,7 @@ impl From<Rejection> for Inconsistency {
     }
 }
 
-impl Ledger {
+impl State {
     /// An account by id.
     pub fn account(&self, id: &Id) -> Option<&Account> {
         self.accounts.get(id)
@@ -251,6 +322,39 @@ impl Ledger {
     /// A pending (two-phase) transfer by id, in whatever state it is.
     pub fn pending(&self, id: &Id) -> Option<&Pending> {
         self.pendings.get(id)
+    }
+
+    /// A programme by id.
+    pub fn programme(&self, id: &Id) -> Option<&Programme> {
+        self.programmes.get(id)
+    }
+
+    /// All programmes, by id.
+    pub fn programmes(&self) -> impl Iterator<Item = (&Id, &Programme)> {
+        self.programmes.iter()
+    }
+
+    /// What moved under a programme, per currency.
+    pub fn programme_totals(&self, id: &Id) -> impl Iterator<Item = (Currency, &ProgrammeTotals)> {
+        self.totals.get(id).into_iter().flatten().map(|(currency, totals)| (*currency, totals))
+    }
+
+    /// A beneficiary by pseudonymous id.
+    pub fn beneficiary(&self, id: &Id) -> Option<&Beneficiary> {
+        self.beneficiaries.get(id)
+    }
+
+    /// The limits in force on an account: its own, with each one left out taken from its tier.
+    pub fn limits_of(&self, account: &Account) -> Limits {
+        match account.tier.as_ref().and_then(|tier| self.tiers.get(tier)) {
+            Some((_, tier)) => account.limits.or(tier),
+            None => account.limits.clone(),
+        }
+    }
+
+    /// How many transfer ids are in use (for sizing and tests).
+    pub fn used_ids(&self) -> usize {
+        self.used.len()
     }
 
     /// The sum of all posted balances per currency; zero for every currency in a consistent
@@ -278,6 +382,12 @@ impl Ledger {
     ) -> Result<(), Rejection> {
         let debit = self.live_account(&record.from)?;
         let credit = self.live_account(&record.to)?;
+        if !self.programmes.contains_key(&record.programme) {
+            return Err(Rejection::ProgrammeNotFound(record.programme.clone()));
+        }
+        if let Some(reference) = &record.reference {
+            check_text(reference, "reference")?;
+        }
         if record.from == record.to {
             return Err(Rejection::SameAccount);
         }
@@ -317,12 +427,13 @@ impl Ledger {
         let exceeded =
             |account: &Id, limit| Err(Rejection::LimitExceeded { account: account.clone(), limit });
         let limit = |amount: &Option<Amount>| amount.map(|a| a.minor_units());
-        if limit(&debit.limits.max_transfer).is_some_and(|max| minor > max) {
+        let (debit_limits, credit_limits) = (self.limits_of(debit), self.limits_of(credit));
+        if limit(&debit_limits.max_transfer).is_some_and(|max| minor > max) {
             return exceeded(&record.from, "max_transfer");
         }
         let windows = [
-            (&debit.limits.max_daily_outflow, DAY_MS, "daily_outflow"),
-            (&debit.limits.max_monthly_outflow, MONTH_MS, "monthly_outflow"),
+            (&debit_limits.max_daily_outflow, DAY_MS, "daily_outflow"),
+            (&debit_limits.max_monthly_outflow, MONTH_MS, "monthly_outflow"),
         ];
         for (max, window_ms, name) in windows {
             if let Some(max) = limit(max)
@@ -331,7 +442,7 @@ impl Ledger {
                 return exceeded(&record.from, name);
             }
         }
-        if limit(&credit.limits.max_balance).is_some_and(|max| credited > max) {
+        if limit(&credit_limits.max_balance).is_some_and(|max| credited > max) {
             return exceeded(&record.to, "max_balance");
         }
         Ok(())
@@ -342,23 +453,78 @@ impl Ledger {
         if state.closed {
             return Err(Rejection::AccountClosed(account.clone()));
         }
-        for amount in limits.amounts().into_iter().flatten() {
-            if amount.currency() != state.currency {
+        check_limit_amounts(account, state.currency, limits)
+    }
+
+    fn check_tier(&self, account: &Id, tier: Option<&Id>) -> Result<(), Rejection> {
+        let state = self.live_account(account)?;
+        if state.closed {
+            return Err(Rejection::AccountClosed(account.clone()));
+        }
+        if let Some(tier) = tier {
+            let (currency, _) =
+                self.tiers.get(tier).ok_or_else(|| Rejection::TierNotFound(tier.clone()))?;
+            if *currency != state.currency {
                 return Err(Rejection::CurrencyMismatch {
                     account: account.clone(),
                     expected: state.currency,
-                    got: amount.currency(),
+                    got: *currency,
                 });
-            }
-            if amount.is_negative() {
-                return Err(Rejection::NegativeLimit);
             }
         }
         Ok(())
     }
 
+    fn check_programme(&self, id: &Id, name: &str, funding: &Id) -> Result<(), Rejection> {
+        if self.programmes.contains_key(id) {
+            return Err(Rejection::ProgrammeExists(id.clone()));
+        }
+        check_text(name, "name")?;
+        let account = self.live_account(funding)?;
+        if account.kind != AccountKind::ProgrammeFunding
+            || account.closed
+            || self.funding_accounts.contains(funding)
+        {
+            return Err(Rejection::NotAFundingAccount(funding.clone()));
+        }
+        Ok(())
+    }
+
+    fn check_registration(&self, id: &Id, commitment: &str) -> Result<(), Rejection> {
+        if self.beneficiaries.contains_key(id) {
+            return Err(Rejection::BeneficiaryExists(id.clone()));
+        }
+        let hex = |b: u8| b.is_ascii_digit() || (b'a'..=b'f').contains(&b);
+        if commitment.len() != 64 || !commitment.bytes().all(hex) {
+            return Err(Rejection::InvalidCommitment);
+        }
+        Ok(())
+    }
+
+    fn check_erasure(&self, id: &Id) -> Result<(), Rejection> {
+        match self.beneficiaries.get(id) {
+            None => Err(Rejection::BeneficiaryNotFound(id.clone())),
+            Some(beneficiary) if beneficiary.erased => {
+                Err(Rejection::BeneficiaryErased(id.clone()))
+            }
+            Some(_) => Ok(()),
+        }
+    }
+
     fn account_mut(&mut self, id: &Id) -> Result<&mut Account, Inconsistency> {
-        self.accounts.get_mut(id).ok_or_else(|| Inconsistency(format!("unknown account {id}")))
+        self.accounts.get_mut(id).ok_or_else(|| unknown_account(id))
+    }
+
+    fn count(&mut self, record: &TransferRecord, minor: i64, reversal: bool) {
+        let totals = self.totals.entry(record.programme.clone()).or_default();
+        let totals = totals.entry(record.amount.currency()).or_default();
+        if reversal {
+            totals.reversals += 1;
+            totals.reversed_minor += i128::from(minor);
+        } else {
+            totals.transfers += 1;
+            totals.moved_minor += i128::from(minor);
+        }
     }
 
     /// The two legs of a double entry: one debit, one credit, the same amount. Checked first.
@@ -370,12 +536,20 @@ impl Ledger {
         minor: i64,
         at_ms: u64,
     ) -> Result<(), Inconsistency> {
+        let remember = {
+            let debit = self.accounts.get(from).ok_or_else(|| unknown_account(from))?;
+            self.limits_of(debit).limits_outflow()
+        };
         let debit = self.account_mut(from)?;
         debit.balance_minor -= minor;
-        while debit.outflows.front().is_some_and(|(at, _)| at + MONTH_MS <= at_ms) {
-            debit.outflows.pop_front();
+        if remember {
+            while debit.outflows.front().is_some_and(|(at, _)| at + MONTH_MS <= at_ms) {
+                debit.outflows.pop_front();
+            }
+            debit.outflows.push_back((at_ms, minor));
+        } else {
+            debit.outflows.clear();
         }
-        debit.outflows.push_back((at_ms, minor));
         self.account_mut(to)?.balance_minor += minor;
         Ok(())
     }
@@ -433,6 +607,186 @@ impl Ledger {
         Ok(pending.record)
     }
 
+    /// Decides `command` and applies its events; returns them (none for an answered retry).
+    ///
+    /// # Errors
+    /// The [`Rejection`]; nothing changed.
+    pub fn execute(
+        &mut self,
+        command: &Command,
+        context: &Context,
+    ) -> Result<Vec<Event>, Rejection> {
+        let events = decide(self, command, context)?;
+        for event in &events {
+            self.apply_decided(event);
+        }
+        Ok(events)
+    }
+
+    /// Decides and applies a linked group: every command sees the ones before it, and either
+    /// all apply or none does. Returns the events of the whole group, in order.
+    ///
+    /// # Errors
+    /// [`GroupRejection`] naming the first refused command; nothing in the group applied.
+    pub fn execute_linked(
+        &mut self,
+        commands: &[Command],
+        context: &Context,
+    ) -> Result<Vec<Event>, GroupRejection> {
+        let mut saved = Vec::new();
+        let mut events = Vec::new();
+        for (index, command) in commands.iter().enumerate() {
+            let decided = if matches!(command, Command::ExpireDue) {
+                Err(Rejection::NotLinkable)
+            } else {
+                decide(self, command, context)
+            };
+            match decided {
+                Ok(decided) => {
+                    for event in &decided {
+                        self.save_touched(event, &mut saved);
+                        self.apply_decided(event);
+                    }
+                    events.extend(decided);
+                }
+                Err(rejection) => {
+                    self.restore(saved);
+                    return Err(GroupRejection { index, rejection });
+                }
+            }
+        }
+        Ok(events)
+    }
+
+    /// Applies an event `decide` just produced from this state: the checks are the same, so a
+    /// failure here is a bug in the engine, not bad input.
+    fn apply_decided(&mut self, event: &Event) {
+        if let Err(inconsistency) = self.apply(event) {
+            panic!("a decided event must apply: {inconsistency} ({event:?})");
+        }
+    }
+
+    /// Remembers, before `event` applies, every value it can change.
+    fn save_touched(&self, event: &Event, saved: &mut Vec<Saved>) {
+        let mut account =
+            |id: &Id| saved.push(Saved::Account(id.clone(), self.accounts.get(id).cloned()));
+        // Programmes whose totals the event changes, beyond the one it names.
+        let mut programmes = Vec::new();
+        match event {
+            Event::AccountOpened { account: id, .. }
+            | Event::LimitsSet { account: id, .. }
+            | Event::AccountFrozen { account: id, .. }
+            | Event::AccountUnfrozen { account: id, .. }
+            | Event::AccountClosed { account: id, .. }
+            | Event::TierSet { account: id, .. } => account(id),
+            Event::TransferPosted { from, to, .. } | Event::TransferPending { from, to, .. } => {
+                account(from);
+                account(to);
+            }
+            Event::PendingPosted { pending, .. }
+            | Event::PendingVoided { pending, .. }
+            | Event::PendingExpired { pending, .. } => {
+                if let Some(held) = self.pendings.get(pending) {
+                    account(&held.record.from);
+                    account(&held.record.to);
+                    programmes.push(held.record.programme.clone());
+                }
+            }
+            Event::TransferReversed { original, .. } => {
+                if let Some(posted) = self.transfer(original) {
+                    account(&posted.from);
+                    account(&posted.to);
+                    programmes.push(posted.programme.clone());
+                }
+            }
+            Event::ProgrammeCreated { .. }
+            | Event::TierDefined { .. }
+            | Event::BeneficiaryRegistered { .. }
+            | Event::BeneficiaryErased { .. } => {}
+        }
+        match event {
+            Event::TransferPosted { transfer, programme, .. } => {
+                saved.push(Saved::Used(transfer.clone(), self.used.get(transfer).cloned()));
+                saved.push(Saved::Totals(programme.clone(), self.totals.get(programme).cloned()));
+            }
+            Event::TransferPending { transfer, .. } => {
+                saved.push(Saved::Used(transfer.clone(), self.used.get(transfer).cloned()));
+                saved.push(Saved::Pending(transfer.clone(), self.pendings.get(transfer).cloned()));
+            }
+            Event::PendingPosted { transfer, pending, .. }
+            | Event::PendingVoided { transfer, pending, .. } => {
+                saved.push(Saved::Used(transfer.clone(), self.used.get(transfer).cloned()));
+                saved.push(Saved::Pending(pending.clone(), self.pendings.get(pending).cloned()));
+            }
+            Event::PendingExpired { pending, .. } => {
+                saved.push(Saved::Pending(pending.clone(), self.pendings.get(pending).cloned()));
+            }
+            Event::TransferReversed { transfer, original, .. } => {
+                saved.push(Saved::Used(transfer.clone(), self.used.get(transfer).cloned()));
+                saved.push(Saved::Reversed(original.clone(), self.reversed.contains(original)));
+            }
+            Event::ProgrammeCreated { programme, funding, .. } => saved.push(Saved::Programme(
+                programme.clone(),
+                self.programmes.get(programme).cloned(),
+                funding.clone(),
+                self.funding_accounts.contains(funding),
+            )),
+            Event::TierDefined { tier, .. } => {
+                saved.push(Saved::Tier(tier.clone(), self.tiers.get(tier).cloned()));
+            }
+            Event::BeneficiaryRegistered { beneficiary, .. }
+            | Event::BeneficiaryErased { beneficiary, .. } => saved.push(Saved::Beneficiary(
+                beneficiary.clone(),
+                self.beneficiaries.get(beneficiary).cloned(),
+            )),
+            _ => {}
+        }
+        for programme in programmes {
+            saved.push(Saved::Totals(programme.clone(), self.totals.get(&programme).cloned()));
+        }
+    }
+
+    /// Puts back what [`Self::save_touched`] remembered, newest first.
+    fn restore(&mut self, saved: Vec<Saved>) {
+        fn put<K: Ord, V>(map: &mut BTreeMap<K, V>, key: K, value: Option<V>) {
+            match value {
+                Some(value) => map.insert(key, value),
+                None => map.remove(&key),
+            };
+        }
+        fn flag(set: &mut HashSet<Id>, key: Id, present: bool) {
+            if present {
+                set.insert(key);
+            } else {
+                set.remove(&key);
+            }
+        }
+        for value in saved.into_iter().rev() {
+            match value {
+                Saved::Account(id, account) => put(&mut self.accounts, id, account),
+                Saved::Pending(id, pending) => put(&mut self.pendings, id, pending),
+                Saved::Used(id, used) => match used {
+                    Some(used) => {
+                        self.used.insert(id, used);
+                    }
+                    None => {
+                        self.used.remove(&id);
+                    }
+                },
+                Saved::Reversed(id, present) => flag(&mut self.reversed, id, present),
+                Saved::Programme(id, programme, funding, present) => {
+                    put(&mut self.programmes, id, programme);
+                    flag(&mut self.funding_accounts, funding, present);
+                }
+                Saved::Totals(id, totals) => put(&mut self.totals, id, totals),
+                Saved::Tier(id, tier) => put(&mut self.tiers, id, tier),
+                Saved::Beneficiary(id, beneficiary) => {
+                    put(&mut self.beneficiaries, id, beneficiary)
+                }
+            }
+        }
+    }
+
     /// Applies one event. Checks everything a replayed, untrusted log could get wrong, with the
     /// same checks `decide` makes.
     ///
@@ -454,6 +808,7 @@ impl Ledger {
                     frozen: false,
                     closed: false,
                     limits: Limits::default(),
+                    tier: None,
                     outflows: VecDeque::new(),
                 };
                 self.accounts.insert(account.clone(), opened);
@@ -470,6 +825,7 @@ impl Ledger {
             } => {
                 let record = TransferRecord::of(from, to, amount, programme, *actor, reference);
                 self.check_movement(&record, 0, *at_ms)?;
+                self.count(&record, amount.minor_units(), false);
                 self.claim_id(transfer, Used::Transfer(record))?;
                 self.move_money(from, to, amount.minor_units(), *at_ms)?;
             }
@@ -506,6 +862,7 @@ impl Ledger {
                     Used::Posted { pending: pending.clone(), amount: *amount },
                 )?;
                 self.finish_pending(pending, PendingState::Posted)?;
+                self.count(&posted, amount.minor_units(), false);
                 self.move_money(&held.from, &held.to, amount.minor_units(), *at_ms)?;
             }
             Event::PendingVoided { transfer, pending, .. } => {
@@ -521,6 +878,7 @@ impl Ledger {
                 self.check_movement(&back, 0, *at_ms)?;
                 self.claim_id(transfer, Used::Reversed { original: original.clone() })?;
                 self.move_money(&back.from, &back.to, back.amount.minor_units(), *at_ms)?;
+                self.count(&back, back.amount.minor_units(), true);
                 self.reversed.insert(original.clone());
             }
             Event::LimitsSet { account, limits, .. } => {
@@ -545,6 +903,40 @@ impl Ledger {
                     }
                 }
             }
+            Event::ProgrammeCreated { programme, name, kind, funding, .. } => {
+                self.check_programme(programme, name, funding)?;
+                let currency = self.live_account(funding)?.currency;
+                let created = Programme {
+                    name: name.clone(),
+                    kind: *kind,
+                    currency,
+                    funding: funding.clone(),
+                };
+                self.programmes.insert(programme.clone(), created);
+                self.funding_accounts.insert(funding.clone());
+            }
+            Event::TierDefined { tier, currency, limits, .. } => {
+                check_limit_amounts(tier, *currency, limits)?;
+                if self.tiers.get(tier).is_some_and(|(defined, _)| defined != currency) {
+                    return Err(Inconsistency(format!("tier {tier} changed currency")));
+                }
+                self.tiers.insert(tier.clone(), (*currency, limits.clone()));
+            }
+            Event::TierSet { account, tier, .. } => {
+                self.check_tier(account, tier.as_ref())?;
+                self.account_mut(account)?.tier = tier.clone();
+            }
+            Event::BeneficiaryRegistered { beneficiary, commitment, .. } => {
+                self.check_registration(beneficiary, commitment)?;
+                let registered = Beneficiary { commitment: commitment.clone(), erased: false };
+                self.beneficiaries.insert(beneficiary.clone(), registered);
+            }
+            Event::BeneficiaryErased { beneficiary, .. } => {
+                self.check_erasure(beneficiary)?;
+                if let Some(erased) = self.beneficiaries.get_mut(beneficiary) {
+                    erased.erased = true;
+                }
+            }
         }
         debug_assert!(self.totals().values().all(|total| *total == 0), "money created or lost");
         Ok(())
@@ -555,8 +947,8 @@ impl Ledger {
 ///
 /// # Errors
 /// [`Inconsistency`] naming the first entry that is malformed or does not apply.
-pub fn replay<'a>(entries: impl IntoIterator<Item = &'a [u8]>) -> Result<Ledger, Inconsistency> {
-    let mut ledger = Ledger::default();
+pub fn replay<'a>(entries: impl IntoIterator<Item = &'a [u8]>) -> Result<State, Inconsistency> {
+    let mut ledger = State::default();
     for (index, entry) in entries.into_iter().enumerate() {
         let event =
             Event::from_entry(entry).map_err(|e| Inconsistency(format!("entry {index}: {e}")))?;
@@ -565,9 +957,39 @@ pub fn replay<'a>(entries: impl IntoIterator<Item = &'a [u8]>) -> Result<Ledger,
     Ok(ledger)
 }
 
+fn unknown_account(id: &Id) -> Inconsistency {
+    Inconsistency(format!("unknown account {id}"))
+}
+
+/// Names and references: short, printable text.
+fn check_text(text: &str, field: &'static str) -> Result<(), Rejection> {
+    let length = text.chars().count();
+    if length == 0 || length > TEXT_LENGTH_MAX || text.chars().any(char::is_control) {
+        return Err(Rejection::InvalidText { field });
+    }
+    Ok(())
+}
+
+/// Limit amounts are in the account's (or tier's) currency and not negative.
+fn check_limit_amounts(owner: &Id, currency: Currency, limits: &Limits) -> Result<(), Rejection> {
+    for amount in limits.amounts().into_iter().flatten() {
+        if amount.currency() != currency {
+            return Err(Rejection::CurrencyMismatch {
+                account: owner.clone(),
+                expected: currency,
+                got: amount.currency(),
+            });
+        }
+        if amount.is_negative() {
+            return Err(Rejection::NegativeLimit);
+        }
+    }
+    Ok(())
+}
+
 /// Answers a retry: `Ok(true)` when `id` was used for exactly `used` before (nothing to do),
 /// `Ok(false)` when it is new, a rejection when it was used for something else.
-fn retried(ledger: &Ledger, id: &Id, used: &Used) -> Result<bool, Rejection> {
+fn retried(ledger: &State, id: &Id, used: &Used) -> Result<bool, Rejection> {
     match ledger.used.get(id) {
         None => Ok(false),
         Some(existing) if existing == used => Ok(true),
@@ -576,7 +998,7 @@ fn retried(ledger: &Ledger, id: &Id, used: &Used) -> Result<bool, Rejection> {
 }
 
 pub(crate) fn decide(
-    ledger: &Ledger,
+    ledger: &State,
     command: &Command,
     context: &Context,
 ) -> Result<Vec<Event>, Rejection> {
@@ -704,6 +1126,65 @@ pub(crate) fn decide(
                 return Err(Rejection::BalanceNotZero(id.clone()));
             }
             Ok(vec![Event::AccountClosed { account: id.clone(), at_ms }])
+        }
+        Command::CreateProgramme { id, name, kind, funding } => {
+            if let Some(existing) = ledger.programmes.get(id)
+                && existing.name == *name
+                && existing.kind == *kind
+                && existing.funding == *funding
+            {
+                return Ok(Vec::new());
+            }
+            ledger.check_programme(id, name, funding)?;
+            Ok(vec![Event::ProgrammeCreated {
+                programme: id.clone(),
+                name: name.clone(),
+                kind: *kind,
+                funding: funding.clone(),
+                at_ms,
+            }])
+        }
+        Command::DefineTier { id, currency, limits } => {
+            check_limit_amounts(id, *currency, limits)?;
+            match ledger.tiers.get(id) {
+                Some((defined, _)) if defined != currency => Err(Rejection::CurrencyMismatch {
+                    account: id.clone(),
+                    expected: *defined,
+                    got: *currency,
+                }),
+                Some((_, defined)) if defined == limits => Ok(Vec::new()),
+                _ => Ok(vec![Event::TierDefined {
+                    tier: id.clone(),
+                    currency: *currency,
+                    limits: limits.clone(),
+                    at_ms,
+                }]),
+            }
+        }
+        Command::SetTier { account, tier } => {
+            ledger.check_tier(account, tier.as_ref())?;
+            if ledger.live_account(account)?.tier == *tier {
+                return Ok(Vec::new());
+            }
+            Ok(vec![Event::TierSet { account: account.clone(), tier: tier.clone(), at_ms }])
+        }
+        Command::RegisterBeneficiary { id, commitment } => {
+            if ledger.beneficiaries.get(id).is_some_and(|b| b.commitment == *commitment) {
+                return Ok(Vec::new());
+            }
+            ledger.check_registration(id, commitment)?;
+            Ok(vec![Event::BeneficiaryRegistered {
+                beneficiary: id.clone(),
+                commitment: commitment.clone(),
+                at_ms,
+            }])
+        }
+        Command::EraseBeneficiary { id } => {
+            if ledger.beneficiaries.get(id).is_some_and(|b| b.erased) {
+                return Ok(Vec::new());
+            }
+            ledger.check_erasure(id)?;
+            Ok(vec![Event::BeneficiaryErased { beneficiary: id.clone(), at_ms }])
         }
     }
 }
