@@ -225,6 +225,41 @@ pub enum EntryError {
 }
 
 impl Event {
+    /// When the event happened (its batch's time), in ms since the Unix epoch.
+    pub fn at_ms(&self) -> u64 {
+        match self {
+            Self::AccountOpened { at_ms, .. }
+            | Self::TransferPosted { at_ms, .. }
+            | Self::TransferPending { at_ms, .. }
+            | Self::PendingPosted { at_ms, .. }
+            | Self::PendingVoided { at_ms, .. }
+            | Self::PendingExpired { at_ms, .. }
+            | Self::TransferReversed { at_ms, .. }
+            | Self::LimitsSet { at_ms, .. }
+            | Self::AccountFrozen { at_ms, .. }
+            | Self::AccountUnfrozen { at_ms, .. }
+            | Self::AccountClosed { at_ms, .. }
+            | Self::ProgrammeCreated { at_ms, .. }
+            | Self::TierDefined { at_ms, .. }
+            | Self::TierSet { at_ms, .. }
+            | Self::BeneficiaryRegistered { at_ms, .. }
+            | Self::BeneficiaryErased { at_ms, .. } => *at_ms,
+        }
+    }
+
+    /// The client-chosen id the event answers for (transfers, holds and operations on them),
+    /// by which retries and queries find it.
+    pub fn transfer_id(&self) -> Option<&Id> {
+        match self {
+            Self::TransferPosted { transfer, .. }
+            | Self::TransferPending { transfer, .. }
+            | Self::PendingPosted { transfer, .. }
+            | Self::PendingVoided { transfer, .. }
+            | Self::TransferReversed { transfer, .. } => Some(transfer),
+            _ => None,
+        }
+    }
+
     /// The canonical entry bytes.
     pub fn to_entry(&self) -> Vec<u8> {
         // Invariant: events hold only strings, booleans and integers, which always serialize.

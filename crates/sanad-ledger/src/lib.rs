@@ -215,9 +215,13 @@ pub enum Command {
         /// The pending transfer.
         pending: Id,
     },
-    /// Release every pending transfer whose time is up (issued by the engine with each batch,
-    /// so expiry is a logged event and replays identically).
-    ExpireDue,
+    /// Release pending transfers whose time is up, at most `at_most` of them, oldest id first
+    /// (issued by the engine with each batch, so expiry is a logged event and replays
+    /// identically; the bound keeps one batch within the log's batch limits).
+    ExpireDue {
+        /// The most holds to release in one go.
+        at_most: usize,
+    },
     /// Undo a posted transfer with a new transfer the other way; the original is never changed
     /// and can be reversed once.
     Reverse {

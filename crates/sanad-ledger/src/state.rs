@@ -352,6 +352,35 @@ impl State {
         }
     }
 
+    /// The accounts an applied event moved money in or changed: what an account's history
+    /// lists. Holds and posted transfers stay known, so this works on any later state too.
+    pub fn accounts_of(&self, event: &Event) -> Vec<Id> {
+        let pair = |record: &TransferRecord| vec![record.from.clone(), record.to.clone()];
+        match event {
+            Event::AccountOpened { account, .. }
+            | Event::LimitsSet { account, .. }
+            | Event::AccountFrozen { account, .. }
+            | Event::AccountUnfrozen { account, .. }
+            | Event::AccountClosed { account, .. }
+            | Event::TierSet { account, .. } => vec![account.clone()],
+            Event::TransferPosted { from, to, .. } | Event::TransferPending { from, to, .. } => {
+                vec![from.clone(), to.clone()]
+            }
+            Event::PendingPosted { pending, .. }
+            | Event::PendingVoided { pending, .. }
+            | Event::PendingExpired { pending, .. } => {
+                self.pendings.get(pending).map(|p| pair(&p.record)).unwrap_or_default()
+            }
+            Event::TransferReversed { original, .. } => {
+                self.transfer(original).map(pair).unwrap_or_default()
+            }
+            Event::ProgrammeCreated { funding, .. } => vec![funding.clone()],
+            Event::TierDefined { .. }
+            | Event::BeneficiaryRegistered { .. }
+            | Event::BeneficiaryErased { .. } => Vec::new(),
+        }
+    }
+
     /// How many transfer ids are in use (for sizing and tests).
     pub fn used_ids(&self) -> usize {
         self.used.len()
@@ -636,7 +665,7 @@ impl State {
         let mut saved = Vec::new();
         let mut events = Vec::new();
         for (index, command) in commands.iter().enumerate() {
-            let decided = if matches!(command, Command::ExpireDue) {
+            let decided = if matches!(command, Command::ExpireDue { .. }) {
                 Err(Rejection::NotLinkable)
             } else {
                 decide(self, command, context)
@@ -943,18 +972,38 @@ impl State {
     }
 }
 
-/// Rebuilds a ledger from log entries, in order.
+/// Rebuilds a ledger from log entries, in order. The log's own key hand-overs (entries starting
+/// with [`sanad_tlog::rotation::ROTATION_PREFIX`]) carry no ledger event and are skipped.
 ///
 /// # Errors
 /// [`Inconsistency`] naming the first entry that is malformed or does not apply.
 pub fn replay<'a>(entries: impl IntoIterator<Item = &'a [u8]>) -> Result<State, Inconsistency> {
     let mut ledger = State::default();
     for (index, entry) in entries.into_iter().enumerate() {
-        let event =
-            Event::from_entry(entry).map_err(|e| Inconsistency(format!("entry {index}: {e}")))?;
-        ledger.apply(&event).map_err(|e| Inconsistency(format!("entry {index}: {}", e.0)))?;
+        ledger.replay_entry(index as u64, entry)?;
     }
     Ok(ledger)
+}
+
+impl State {
+    /// Applies one log entry (entry `index` of the log, for messages); returns its event, or
+    /// `None` for a key hand-over.
+    ///
+    /// # Errors
+    /// [`Inconsistency`] when the entry is malformed or does not apply.
+    pub fn replay_entry(
+        &mut self,
+        index: u64,
+        entry: &[u8],
+    ) -> Result<Option<Event>, Inconsistency> {
+        if entry.starts_with(sanad_tlog::rotation::ROTATION_PREFIX) {
+            return Ok(None);
+        }
+        let event =
+            Event::from_entry(entry).map_err(|e| Inconsistency(format!("entry {index}: {e}")))?;
+        self.apply(&event).map_err(|e| Inconsistency(format!("entry {index}: {}", e.0)))?;
+        Ok(Some(event))
+    }
 }
 
 fn unknown_account(id: &Id) -> Inconsistency {
@@ -1096,10 +1145,11 @@ pub(crate) fn decide(
             }
             Ok(vec![Event::LimitsSet { account: account.clone(), limits: limits.clone(), at_ms }])
         }
-        Command::ExpireDue => Ok(ledger
+        Command::ExpireDue { at_most } => Ok(ledger
             .pendings
             .iter()
             .filter(|(_, p)| p.state == PendingState::Open && p.expires_at_ms <= at_ms)
+            .take(*at_most)
             .map(|(id, _)| Event::PendingExpired { pending: id.clone(), at_ms })
             .collect()),
         Command::FreezeAccount { id } | Command::UnfreezeAccount { id } => {

@@ -94,7 +94,7 @@ impl Model {
         let mut trial = self.clone();
         let mut changed = false;
         for command in commands {
-            if matches!(command, Command::ExpireDue) {
+            if matches!(command, Command::ExpireDue { .. }) {
                 return None;
             }
             changed |= trial.step(command)?;
@@ -242,7 +242,7 @@ impl Model {
                 self.limits.insert(account.to_string(), new);
                 Some(new != old)
             }
-            Command::ExpireDue => {
+            Command::ExpireDue { .. } => {
                 let now = self.now;
                 let due: Vec<String> = self
                     .pendings
@@ -369,7 +369,7 @@ fn command() -> impl Strategy<Value = Command> {
             original: id(&format!("t{o}")),
             actor: Actor::Operator,
         }),
-        1 => Just(Command::ExpireDue),
+        1 => Just(Command::ExpireDue { at_most: usize::MAX }),
         1 => (account.clone(), prop::array::uniform4(prop::option::weighted(0.4, -10i64..4_000))).prop_map(
             |(a, [balance, transfer, daily, monthly])| {
                 let jod = |m: Option<i64>| m.map(|m| Amount::from_minor_units(m, Currency::parse("JOD").unwrap()));

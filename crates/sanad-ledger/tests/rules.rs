@@ -160,7 +160,7 @@ fn a_tier_fills_the_limits_an_account_leaves_out() {
 fn beneficiaries_are_registered_once_and_erased_once() {
     let (mut state, mut log) = funded();
     let commitment = "ab".repeat(32);
-    let register = Command::RegisterBeneficiary { id: id("b-1"), commitment: commitment.clone() };
+    let register = Command::RegisterBeneficiary { id: id("b-1"), commitment };
     log.extend(state.execute(&register, &NOW).unwrap());
     assert!(state.execute(&register, &NOW).unwrap().is_empty(), "a retry is answered");
     let other = Command::RegisterBeneficiary { id: id("b-1"), commitment: "cd".repeat(32) };
@@ -200,7 +200,7 @@ fn a_linked_group_that_opens_and_funds_applies_all_or_nothing() {
     let refused = state.execute_linked(&group("100.001"), &NOW).unwrap_err();
     assert_eq!((refused.index, refused.rejection.code()), (2, "insufficient_funds"));
     assert_eq!(state, before, "the opened account and the first payment were undone");
-    let expire = [transfer("x", "prog", "w1", "1"), Command::ExpireDue];
+    let expire = [transfer("x", "prog", "w1", "1"), Command::ExpireDue { at_most: 10 }];
     assert_eq!(state.execute_linked(&expire, &NOW).unwrap_err().rejection.code(), "not_linkable");
     assert_eq!(state, before);
     log.extend(state.execute_linked(&group("100"), &NOW).unwrap());

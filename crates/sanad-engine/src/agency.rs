@@ -1,0 +1,244 @@
+//! [`Agency`]: the ledger and the registry together, with the operations an agency system
+//! performs — create a programme, register a beneficiary, erase one, find a wallet by phone.
+//! Each keeps personal data in the registry and only pseudonyms in the log, and orders its
+//! writes so that a crash between the two stores is repaired on the next open.
+
+use std::path::Path;
+
+use rand::RngCore as _;
+use sanad_ledger::{Account, AccountKind, Actor, Command, ProgrammeKind, Rejection};
+use sanad_money::{Amount, Currency, Id};
+
+use crate::registry::{NewPerson, Registry};
+use crate::{Error, Ledger, Options};
+
+/// The owner reference of the agency's own accounts (issuance, programme funding).
+const AGENCY_OWNER: &str = "agency";
+
+/// A ledger with its registry, in one data folder.
+#[derive(Debug)]
+pub struct Agency {
+    ledger: Ledger,
+    registry: Registry,
+}
+
+/// `prefix` and 16 random Crockford base32 characters.
+pub(crate) fn random_id(prefix: &str) -> Id {
+    const ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+    let mut bytes = [0u8; 16];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    let mut text = prefix.to_owned();
+    text.extend(bytes.iter().map(|b| char::from(ALPHABET[usize::from(b & 31)])));
+    Id::parse(&text).unwrap_or_else(|_| unreachable!("prefix and alphabet are id characters"))
+}
+
+fn id(text: &str) -> Id {
+    Id::parse(text).unwrap_or_else(|_| unreachable!("{text} is a valid id"))
+}
+
+impl Agency {
+    /// Creates a ledger (log, signing key) and its registry in `dir`. `region` is the country
+    /// for phone numbers written without a country code.
+    ///
+    /// # Errors
+    /// As [`Ledger::create`] and [`Registry::open`].
+    pub fn create(
+        dir: &Path,
+        origin: &str,
+        region: Option<&str>,
+        options: Options,
+    ) -> Result<Self, Error> {
+        let ledger = Ledger::create(dir, origin, options)?;
+        let registry = Registry::open(dir, region)?;
+        Ok(Self { ledger, registry })
+    }
+
+    /// Opens the ledger and registry in `dir`, then repairs what a crash between the two
+    /// stores may have left: a registry record whose registration never reached the log is
+    /// destroyed (it was never acknowledged), and one whose erasure is in the log is shredded.
+    ///
+    /// # Errors
+    /// As [`Ledger::open`] and [`Registry::open`].
+    pub fn open(dir: &Path, options: Options) -> Result<Self, Error> {
+        let ledger = Ledger::open(dir, options)?;
+        let registry = Registry::open(dir, None)?;
+        for person in registry.ids()? {
+            let logged = ledger.read(|state| state.beneficiary(&person).map(|b| b.erased));
+            if logged != Some(false) {
+                registry.erase(&person)?;
+            }
+        }
+        Ok(Self { ledger, registry })
+    }
+
+    /// The ledger.
+    pub fn ledger(&self) -> &Ledger {
+        &self.ledger
+    }
+
+    /// The registry.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// The account that money enters the system through, per currency.
+    pub fn issuance_account(currency: Currency) -> Id {
+        id(&format!("issuance.{}", currency.code()))
+    }
+
+    /// A beneficiary's wallet in one currency.
+    pub fn wallet_of(beneficiary: &Id, currency: Currency) -> Id {
+        // A beneficiary id is at most 22 characters, so this stays within 64.
+        id(&format!("{}.{}", beneficiary.as_str(), currency.code()))
+    }
+
+    /// Opens an account unless it exists (with the same kind and currency).
+    fn ensure_account(
+        &self,
+        account: Id,
+        kind: AccountKind,
+        currency: Currency,
+        owner: Id,
+    ) -> Result<(), Error> {
+        if let Some(existing) = self.ledger.account(&account) {
+            if existing.kind() == kind && existing.currency() == currency {
+                return Ok(());
+            }
+            return Err(Rejection::AccountExists(account).into());
+        }
+        match self.ledger.execute(Command::OpenAccount { id: account, kind, currency, owner })? {
+            Ok(_) | Err(Rejection::AccountExists(_)) => Ok(()),
+            Err(rejection) => Err(rejection.into()),
+        }
+    }
+
+    /// Creates a programme with a new id, its funding account, and a logged issuance of
+    /// `budget` into it (from the currency's issuance account), all in one linked group.
+    ///
+    /// # Errors
+    /// [`Error::Rejected`]/[`Error::GroupRejected`] for bad input; storage errors.
+    pub fn create_programme(
+        &self,
+        name: &str,
+        kind: ProgrammeKind,
+        budget: Amount,
+    ) -> Result<Id, Error> {
+        if budget.is_negative() {
+            return Err(Rejection::AmountMustBePositive.into());
+        }
+        let currency = budget.currency();
+        let issuance = Self::issuance_account(currency);
+        self.ensure_account(issuance.clone(), AccountKind::External, currency, id(AGENCY_OWNER))?;
+        let programme = random_id("prog-");
+        let mut group = vec![
+            Command::OpenAccount {
+                id: programme.clone(),
+                kind: AccountKind::ProgrammeFunding,
+                currency,
+                owner: id(AGENCY_OWNER),
+            },
+            Command::CreateProgramme {
+                id: programme.clone(),
+                name: name.to_owned(),
+                kind,
+                funding: programme.clone(),
+            },
+        ];
+        if budget.is_positive() {
+            group.push(Command::Transfer {
+                id: id(&format!("{}:budget", programme.as_str())),
+                from: issuance,
+                to: programme.clone(),
+                amount: budget,
+                programme: programme.clone(),
+                actor: Actor::Operator,
+                reference: Some("programme budget".into()),
+            });
+        }
+        self.ledger.execute_linked(group)??;
+        Ok(programme)
+    }
+
+    /// Registers a person and opens their wallet in `currency`. The registry record is written
+    /// first; the log then records the pseudonym and commitment with the wallet, in one linked
+    /// group. If the log refuses, the record is destroyed again.
+    ///
+    /// # Errors
+    /// [`Error::Duplicate`] with the existing beneficiary; validation errors; storage errors.
+    pub fn register(&self, person: &NewPerson, currency: Currency) -> Result<Id, Error> {
+        let registered = self.registry.register(person)?;
+        let group = vec![
+            Command::RegisterBeneficiary {
+                id: registered.id.clone(),
+                commitment: registered.commitment.clone(),
+            },
+            Command::OpenAccount {
+                id: Self::wallet_of(&registered.id, currency),
+                kind: AccountKind::Wallet,
+                currency,
+                owner: registered.id.clone(),
+            },
+        ];
+        let logged = self.ledger.execute_linked(group);
+        if !matches!(logged, Ok(Ok(_))) {
+            self.registry.erase(&registered.id)?;
+        }
+        logged??;
+        Ok(registered.id)
+    }
+
+    /// The beneficiary's wallet in `currency`, opened if they have none yet.
+    ///
+    /// # Errors
+    /// [`Error::BeneficiaryNotFound`] for an unknown or erased beneficiary; storage errors.
+    pub fn ensure_wallet(&self, beneficiary: &Id, currency: Currency) -> Result<Id, Error> {
+        let known =
+            self.ledger.read(|state| state.beneficiary(beneficiary).is_some_and(|b| !b.erased));
+        if !known {
+            return Err(Error::BeneficiaryNotFound(beneficiary.clone()));
+        }
+        let wallet = Self::wallet_of(beneficiary, currency);
+        self.ensure_account(wallet.clone(), AccountKind::Wallet, currency, beneficiary.clone())?;
+        Ok(wallet)
+    }
+
+    /// Erases a beneficiary's personal data. The erasure is logged first, then the registry
+    /// record and secret are destroyed; their wallets and history stay, unlinkable.
+    ///
+    /// # Errors
+    /// [`Error::Rejected`] for an unknown beneficiary; storage errors.
+    pub fn erase(&self, beneficiary: &Id) -> Result<(), Error> {
+        self.ledger.execute(Command::EraseBeneficiary { id: beneficiary.clone() })??;
+        self.registry.erase(beneficiary)
+    }
+
+    /// The beneficiary registered with a phone number (in any format the registry accepts).
+    ///
+    /// # Errors
+    /// [`Error::InvalidPhone`]; storage errors.
+    pub fn beneficiary_by_phone(&self, phone: &str) -> Result<Option<Id>, Error> {
+        let e164 = self.registry.normalise_phone(phone)?;
+        self.registry.find_by_phone(&e164)
+    }
+
+    /// A beneficiary's wallets, one per currency.
+    pub fn wallets(&self, beneficiary: &Id) -> Vec<Account> {
+        self.ledger.read(|state| {
+            state
+                .accounts()
+                .filter(|account| {
+                    account.owner() == beneficiary && account.kind() == AccountKind::Wallet
+                })
+                .cloned()
+                .collect()
+        })
+    }
+
+    /// Closes the ledger (writing a snapshot).
+    ///
+    /// # Errors
+    /// As [`Ledger::close`].
+    pub fn close(&self) -> Result<(), Error> {
+        self.ledger.close()
+    }
+}

@@ -1,0 +1,349 @@
+//! Bulk disbursement from a CSV file, the shape registration tools such as KoboToolbox or ODK
+//! export: a header row with at least `phone` and `amount`, and optionally `name`,
+//! `national_id`, `language`, `reference` and `currency` (headers are case-insensitive; a
+//! UTF-8 byte-order mark and `;` as the separator, as Kobo writes, are accepted).
+//!
+//! 1. **Validate every row first.** If any row is bad, every bad row is reported with its line
+//!    number and reason and nothing is paid — unless `skip_invalid`, which pays the good rows.
+//!    Duplicate phones within a file make all their rows bad: which one is right is the
+//!    agency's call, not ours.
+//! 2. **Check the budget:** the rows not yet paid must fit in the programme's available
+//!    balance, or nothing is paid.
+//! 3. **Pay**, a chunk at a time. Each row's transfer id is derived from the programme, the
+//!    file's SHA-256 and the row's line, so re-running the same file — also after a crash half
+//!    way — answers the rows already paid instead of paying them twice.
+
+use std::collections::{BTreeMap, HashMap};
+
+use sanad_ledger::{Actor, Command, Rejection};
+use sanad_money::{Amount, Currency, Id};
+use sha2::{Digest as _, Sha256};
+
+use crate::registry::NewPerson;
+use crate::{Agency, Error};
+
+/// Rows paid per ledger call.
+const CHUNK_ROWS: usize = 1_000;
+
+/// How a run treats rows.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DisburseOptions {
+    /// Register phones not registered yet, from the row's columns.
+    pub register: bool,
+    /// Pay the good rows even when some are bad (the bad ones are reported).
+    pub skip_invalid: bool,
+}
+
+/// A row that was not paid, and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RowProblem {
+    /// The line in the file (the header is line 1).
+    pub line: u64,
+    /// Why.
+    pub reason: String,
+}
+
+/// What a run did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Report {
+    /// The run's id: derived from the programme and the file's content.
+    pub run: String,
+    /// Data rows in the file.
+    pub rows: usize,
+    /// Rows paid by this run.
+    pub paid: usize,
+    /// Rows paid by an earlier run of the same file.
+    pub already_paid: usize,
+    /// Rows not paid, with reasons (bad rows, and refusals while paying).
+    pub rejected: Vec<RowProblem>,
+    /// People registered by this run.
+    pub registered: usize,
+    /// What this run paid, per currency.
+    pub paid_totals: BTreeMap<Currency, Amount>,
+}
+
+impl Report {
+    /// The last line of `sanad disburse`: `paid N, already paid N, rejected N`.
+    pub fn summary(&self) -> String {
+        format!(
+            "paid {}, already paid {}, rejected {}",
+            self.paid,
+            self.already_paid,
+            self.rejected.len()
+        )
+    }
+}
+
+/// One good row, ready to pay.
+struct Row {
+    line: u64,
+    phone: String,
+    amount: Amount,
+    person: NewPerson,
+    reference: Option<String>,
+    beneficiary: Option<Id>,
+    transfer: Id,
+}
+
+/// The columns of the header, by name.
+struct Columns {
+    phone: usize,
+    amount: usize,
+    optional: HashMap<&'static str, usize>,
+}
+
+fn columns(header: &csv::StringRecord) -> Result<Columns, Error> {
+    let position = |name: &str| {
+        header
+            .iter()
+            .position(|h| h.trim().trim_start_matches('\u{feff}').eq_ignore_ascii_case(name))
+    };
+    let required = |name: &str| {
+        position(name)
+            .ok_or_else(|| Error::Disbursement(format!("the header has no `{name}` column")))
+    };
+    let mut optional = HashMap::new();
+    for name in ["name", "national_id", "language", "reference", "currency"] {
+        if let Some(at) = position(name) {
+            optional.insert(name, at);
+        }
+    }
+    Ok(Columns { phone: required("phone")?, amount: required("amount")?, optional })
+}
+
+/// The separator: `;` when the header line has semicolons and no commas (Kobo's default).
+fn separator(csv: &[u8]) -> u8 {
+    let header = csv.split(|b| *b == b'\n').next().unwrap_or_default();
+    if header.contains(&b';') && !header.contains(&b',') { b';' } else { b',' }
+}
+
+/// Validates and pays `csv` from `programme`. `progress(done, total)` is called as rows are
+/// paid.
+///
+/// # Errors
+/// [`Error::Disbursement`] when the file cannot be read as a whole, has bad rows (without
+/// `skip_invalid`; the report in the message lists them) or exceeds the budget; storage errors.
+/// Rows refused while paying are reported, not errors.
+pub fn disburse(
+    agency: &Agency,
+    programme: &Id,
+    csv: &[u8],
+    options: DisburseOptions,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<Report, Error> {
+    let (currency, available) = agency
+        .ledger()
+        .read(|state| {
+            let programme = state.programme(programme)?;
+            let funding = state.account(&programme.funding)?;
+            Some((programme.currency, funding.available()))
+        })
+        .ok_or_else(|| Rejection::ProgrammeNotFound(programme.clone()))?;
+    let file_hash = Sha256::digest(csv);
+    let run_hash = Sha256::new()
+        .chain_update(programme.as_str())
+        .chain_update([0])
+        .chain_update(file_hash)
+        .finalize();
+    let run: String = run_hash[..16].iter().map(|b| format!("{b:02x}")).collect();
+    let mut report = Report { run: run.clone(), ..Report::default() };
+
+    let (rows, problems) = validate(agency, csv, currency, options, &run)?;
+    report.rows = rows.len() + problems.len();
+    if !problems.is_empty() && !options.skip_invalid {
+        let listed: Vec<String> =
+            problems.iter().map(|p| format!("line {}: {}", p.line, p.reason)).collect();
+        report.rejected = problems;
+        return Err(Error::Disbursement(format!(
+            "{} bad rows, nothing paid (use --skip-invalid to pay the others):\n{}\n{}",
+            report.rejected.len(),
+            listed.join("\n"),
+            report.summary()
+        )));
+    }
+    report.rejected = problems;
+
+    let unpaid: i64 = agency.ledger().read(|state| {
+        rows.iter()
+            .filter(|row| state.transfer(&row.transfer).is_none())
+            .map(|row| row.amount.minor_units())
+            .sum()
+    });
+    if unpaid > available.minor_units() {
+        return Err(Error::Disbursement(format!(
+            "the programme has {available} available and the file needs {} more; nothing paid",
+            Amount::from_minor_units(unpaid, currency)
+        )));
+    }
+
+    let total = rows.len();
+    let mut done = 0;
+    for chunk in rows.chunks(CHUNK_ROWS) {
+        let mut transfers = Vec::with_capacity(chunk.len());
+        let mut lines = Vec::with_capacity(chunk.len());
+        for row in chunk {
+            let beneficiary = match &row.beneficiary {
+                Some(known) => known.clone(),
+                None => match agency.register(&row.person, currency) {
+                    Ok(registered) => {
+                        report.registered += 1;
+                        registered
+                    }
+                    // Registered by an earlier, interrupted run of this file.
+                    Err(Error::Duplicate { field: "phone", existing }) => existing,
+                    Err(error) => {
+                        report
+                            .rejected
+                            .push(RowProblem { line: row.line, reason: error.to_string() });
+                        continue;
+                    }
+                },
+            };
+            let wallet = agency.ensure_wallet(&beneficiary, currency)?;
+            transfers.push(Command::Transfer {
+                id: row.transfer.clone(),
+                from: programme.clone(),
+                to: wallet,
+                amount: row.amount,
+                programme: programme.clone(),
+                actor: Actor::Operator,
+                reference: row.reference.clone(),
+            });
+            lines.push((row.line, row.amount));
+        }
+        if !transfers.is_empty() {
+            let results = agency.ledger().execute_each(transfers)?;
+            for ((line, amount), result) in lines.into_iter().zip(results) {
+                match result {
+                    Ok(applied) if applied.events.is_empty() => report.already_paid += 1,
+                    Ok(_) => {
+                        report.paid += 1;
+                        let sum = report
+                            .paid_totals
+                            .entry(currency)
+                            .or_insert_with(|| Amount::zero(currency));
+                        *sum = sum
+                            .checked_add(&amount)
+                            .map_err(|e| Error::Disbursement(e.to_string()))?;
+                    }
+                    Err(rejection) => {
+                        report.rejected.push(RowProblem { line, reason: rejection.to_string() })
+                    }
+                }
+            }
+        }
+        done += chunk.len();
+        progress(done, total);
+    }
+    report.rejected.sort_by_key(|problem| problem.line);
+    Ok(report)
+}
+
+/// Reads and checks every row; returns the good rows and the problems.
+fn validate(
+    agency: &Agency,
+    csv: &[u8],
+    currency: Currency,
+    options: DisburseOptions,
+    run: &str,
+) -> Result<(Vec<Row>, Vec<RowProblem>), Error> {
+    let mut reader = csv::ReaderBuilder::new()
+        .delimiter(separator(csv))
+        .flexible(true)
+        .trim(csv::Trim::All)
+        .from_reader(csv);
+    let header = reader
+        .headers()
+        .map_err(|e| Error::Disbursement(format!("cannot read the header: {e}")))?
+        .clone();
+    let columns = columns(&header)?;
+    let mut rows = Vec::new();
+    let mut problems = Vec::new();
+    let mut lines_by_phone: HashMap<String, Vec<u64>> = HashMap::new();
+    for record in reader.records() {
+        let record = match record {
+            Ok(record) => record,
+            Err(error) => {
+                let line = error.position().map_or(0, csv::Position::line);
+                problems.push(RowProblem { line, reason: format!("unreadable row: {error}") });
+                continue;
+            }
+        };
+        let line = record.position().map_or(0, csv::Position::line);
+        if record.iter().all(str::is_empty) {
+            continue;
+        }
+        match check_row(agency, &record, &columns, currency, options, run, line) {
+            Ok(row) => {
+                lines_by_phone.entry(row.phone.clone()).or_default().push(line);
+                rows.push(row);
+            }
+            Err(reason) => problems.push(RowProblem { line, reason }),
+        }
+    }
+    let duplicated: HashMap<&String, &Vec<u64>> =
+        lines_by_phone.iter().filter(|(_, lines)| lines.len() > 1).collect();
+    rows.retain(|row| match duplicated.get(&row.phone) {
+        Some(lines) => {
+            let others: Vec<String> =
+                lines.iter().filter(|l| **l != row.line).map(u64::to_string).collect();
+            problems.push(RowProblem {
+                line: row.line,
+                reason: format!("the same phone is on line {} too", others.join(", ")),
+            });
+            false
+        }
+        None => true,
+    });
+    problems.sort_by_key(|problem| problem.line);
+    Ok((rows, problems))
+}
+
+fn check_row(
+    agency: &Agency,
+    record: &csv::StringRecord,
+    columns: &Columns,
+    currency: Currency,
+    options: DisburseOptions,
+    run: &str,
+    line: u64,
+) -> Result<Row, String> {
+    let field = |at: usize| record.get(at).filter(|v| !v.is_empty()).map(str::to_owned);
+    let optional = |name: &str| columns.optional.get(name).and_then(|at| field(*at));
+    let raw_phone = field(columns.phone).ok_or("no phone")?;
+    let phone = agency.registry().normalise_phone(&raw_phone).map_err(|e| e.to_string())?;
+    if let Some(code) = optional("currency")
+        && !code.eq_ignore_ascii_case(currency.code())
+    {
+        return Err(format!("currency {code} is not the programme's {}", currency.code()));
+    }
+    let raw_amount = field(columns.amount).ok_or("no amount")?;
+    let amount = Amount::parse_positive(&raw_amount, currency).map_err(|e| e.to_string())?;
+    let reference = optional("reference");
+    if reference.as_ref().is_some_and(|r| {
+        r.chars().count() > sanad_ledger::TEXT_LENGTH_MAX || r.chars().any(char::is_control)
+    }) {
+        return Err("reference is longer than 200 characters or has control characters".into());
+    }
+    let beneficiary = agency.registry().find_by_phone(&phone).map_err(|e| e.to_string())?;
+    let person = NewPerson {
+        phone: phone.clone(),
+        name: optional("name"),
+        national_id: optional("national_id"),
+        language: optional("language"),
+        pin: None,
+    };
+    if beneficiary.is_none() {
+        if !options.register {
+            return Err(format!("{phone} is not registered (use --register to register it)"));
+        }
+        if let Some(national_id) = &person.national_id
+            && let Some(existing) =
+                agency.registry().find_by_national_id(national_id).map_err(|e| e.to_string())?
+        {
+            return Err(format!("national id already registered to {existing} with another phone"));
+        }
+    }
+    let transfer = Id::parse(&format!("d-{run}-{line}")).map_err(|e| e.to_string())?;
+    Ok(Row { line, phone, amount, person, reference, beneficiary, transfer })
+}

@@ -1,0 +1,574 @@
+//! # sanad-engine: the shared ledger
+//!
+//! [`Ledger`] is what agency systems embed: a handle, safe to share between threads, over the
+//! pure core (`sanad-ledger`) and the signed log (`sanad-log`). Callers submit commands
+//! concurrently; one writer thread decides them in order against the state in memory, appends
+//! their events to the log in one group commit (one fsync, one checkpoint signature for many
+//! commands), and only then answers each caller (see the `writer` module).
+//!
+//! Opening a ledger loads the latest snapshot whose Merkle root matches the log (see the
+//! `snapshot` module) and replays only the entries after it. Account history and transfer ids
+//! are indexed on disk (see the `index` module), so memory holds balances and open holds, not
+//! the whole past.
+//!
+//! The data folder holds the log (`log.key`, `log.sled`), `ledger.snapshot`, `index.sled`
+//! and, when used, the registry (`registry.sled`, `registry.key`; see [`registry`]).
+
+mod agency;
+pub mod disburse;
+mod index;
+pub mod registry;
+mod snapshot;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard, mpsc};
+use std::thread::JoinHandle;
+
+use sanad_ledger::{Account, Command, Event, GroupRejection, Inconsistency, Rejection, State};
+use sanad_log::Log;
+use sanad_money::Id;
+
+pub use agency::Agency;
+pub use writer::CALL_COMMANDS_MAX;
+
+/// Errors of the engine and the registry. Refusals of a ledger command are [`Rejection`]s,
+/// returned beside this.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The log failed (storage, I/O, keys).
+    #[error(transparent)]
+    Log(#[from] sanad_log::Error),
+    /// The history index or the registry storage failed.
+    #[error("index or registry storage failed")]
+    Storage(#[source] Arc<sled::Error>),
+    /// A file could not be read or written.
+    #[error("{context}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The operating system's error.
+        #[source]
+        source: Arc<std::io::Error>,
+    },
+    /// The log holds an entry that does not replay: it was not written by this engine, or the
+    /// store is damaged. Never silently repaired.
+    #[error("the log does not replay: {0}")]
+    Inconsistent(#[from] Inconsistency),
+    /// Stored derived data (index, snapshot) does not add up.
+    #[error("stored data is inconsistent: {0}")]
+    Corrupt(String),
+    /// A snapshot could not be written.
+    #[error("{0}")]
+    Snapshot(String),
+    /// A write failed earlier; the ledger refuses writes until it is reopened.
+    #[error("the ledger stopped accepting writes after a failure ({0}); reopen it")]
+    Stopped(String),
+    /// A secret file others may read.
+    #[error("{path} has mode {mode:o}; it must be readable by its owner only (chmod 600)")]
+    SecretPermissions {
+        /// The file.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// A phone number that does not parse or is not valid.
+    #[error("invalid phone number {0}")]
+    InvalidPhone(String),
+    /// A PIN that is not 4 to 8 digits.
+    #[error("a PIN is 4 to 8 digits")]
+    InvalidPin,
+    /// A registry field that is empty, too long or holds control characters.
+    #[error("invalid {field}")]
+    InvalidField {
+        /// Which field.
+        field: &'static str,
+    },
+    /// The phone or national id is registered already.
+    #[error("{field} already registered to {existing}")]
+    Duplicate {
+        /// `phone` or `national_id`.
+        field: &'static str,
+        /// The beneficiary it belongs to.
+        existing: Id,
+    },
+    /// No beneficiary with this id (or phone) in the registry.
+    #[error("beneficiary {0} not found")]
+    BeneficiaryNotFound(Id),
+    /// The ledger refused a command.
+    #[error("refused: {0}")]
+    Rejected(#[from] Rejection),
+    /// The ledger refused a linked group.
+    #[error("refused: {0}")]
+    GroupRejected(#[from] GroupRejection),
+    /// A bulk disbursement file that cannot be paid as a whole (see [`disburse`]).
+    #[error("{0}")]
+    Disbursement(String),
+    /// A call with no commands, or more than [`CALL_COMMANDS_MAX`].
+    #[error("a call carries 1 to {CALL_COMMANDS_MAX} commands, not {0}")]
+    BadCall(usize),
+}
+
+impl Error {
+    fn index(source: sled::Error) -> Self {
+        Self::Storage(Arc::new(source))
+    }
+
+    fn io(context: String, source: std::io::Error) -> Self {
+        Self::Io { context, source: Arc::new(source) }
+    }
+}
+
+/// A command that was applied (or answered as a retry).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Applied {
+    /// The log index of the first entry it caused; for an answered retry, of the original's
+    /// entry; `None` when it changed nothing and has no original (e.g. freezing a frozen
+    /// account).
+    pub log_index: Option<u64>,
+    /// The events it caused (none for a retry).
+    pub events: Vec<Event>,
+}
+
+/// How a ledger is run; [`Options::default`] for production.
+#[derive(Clone)]
+pub struct Options {
+    /// The clock, in ms since the Unix epoch. Tests inject their own to drive expiry and limits.
+    pub clock: Arc<dyn Fn() -> u64 + Send + Sync>,
+    /// Write a snapshot whenever this many entries were added since the last one.
+    pub snapshot_every: u64,
+    /// Write a snapshot when the ledger closes (turned off to test recovery after a crash).
+    pub snapshot_on_close: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            clock: Arc::new(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |elapsed| u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX))
+            }),
+            snapshot_every: 1_000_000,
+            snapshot_on_close: true,
+        }
+    }
+}
+
+impl std::fmt::Debug for Options {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Options")
+            .field("snapshot_every", &self.snapshot_every)
+            .field("snapshot_on_close", &self.snapshot_on_close)
+            .finish()
+    }
+}
+
+/// What opening found, for operators.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct OpenReport {
+    /// The log size the snapshot covered (0 without one).
+    pub snapshot_size: u64,
+    /// Why a snapshot present was not used, if so.
+    pub snapshot_ignored: Option<String>,
+    /// Entries replayed after the snapshot.
+    pub replayed: u64,
+    /// Entries re-indexed because the index lagged the log.
+    pub reindexed: u64,
+}
+
+/// A page of an account's history.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HistoryPage {
+    /// `(log index, event)`, oldest first.
+    pub items: Vec<(u64, Event)>,
+    /// The cursor for the next page, when there may be one.
+    pub next: Option<u64>,
+}
+
+struct View {
+    state: State,
+    /// Log entries the state reflects: always the durable log size once the writer answered.
+    size: u64,
+    /// The latest batch time, so that time never runs backwards in the log.
+    at_ms: u64,
+}
+
+#[derive(Default)]
+struct Jobs {
+    queue: std::collections::VecDeque<writer::Job>,
+    closing: bool,
+}
+
+struct Shared {
+    dir: PathBuf,
+    log: Log,
+    view: RwLock<View>,
+    jobs: Mutex<Jobs>,
+    jobs_ready: Condvar,
+    index: index::Index,
+    indexer_stopped: AtomicBool,
+    failure: Mutex<Option<String>>,
+    clock: Arc<dyn Fn() -> u64 + Send + Sync>,
+    snapshot_every: u64,
+    snapshot_on_close: bool,
+    snapshot_size: AtomicU64,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Shared {
+    fn read_view(&self) -> RwLockReadGuard<'_, View> {
+        self.view.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn write_view(&self) -> RwLockWriteGuard<'_, View> {
+        self.view.write().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn stop(&self, error: &Error) {
+        lock(&self.failure).get_or_insert_with(|| error.to_string());
+    }
+
+    fn stopped_error(&self) -> Error {
+        Error::Stopped(lock(&self.failure).clone().unwrap_or_else(|| "the ledger is closed".into()))
+    }
+
+    fn snapshot(&self) -> Result<(), Error> {
+        let view = self.read_view();
+        // The root at this size exists once the log's integrator has caught up.
+        self.log.wait_for_checkpoint(view.size)?;
+        let root = self.log.root_at(view.size)?;
+        let snapshot = snapshot::Snapshot {
+            size: view.size,
+            root: *root.as_bytes(),
+            at_ms: view.at_ms,
+            state: view.state.clone(),
+        };
+        let size = view.size;
+        drop(view);
+        snapshot::write(&self.dir, &snapshot)?;
+        self.snapshot_size.store(size, Ordering::Release);
+        Ok(())
+    }
+
+    fn maybe_snapshot(&self) -> Result<(), Error> {
+        let size = self.read_view().size;
+        if size >= self.snapshot_size.load(Ordering::Acquire) + self.snapshot_every {
+            self.snapshot()?;
+        }
+        Ok(())
+    }
+}
+
+/// The shared ledger handle. Share it with an `Arc`; every method takes `&self`.
+pub struct Ledger {
+    shared: Arc<Shared>,
+    report: OpenReport,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+    indexer: Mutex<Option<mpsc::SyncSender<index::Batch>>>,
+}
+
+impl std::fmt::Debug for Ledger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Ledger({})", self.shared.dir.display())
+    }
+}
+
+impl Ledger {
+    /// Creates a new ledger (its log and signing key) in `dir`.
+    ///
+    /// # Errors
+    /// As [`Log::create`]; index storage errors.
+    pub fn create(dir: &Path, origin: &str, options: Options) -> Result<Self, Error> {
+        let log = Log::create(dir, origin)?;
+        Self::start(dir, log, options)
+    }
+
+    /// Opens the ledger in `dir`: the log, then the state from the latest usable snapshot and
+    /// the entries after it.
+    ///
+    /// # Errors
+    /// As [`Log::open`]; [`Error::Inconsistent`] when an entry does not replay.
+    pub fn open(dir: &Path, options: Options) -> Result<Self, Error> {
+        let log = Log::open(dir)?;
+        Self::start(dir, log, options)
+    }
+
+    fn start(dir: &Path, log: Log, options: Options) -> Result<Self, Error> {
+        let index = index::Index::open(dir)?;
+        let mut report = OpenReport::default();
+        let size = log.size();
+        let mut view = View { state: State::default(), size: 0, at_ms: 0 };
+        match snapshot::read(dir) {
+            Ok(Some(snapshot)) => {
+                let matches = snapshot.size <= size
+                    && log.root_at(snapshot.size).ok().map(|root| *root.as_bytes())
+                        == Some(snapshot.root);
+                if matches {
+                    report.snapshot_size = snapshot.size;
+                    view =
+                        View { state: snapshot.state, size: snapshot.size, at_ms: snapshot.at_ms };
+                } else {
+                    report.snapshot_ignored =
+                        Some("the snapshot's root does not match the log at its size".into());
+                }
+            }
+            Ok(None) => {}
+            Err(problem) => report.snapshot_ignored = Some(problem),
+        }
+        let mut failure = None;
+        log.for_each_entry(view.size, size, |entry_index, entry| {
+            match view.state.replay_entry(entry_index, entry) {
+                Ok(event) => {
+                    view.at_ms = view.at_ms.max(event.map_or(0, |e| e.at_ms()));
+                    Ok(())
+                }
+                Err(inconsistency) => {
+                    failure = Some(inconsistency);
+                    Err(sanad_log::Error::Corrupt("stop".into()))
+                }
+            }
+        })
+        .or_else(|error| if failure.is_some() { Ok(()) } else { Err(error) })?;
+        if let Some(inconsistency) = failure {
+            return Err(inconsistency.into());
+        }
+        report.replayed = size - view.size;
+        view.size = size;
+        // Catch the index up with the log: holds and transfers stay known in the state, so
+        // the final state can say which accounts each older entry touched.
+        let from = index.indexed().min(size);
+        let mut records = Vec::new();
+        log.for_each_entry(from, size, |entry_index, entry| {
+            if let Ok(event) = Event::from_entry(entry) {
+                records.push(index::Record {
+                    index: entry_index,
+                    accounts: view.state.accounts_of(&event),
+                    transfer: event.transfer_id().cloned(),
+                });
+            }
+            Ok(())
+        })?;
+        report.reindexed = size - from;
+        index.write(&index::Batch { records, size })?;
+        let snapshot_size = report.snapshot_size;
+        let shared = Arc::new(Shared {
+            dir: dir.to_owned(),
+            log,
+            view: RwLock::new(view),
+            jobs: Mutex::new(Jobs::default()),
+            jobs_ready: Condvar::new(),
+            index,
+            indexer_stopped: AtomicBool::new(false),
+            failure: Mutex::new(None),
+            clock: options.clock,
+            snapshot_every: options.snapshot_every.max(1),
+            snapshot_on_close: options.snapshot_on_close,
+            snapshot_size: AtomicU64::new(snapshot_size),
+        });
+        let (to_indexer, batches) = mpsc::sync_channel(64);
+        let indexer_shared = Arc::clone(&shared);
+        let indexer = std::thread::Builder::new()
+            .name("sanad-indexer".into())
+            .spawn(move || {
+                if let Err(error) = index::run(&indexer_shared.index, &batches) {
+                    indexer_shared.stop(&error);
+                }
+                indexer_shared.indexer_stopped.store(true, Ordering::Release);
+            })
+            .map_err(|e| Error::io("starting the indexer thread".into(), e))?;
+        let writer_shared = Arc::clone(&shared);
+        let writer_indexer = to_indexer.clone();
+        let writer = std::thread::Builder::new()
+            .name("sanad-ledger-writer".into())
+            .spawn(move || writer::run(&writer_shared, &writer_indexer))
+            .map_err(|e| Error::io("starting the writer thread".into(), e))?;
+        Ok(Self {
+            shared,
+            report,
+            threads: Mutex::new(vec![writer, indexer]),
+            indexer: Mutex::new(Some(to_indexer)),
+        })
+    }
+
+    /// What opening found.
+    pub fn open_report(&self) -> &OpenReport {
+        &self.report
+    }
+
+    fn submit(&self, work: writer::Work) -> Result<writer::Answer, Error> {
+        if work.len() == 0 || work.len() > CALL_COMMANDS_MAX {
+            return Err(Error::BadCall(work.len()));
+        }
+        let (reply, answer) = mpsc::sync_channel(1);
+        {
+            let mut jobs = lock(&self.shared.jobs);
+            if jobs.closing {
+                return Err(self.shared.stopped_error());
+            }
+            jobs.queue.push_back(writer::Job { work, reply });
+        }
+        self.shared.jobs_ready.notify_one();
+        answer.recv().map_err(|_| self.shared.stopped_error())?
+    }
+
+    /// Executes one command durably. `Ok(Err(rejection))` when it was refused (nothing
+    /// changed); `Err` when the ledger could not act.
+    ///
+    /// # Errors
+    /// Storage failures, after which the ledger refuses writes until reopened.
+    pub fn execute(&self, command: Command) -> Result<Result<Applied, Rejection>, Error> {
+        let id = retry_id(&command);
+        let mut results = self.execute_each(vec![command])?;
+        let result = results.pop().ok_or_else(|| Error::Corrupt("an empty answer".into()))?;
+        Ok(match result {
+            Ok(applied) if applied.events.is_empty() => Ok(self.original(applied, id.as_ref())?),
+            other => other,
+        })
+    }
+
+    /// Executes independent commands in one call (and usually one commit): each is decided
+    /// after the ones before it and answered on its own.
+    ///
+    /// # Errors
+    /// [`Error::BadCall`] for 0 or more than [`CALL_COMMANDS_MAX`] commands; storage failures.
+    pub fn execute_each(
+        &self,
+        commands: Vec<Command>,
+    ) -> Result<Vec<Result<Applied, Rejection>>, Error> {
+        match self.submit(writer::Work::Each(commands))? {
+            writer::Answer::Each(results) => Ok(results),
+            writer::Answer::Linked(_) => Err(Error::Corrupt("a linked answer to a call".into())),
+        }
+    }
+
+    /// Executes a linked group: all commands apply, in one commit, or none does.
+    ///
+    /// # Errors
+    /// As [`Self::execute_each`].
+    pub fn execute_linked(
+        &self,
+        commands: Vec<Command>,
+    ) -> Result<Result<Applied, GroupRejection>, Error> {
+        match self.submit(writer::Work::Linked(commands))? {
+            writer::Answer::Linked(result) => Ok(result),
+            writer::Answer::Each(_) => Err(Error::Corrupt("a call's answer to a group".into())),
+        }
+    }
+
+    /// Fills in the original's log index for an answered retry.
+    fn original(&self, mut applied: Applied, id: Option<&Id>) -> Result<Applied, Error> {
+        if let Some(id) = id {
+            self.wait_indexed()?;
+            applied.log_index = self.shared.index.transfer(id)?;
+        }
+        Ok(applied)
+    }
+
+    fn wait_indexed(&self) -> Result<(), Error> {
+        let size = self.shared.read_view().size;
+        self.shared.index.wait_for(size, || self.shared.indexer_stopped.load(Ordering::Acquire))
+    }
+
+    /// Reads the state (a consistent view: only durable changes).
+    pub fn read<R>(&self, read: impl FnOnce(&State) -> R) -> R {
+        read(&self.shared.read_view().state)
+    }
+
+    /// An account, as of now.
+    pub fn account(&self, id: &Id) -> Option<Account> {
+        self.read(|state| state.account(id).cloned())
+    }
+
+    /// The log index of the entry a transfer (or hold, or operation on one) id answers for.
+    ///
+    /// # Errors
+    /// Index storage errors.
+    pub fn log_index_of(&self, id: &Id) -> Result<Option<u64>, Error> {
+        self.wait_indexed()?;
+        self.shared.index.transfer(id)
+    }
+
+    /// Up to `limit` entries that touched `account`, oldest first, after the cursor `after`
+    /// (a log index from a previous page's `next`).
+    ///
+    /// # Errors
+    /// Index or log storage errors.
+    pub fn history(
+        &self,
+        account: &Id,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<HistoryPage, Error> {
+        self.wait_indexed()?;
+        let indexes = self.shared.index.history(account, after, limit)?;
+        let mut items = Vec::with_capacity(indexes.len());
+        for index in indexes {
+            let entry = self.shared.log.entry(index)?;
+            let event = Event::from_entry(&entry)
+                .map_err(|e| Error::Corrupt(format!("entry {index} in the history: {e}")))?;
+            items.push((index, event));
+        }
+        let next = if items.len() == limit { items.last().map(|(index, _)| *index) } else { None };
+        Ok(HistoryPage { items, next })
+    }
+
+    /// The signed log underneath (checkpoints, proofs, receipts, export).
+    pub fn log(&self) -> &Log {
+        &self.shared.log
+    }
+
+    /// The number of log entries the state reflects.
+    pub fn size(&self) -> u64 {
+        self.shared.read_view().size
+    }
+
+    /// Writes a snapshot of the state now.
+    ///
+    /// # Errors
+    /// I/O errors.
+    pub fn snapshot(&self) -> Result<(), Error> {
+        self.shared.snapshot()
+    }
+
+    /// Stops the writer after the queued work, writes a snapshot, and waits for the threads.
+    ///
+    /// # Errors
+    /// The snapshot's errors.
+    pub fn close(&self) -> Result<(), Error> {
+        lock(&self.shared.jobs).closing = true;
+        self.shared.jobs_ready.notify_all();
+        lock(&self.indexer).take();
+        for thread in lock(&self.threads).drain(..) {
+            let _ = thread.join();
+        }
+        if self.shared.snapshot_on_close && lock(&self.shared.failure).is_none() {
+            self.shared.snapshot()?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Ledger {
+    fn drop(&mut self) {
+        // Closing writes a snapshot; a failure to do so only costs a longer replay next time.
+        let _ = self.close();
+    }
+}
+
+/// The id under which a retried command's original can be found.
+fn retry_id(command: &Command) -> Option<Id> {
+    match command {
+        Command::Transfer { id, .. }
+        | Command::Reserve { id, .. }
+        | Command::PostPending { id, .. }
+        | Command::VoidPending { id, .. }
+        | Command::Reverse { id, .. } => Some(id.clone()),
+        _ => None,
+    }
+}

@@ -1,0 +1,520 @@
+//! The beneficiary registry: the only place personal data live, kept apart from the log so it
+//! can be erased.
+//!
+//! - A beneficiary is known to the log only by a random pseudonymous id (`b-` and 20 base32
+//!   characters) and a **commitment**: HMAC-SHA-256 of their record under a per-person secret.
+//!   Anyone holding the record and the secret can show the log entry is about this person; once
+//!   the secret is gone, nobody can.
+//! - **Records** (E.164 phone, name, national id, language, Argon2id PIN hash) are stored in
+//!   `registry.sled`, encrypted with ChaCha20-Poly1305 under a key derived from the person's
+//!   secret.
+//! - **Secrets** are one file each in `registry.secrets/` (owner-only). Erasure overwrites and
+//!   deletes the file, which makes every copy of the record sled may still hold on disk (its
+//!   log-structured files keep old versions until they are reclaimed) unreadable: the record is
+//!   crypto-shredded, not only unlinked.
+//! - **Duplicates** are found through a keyed-hash index: HMAC-SHA-256 of the phone or national
+//!   id under the agency's secret (`registry.key`). Phone numbers are few enough to brute-force,
+//!   so neither a plain nor an agency-keyed hash of one ever enters the log.
+
+use std::fs::{self, OpenOptions};
+use std::io::Write as _;
+use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+use std::path::{Path, PathBuf};
+
+use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier as _, SaltString};
+use chacha20poly1305::aead::{Aead as _, KeyInit as _};
+use chacha20poly1305::{ChaCha20Poly1305, Nonce};
+use hmac::{Hmac, Mac as _};
+use rand::RngCore as _;
+use sanad_money::Id;
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+use zeroize::Zeroizing;
+
+use crate::Error;
+
+/// Where the registry lives in the data folder.
+pub const REGISTRY_DIR: &str = "registry.sled";
+/// The agency's secret for the duplicate index.
+pub const AGENCY_KEY_FILE: &str = "registry.key";
+/// One secret file per person.
+pub const SECRETS_DIR: &str = "registry.secrets";
+
+const PEOPLE: &str = "people";
+const LOOKUP: &str = "lookup";
+const META: &str = "meta";
+const REGION: &[u8] = b"region";
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// A person's data as an operator gives them. Only `phone` is required.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NewPerson {
+    /// The phone number as typed (international, or national in the registry's region).
+    pub phone: String,
+    /// Full name.
+    pub name: Option<String>,
+    /// National or household id.
+    pub national_id: Option<String>,
+    /// Preferred language (a BCP 47 tag such as `ar`, `fr`, `en`).
+    pub language: Option<String>,
+    /// A PIN of 4 to 8 digits; stored only as an Argon2id hash.
+    pub pin: Option<Zeroizing<String>>,
+}
+
+/// A person's record as stored (decrypted). The PIN hash never leaves the registry.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Person {
+    /// E.164 phone number.
+    pub phone: String,
+    /// Full name.
+    pub name: Option<String>,
+    /// National or household id, as given.
+    pub national_id: Option<String>,
+    /// Preferred language.
+    pub language: Option<String>,
+    #[serde(default)]
+    pin_hash: Option<String>,
+}
+
+/// A registration: the pseudonymous id and the commitment the log will carry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Registered {
+    /// The pseudonymous id.
+    pub id: Id,
+    /// 64 lower-case hex digits.
+    pub commitment: String,
+}
+
+/// The registry. Share it with an `Arc`; sled makes every method safe to call concurrently.
+pub struct Registry {
+    people: sled::Tree,
+    lookup: sled::Tree,
+    meta: sled::Tree,
+    db: sled::Db,
+    secrets: PathBuf,
+    agency_key: Zeroizing<[u8; 32]>,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Registry")
+    }
+}
+
+fn storage(error: sled::Error) -> Error {
+    Error::index(error)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(text: &str) -> Option<Vec<u8>> {
+    if !text.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..text.len()).step_by(2).map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok()).collect()
+}
+
+fn mac(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
+    // HMAC accepts keys of any length: this cannot fail.
+    let mut mac = <HmacSha256 as hmac::Mac>::new_from_slice(key)
+        .unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
+    for part in parts {
+        mac.update(part);
+    }
+    mac.finalize().into_bytes().into()
+}
+
+/// Writes `bytes` to a new owner-only file and syncs it.
+fn write_private(path: &Path, bytes: &[u8]) -> Result<(), Error> {
+    let io = |e| Error::io(format!("writing {}", path.display()), e);
+    let mut file =
+        OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).map_err(io)?;
+    file.write_all(bytes).and_then(|()| file.sync_all()).map_err(io)
+}
+
+/// Reads a secret file, refusing one that others may read.
+fn read_private(path: &Path) -> Result<Zeroizing<Vec<u8>>, Error> {
+    let io = |e| Error::io(format!("reading {}", path.display()), e);
+    let mode = fs::metadata(path).map_err(io)?.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(Error::SecretPermissions { path: path.to_owned(), mode });
+    }
+    let text = Zeroizing::new(fs::read_to_string(path).map_err(io)?);
+    unhex(text.trim())
+        .map(Zeroizing::new)
+        .ok_or_else(|| Error::Corrupt(format!("{} is not hex", path.display())))
+}
+
+/// Normalises a national id for the duplicate index: case, spaces and dashes do not count.
+fn national_id_key(national_id: &str) -> String {
+    national_id
+        .chars()
+        .filter(|c| !c.is_whitespace() && *c != '-')
+        .flat_map(char::to_uppercase)
+        .collect()
+}
+
+fn check_pin(pin: &str) -> Result<(), Error> {
+    if !(4..=8).contains(&pin.len()) || !pin.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(Error::InvalidPin);
+    }
+    Ok(())
+}
+
+fn check_field(value: &Option<String>, field: &'static str, max: usize) -> Result<(), Error> {
+    if let Some(value) = value
+        && (value.trim().is_empty()
+            || value.chars().count() > max
+            || value.chars().any(char::is_control))
+    {
+        return Err(Error::InvalidField { field });
+    }
+    Ok(())
+}
+
+impl Registry {
+    /// Opens the registry in `dir`, creating it (and the agency secret) if absent. `region` is
+    /// the ISO 3166 country (e.g. `JO`) for phone numbers written without a country code; it is
+    /// remembered, and given again it must match.
+    ///
+    /// # Errors
+    /// I/O and storage errors; [`Error::SecretPermissions`]; [`Error::InvalidField`] for an
+    /// unknown region.
+    pub fn open(dir: &Path, region: Option<&str>) -> Result<Self, Error> {
+        let key_path = dir.join(AGENCY_KEY_FILE);
+        if !key_path.exists() {
+            let mut key = Zeroizing::new([0u8; 32]);
+            rand::rngs::OsRng.fill_bytes(key.as_mut());
+            write_private(&key_path, hex(key.as_ref()).as_bytes())?;
+        }
+        let key = read_private(&key_path)?;
+        let agency_key: [u8; 32] = key
+            .as_slice()
+            .try_into()
+            .map_err(|_| Error::Corrupt(format!("{} is not a 32-byte key", key_path.display())))?;
+        let secrets = dir.join(SECRETS_DIR);
+        fs::create_dir_all(&secrets)
+            .and_then(|()| fs::set_permissions(&secrets, fs::Permissions::from_mode(0o700)))
+            .map_err(|e| Error::io(format!("creating {}", secrets.display()), e))?;
+        let db = sled::Config::new().path(dir.join(REGISTRY_DIR)).open().map_err(storage)?;
+        let registry = Self {
+            people: db.open_tree(PEOPLE).map_err(storage)?,
+            lookup: db.open_tree(LOOKUP).map_err(storage)?,
+            meta: db.open_tree(META).map_err(storage)?,
+            db,
+            secrets,
+            agency_key: Zeroizing::new(agency_key),
+        };
+        if let Some(region) = region {
+            let region = region.to_ascii_uppercase();
+            region
+                .parse::<phonenumber::country::Id>()
+                .map_err(|_| Error::InvalidField { field: "region" })?;
+            match registry.region()? {
+                Some(stored) if stored != region => {
+                    return Err(Error::InvalidField { field: "region" });
+                }
+                Some(_) => {}
+                None => {
+                    registry.meta.insert(REGION, region.as_bytes()).map_err(storage)?;
+                    registry.db.flush().map_err(storage)?;
+                }
+            }
+        }
+        Ok(registry)
+    }
+
+    /// The region for national-format phone numbers, if one was set.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub fn region(&self) -> Result<Option<String>, Error> {
+        Ok(self
+            .meta
+            .get(REGION)
+            .map_err(storage)?
+            .map(|v| String::from_utf8_lossy(&v).into_owned()))
+    }
+
+    /// Parses and validates a phone number, returning its E.164 form.
+    ///
+    /// # Errors
+    /// [`Error::InvalidPhone`] naming the problem.
+    pub fn normalise_phone(&self, raw: &str) -> Result<String, Error> {
+        let region = self.region()?.and_then(|r| r.parse::<phonenumber::country::Id>().ok());
+        let trimmed = raw.trim();
+        let international = trimmed.strip_prefix("00").map(|rest| format!("+{rest}"));
+        let text = international.as_deref().unwrap_or(trimmed);
+        let invalid = |reason: &str| Error::InvalidPhone(format!("{raw:?}: {reason}"));
+        if !text.starts_with('+') && region.is_none() {
+            return Err(invalid("no country code, and no region set for national numbers"));
+        }
+        let number = phonenumber::parse(region, text).map_err(|e| invalid(&e.to_string()))?;
+        if !phonenumber::is_valid(&number) {
+            return Err(invalid("not a valid number"));
+        }
+        Ok(number.format().mode(phonenumber::Mode::E164).to_string())
+    }
+
+    fn phone_key(&self, e164: &str) -> Vec<u8> {
+        let mut key = b"p".to_vec();
+        key.extend_from_slice(&mac(
+            self.agency_key.as_ref(),
+            &[b"sanad.phone/v1\n", e164.as_bytes()],
+        ));
+        key
+    }
+
+    fn national_id_key(&self, national_id: &str) -> Vec<u8> {
+        let normalised = national_id_key(national_id);
+        let mut key = b"n".to_vec();
+        key.extend_from_slice(&mac(
+            self.agency_key.as_ref(),
+            &[b"sanad.national-id/v1\n", normalised.as_bytes()],
+        ));
+        key
+    }
+
+    fn find(&self, key: &[u8]) -> Result<Option<Id>, Error> {
+        match self.lookup.get(key).map_err(storage)? {
+            Some(bytes) => Id::parse(&String::from_utf8_lossy(&bytes))
+                .map(Some)
+                .map_err(|e| Error::Corrupt(format!("registry index: {e}"))),
+            None => Ok(None),
+        }
+    }
+
+    /// The beneficiary registered with this (E.164) phone number.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub fn find_by_phone(&self, e164: &str) -> Result<Option<Id>, Error> {
+        self.find(&self.phone_key(e164))
+    }
+
+    /// The beneficiary registered with this national id.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub fn find_by_national_id(&self, national_id: &str) -> Result<Option<Id>, Error> {
+        self.find(&self.national_id_key(national_id))
+    }
+
+    fn secret_path(&self, id: &Id) -> PathBuf {
+        self.secrets.join(id.as_str())
+    }
+
+    fn cipher(secret: &[u8]) -> ChaCha20Poly1305 {
+        let key = Zeroizing::new(mac(secret, &[b"sanad.registry.encrypt/v1"]));
+        ChaCha20Poly1305::new(key.as_ref().into())
+    }
+
+    fn commitment(secret: &[u8], person: &Person) -> String {
+        let field = |value: &Option<String>| value.clone().unwrap_or_default();
+        let record = format!(
+            "sanad.commitment/v1\nphone {}\nname {}\nnational-id {}\n",
+            person.phone,
+            field(&person.name),
+            field(&person.national_id)
+        );
+        hex(&mac(secret, &[record.as_bytes()]))
+    }
+
+    fn store(&self, id: &Id, secret: &[u8], person: &Person) -> Result<(), Error> {
+        let mut plain = Zeroizing::new(Vec::new());
+        ciborium::into_writer(person, &mut *plain)
+            .map_err(|e| Error::Corrupt(format!("cannot encode a record: {e}")))?;
+        let mut nonce = [0u8; 12];
+        rand::rngs::OsRng.fill_bytes(&mut nonce);
+        let sealed = Self::cipher(secret)
+            .encrypt(Nonce::from_slice(&nonce), plain.as_slice())
+            .map_err(|_| Error::Corrupt("record encryption failed".into()))?;
+        let mut stored = nonce.to_vec();
+        stored.extend_from_slice(&sealed);
+        self.people.insert(id.as_str(), stored).map_err(storage)?;
+        Ok(())
+    }
+
+    /// Registers a person. The record, the index entries and the secret are durable when this
+    /// returns; the caller then logs the registration (see [`crate::Agency::register`]).
+    ///
+    /// # Errors
+    /// [`Error::Duplicate`] with the existing beneficiary when the phone or national id is
+    /// registered already; [`Error::InvalidPhone`], [`Error::InvalidPin`],
+    /// [`Error::InvalidField`]; storage errors.
+    pub fn register(&self, new: &NewPerson) -> Result<Registered, Error> {
+        let phone = self.normalise_phone(&new.phone)?;
+        check_field(&new.name, "name", 200)?;
+        check_field(&new.national_id, "national_id", 64)?;
+        check_field(&new.language, "language", 35)?;
+        if let Some(existing) = self.find_by_phone(&phone)? {
+            return Err(Error::Duplicate { field: "phone", existing });
+        }
+        if let Some(national_id) = &new.national_id
+            && let Some(existing) = self.find_by_national_id(national_id)?
+        {
+            return Err(Error::Duplicate { field: "national_id", existing });
+        }
+        let pin_hash = new.pin.as_ref().map(|pin| hash_pin(pin)).transpose()?;
+        let person = Person {
+            phone,
+            name: new.name.clone(),
+            national_id: new.national_id.clone(),
+            language: new.language.clone(),
+            pin_hash,
+        };
+        let id = new_beneficiary_id();
+        let mut secret = Zeroizing::new([0u8; 32]);
+        rand::rngs::OsRng.fill_bytes(secret.as_mut());
+        write_private(&self.secret_path(&id), hex(secret.as_ref()).as_bytes())?;
+        self.store(&id, secret.as_ref(), &person)?;
+        // Claim the index entries atomically against a concurrent registration of the same
+        // phone or id: the first one wins, the other is a duplicate.
+        let mut claims = vec![self.phone_key(&person.phone)];
+        if let Some(national_id) = &person.national_id {
+            claims.push(self.national_id_key(national_id));
+        }
+        for (n, key) in claims.iter().enumerate() {
+            let claimed = self
+                .lookup
+                .compare_and_swap(key, None as Option<&[u8]>, Some(id.as_str().as_bytes()))
+                .map_err(storage)?;
+            if let Err(conflict) = claimed {
+                for key in &claims[..n] {
+                    self.lookup.remove(key).map_err(storage)?;
+                }
+                self.destroy(&id)?;
+                let existing = conflict.current.map(|v| String::from_utf8_lossy(&v).into_owned());
+                let existing = Id::parse(existing.as_deref().unwrap_or("unknown"))
+                    .map_err(|e| Error::Corrupt(format!("registry index: {e}")))?;
+                let field = if n == 0 { "phone" } else { "national_id" };
+                return Err(Error::Duplicate { field, existing });
+            }
+        }
+        self.db.flush().map_err(storage)?;
+        Ok(Registered { commitment: Self::commitment(secret.as_ref(), &person), id })
+    }
+
+    /// A person's record with their commitment, or `None` when unknown or erased.
+    ///
+    /// # Errors
+    /// Storage errors; [`Error::Corrupt`] when a record does not decrypt.
+    pub fn person(&self, id: &Id) -> Result<Option<(Person, String)>, Error> {
+        let Some(stored) = self.people.get(id.as_str()).map_err(storage)? else {
+            return Ok(None);
+        };
+        let path = self.secret_path(id);
+        if !path.exists() {
+            return Ok(None);
+        }
+        let secret = read_private(&path)?;
+        let (nonce, sealed) = stored.split_at(12.min(stored.len()));
+        let plain = Zeroizing::new(
+            Self::cipher(&secret)
+                .decrypt(Nonce::from_slice(nonce), sealed)
+                .map_err(|_| Error::Corrupt(format!("the record of {id} does not decrypt")))?,
+        );
+        let person: Person = ciborium::from_reader(plain.as_slice())
+            .map_err(|e| Error::Corrupt(format!("the record of {id}: {e}")))?;
+        let commitment = Self::commitment(&secret, &person);
+        Ok(Some((person, commitment)))
+    }
+
+    /// Checks a PIN; `false` for a wrong PIN or a person without one.
+    ///
+    /// # Errors
+    /// [`Error::BeneficiaryNotFound`]; storage errors.
+    pub fn verify_pin(&self, id: &Id, pin: &str) -> Result<bool, Error> {
+        let (person, _) = self.person(id)?.ok_or_else(|| Error::BeneficiaryNotFound(id.clone()))?;
+        let Some(hash) = person.pin_hash else { return Ok(false) };
+        let hash =
+            PasswordHash::new(&hash).map_err(|e| Error::Corrupt(format!("PIN hash: {e}")))?;
+        Ok(argon2::Argon2::default().verify_password(pin.as_bytes(), &hash).is_ok())
+    }
+
+    /// Sets or changes a PIN.
+    ///
+    /// # Errors
+    /// [`Error::InvalidPin`]; [`Error::BeneficiaryNotFound`]; storage errors.
+    pub fn set_pin(&self, id: &Id, pin: &str) -> Result<(), Error> {
+        let (mut person, _) =
+            self.person(id)?.ok_or_else(|| Error::BeneficiaryNotFound(id.clone()))?;
+        person.pin_hash = Some(hash_pin(pin)?);
+        let secret = read_private(&self.secret_path(id))?;
+        self.store(id, &secret, &person)?;
+        self.db.flush().map_err(storage)?;
+        Ok(())
+    }
+
+    /// Erases a person: their index entries, their record and their secret. Erasing someone
+    /// already erased does nothing.
+    ///
+    /// # Errors
+    /// Storage and I/O errors.
+    pub fn erase(&self, id: &Id) -> Result<(), Error> {
+        if let Some((person, _)) = self.person(id)? {
+            self.lookup.remove(self.phone_key(&person.phone)).map_err(storage)?;
+            if let Some(national_id) = &person.national_id {
+                self.lookup.remove(self.national_id_key(national_id)).map_err(storage)?;
+            }
+        }
+        self.destroy(id)?;
+        self.db.flush().map_err(storage)?;
+        Ok(())
+    }
+
+    /// Removes the record and shreds the secret.
+    fn destroy(&self, id: &Id) -> Result<(), Error> {
+        self.people.remove(id.as_str()).map_err(storage)?;
+        let path = self.secret_path(id);
+        if path.exists() {
+            let io = |e| Error::io(format!("erasing {}", path.display()), e);
+            let length = fs::metadata(&path).map_err(io)?.len();
+            let mut file = OpenOptions::new().write(true).open(&path).map_err(io)?;
+            file.write_all(&vec![0u8; usize::try_from(length).unwrap_or(0)])
+                .and_then(|()| file.sync_all())
+                .map_err(io)?;
+            fs::remove_file(&path).map_err(io)?;
+            fs::File::open(&self.secrets).and_then(|d| d.sync_all()).map_err(io)?;
+        }
+        Ok(())
+    }
+
+    /// Ids of every person with a record (to reconcile with the log after a crash).
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub fn ids(&self) -> Result<Vec<Id>, Error> {
+        self.people
+            .iter()
+            .keys()
+            .map(|key| {
+                let key = key.map_err(storage)?;
+                Id::parse(&String::from_utf8_lossy(&key)).map_err(|e| Error::Corrupt(e.to_string()))
+            })
+            .collect()
+    }
+}
+
+fn hash_pin(pin: &str) -> Result<String, Error> {
+    check_pin(pin)?;
+    let salt = SaltString::generate(&mut rand::rngs::OsRng);
+    argon2::Argon2::default()
+        .hash_password(pin.as_bytes(), &salt)
+        .map(|hash| hash.to_string())
+        .map_err(|e| Error::Corrupt(format!("PIN hashing failed: {e}")))
+}
+
+/// `b-` and 20 Crockford base32 characters: 100 random bits, unguessable and unlinkable.
+fn new_beneficiary_id() -> Id {
+    const ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+    let mut bytes = [0u8; 20];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    let text: String = std::iter::once("b-".to_owned())
+        .chain(bytes.iter().map(|b| (ALPHABET[usize::from(b & 31)] as char).to_string()))
+        .collect();
+    Id::parse(&text).unwrap_or_else(|_| unreachable!("the alphabet is within the id alphabet"))
+}

@@ -1,0 +1,169 @@
+//! The one writer. Callers queue jobs; the writer takes every job waiting (up to a batch's
+//! worth), decides them in order against the in-memory state (each sees the ones before it),
+//! appends all their entries to the log in one append (one commit, one fsync), and only then
+//! answers. The state lock is held from the first decision until the append is durable, so
+//! queries never see an unacknowledged change. If the append fails, the state is ahead of the
+//! log: the writer stops and every later call is refused until the ledger is reopened (which
+//! rebuilds the state from what is durable).
+
+use std::sync::mpsc;
+
+use sanad_ledger::{Command, Context, Event, GroupRejection, Rejection};
+
+use crate::index::{Batch, Record};
+use crate::{Applied, Error, Shared};
+
+/// The most commands one call may carry; a batch is at least one call and at most about this
+/// many commands (plus expiries), which keeps it within the log's batch limits.
+pub const CALL_COMMANDS_MAX: usize = 8_192;
+
+/// The most holds released by expiry in one batch (the rest in the next ones).
+pub(crate) const EXPIRIES_PER_BATCH: usize = 1_024;
+
+pub(crate) enum Work {
+    /// Independent commands, each answered on its own.
+    Each(Vec<Command>),
+    /// A linked group: all or nothing.
+    Linked(Vec<Command>),
+}
+
+impl Work {
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            Self::Each(commands) | Self::Linked(commands) => commands.len(),
+        }
+    }
+}
+
+/// The answer to one job, before log indexes are known: entry offsets within the batch.
+enum Decided {
+    Each(Vec<Result<std::ops::Range<usize>, Rejection>>),
+    Linked(Result<std::ops::Range<usize>, GroupRejection>),
+}
+
+pub(crate) type Reply = Result<Answer, Error>;
+
+/// What a job gets back.
+pub(crate) enum Answer {
+    Each(Vec<Result<Applied, Rejection>>),
+    Linked(Result<Applied, GroupRejection>),
+}
+
+pub(crate) struct Job {
+    pub(crate) work: Work,
+    pub(crate) reply: mpsc::SyncSender<Reply>,
+}
+
+/// Takes the jobs to decide next: waits for one, then takes what else is waiting up to the
+/// batch size. `None` when the ledger is closing and nothing is left.
+fn take_jobs(shared: &Shared) -> Option<Vec<Job>> {
+    let mut jobs = crate::lock(&shared.jobs);
+    while jobs.queue.is_empty() {
+        if jobs.closing {
+            return None;
+        }
+        jobs = shared.jobs_ready.wait(jobs).unwrap_or_else(std::sync::PoisonError::into_inner);
+    }
+    let mut taken = Vec::new();
+    let mut commands = 0;
+    while let Some(job) = jobs.queue.front() {
+        if !taken.is_empty() && commands + job.work.len() > CALL_COMMANDS_MAX {
+            break;
+        }
+        commands += job.work.len();
+        taken.extend(jobs.queue.pop_front());
+    }
+    Some(taken)
+}
+
+pub(crate) fn run(shared: &Shared, indexer: &mpsc::SyncSender<Batch>) {
+    while let Some(jobs) = take_jobs(shared) {
+        if let Err(error) = commit(shared, jobs, indexer) {
+            shared.stop(&error);
+            break;
+        }
+    }
+    // Refuse whatever is still queued (after a failure) or arrives late.
+    let mut jobs = crate::lock(&shared.jobs);
+    jobs.closing = true;
+    for job in jobs.queue.drain(..) {
+        let _ = job.reply.send(Err(shared.stopped_error()));
+    }
+}
+
+fn commit(shared: &Shared, jobs: Vec<Job>, indexer: &mpsc::SyncSender<Batch>) -> Result<(), Error> {
+    let mut view = shared.write_view();
+    let now_ms = (shared.clock)().max(view.at_ms);
+    let context = Context { now_ms };
+    let mut events: Vec<Event> = Vec::new();
+    let expire = Command::ExpireDue { at_most: EXPIRIES_PER_BATCH };
+    if let Ok(expired) = view.state.execute(&expire, &context) {
+        events.extend(expired);
+    }
+    let mut decided = Vec::with_capacity(jobs.len());
+    for job in &jobs {
+        decided.push(match &job.work {
+            Work::Each(commands) => Decided::Each(
+                commands
+                    .iter()
+                    .map(|command| {
+                        let start = events.len();
+                        events.extend(view.state.execute(command, &context)?);
+                        Ok(start..events.len())
+                    })
+                    .collect(),
+            ),
+            Work::Linked(commands) => {
+                let start = events.len();
+                Decided::Linked(view.state.execute_linked(commands, &context).map(|group| {
+                    events.extend(group);
+                    start..events.len()
+                }))
+            }
+        });
+    }
+    let first_index = view.size;
+    if !events.is_empty() {
+        let entries: Vec<Vec<u8>> = events.iter().map(Event::to_entry).collect();
+        let count = entries.len() as u64;
+        let appended = shared.log.append(entries).inspect_err(|error| {
+            // The state is ahead of the log; answer everyone, then stop.
+            for job in &jobs {
+                let _ = job.reply.send(Err(Error::Stopped(error.to_string())));
+            }
+        })?;
+        assert_eq!(appended.first_index, first_index, "the ledger is the log's only writer");
+        view.size = first_index + count;
+        view.at_ms = now_ms;
+        let records = events
+            .iter()
+            .enumerate()
+            .map(|(offset, event)| Record {
+                index: first_index + offset as u64,
+                accounts: view.state.accounts_of(event),
+                transfer: event.transfer_id().cloned(),
+            })
+            .collect();
+        // The indexer runs behind; a full queue slows the writer rather than growing memory.
+        if indexer.send(Batch { records, size: view.size }).is_err() {
+            return Err(Error::Stopped("the indexer stopped".into()));
+        }
+    }
+    drop(view);
+    let applied = |range: std::ops::Range<usize>| Applied {
+        log_index: (!range.is_empty()).then(|| first_index + range.start as u64),
+        events: events[range].to_vec(),
+    };
+    for (job, decided) in jobs.into_iter().zip(decided) {
+        let answer = match decided {
+            Decided::Each(results) => {
+                Answer::Each(results.into_iter().map(|result| result.map(applied)).collect())
+            }
+            Decided::Linked(result) => Answer::Linked(result.map(applied)),
+        };
+        // A caller that gave up waiting is not an error: its work is durable.
+        let _ = job.reply.send(Ok(answer));
+    }
+    shared.maybe_snapshot()?;
+    Ok(())
+}

@@ -1,0 +1,182 @@
+//! The agency layer: registration with duplicate detection and no personal data in the log,
+//! erasure, and bulk disbursement from CSV with validation, budget checks and re-runs.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use sanad_engine::disburse::{DisburseOptions, disburse};
+use sanad_engine::registry::NewPerson;
+use sanad_engine::{Agency, Error, Options};
+use sanad_ledger::ProgrammeKind;
+use sanad_money::{Amount, Currency};
+use zeroize::Zeroizing;
+
+fn jod(text: &str) -> Amount {
+    Amount::parse(text, Currency::parse("JOD").unwrap()).unwrap()
+}
+
+fn agency(dir: &std::path::Path) -> Agency {
+    Agency::create(dir, "example.org/agency-test", Some("JO"), Options::default()).unwrap()
+}
+
+fn person(phone: &str, national_id: Option<&str>) -> NewPerson {
+    NewPerson {
+        phone: phone.into(),
+        name: Some("Layla Haddad".into()),
+        national_id: national_id.map(Into::into),
+        language: Some("ar".into()),
+        pin: Some(Zeroizing::new("4821".into())),
+    }
+}
+
+/// Every entry of the log, as text.
+fn log_text(agency: &Agency) -> String {
+    let mut text = String::new();
+    let log = agency.ledger().log();
+    log.for_each_entry(0, log.size(), |_, entry| {
+        text.push_str(&String::from_utf8_lossy(entry));
+        text.push('\n');
+        Ok(())
+    })
+    .unwrap();
+    text
+}
+
+#[test]
+fn registration_finds_duplicates_and_keeps_personal_data_out_of_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let agency = agency(dir.path());
+    let jod_currency = Currency::parse("JOD").unwrap();
+    let layla = agency.register(&person("079 123 4567", Some("9871-234")), jod_currency).unwrap();
+    // The same phone in another format, or the same national id written differently.
+    for (other, field) in [
+        (person("+962791234567", None), "phone"),
+        (person("00962 79 123 4567", None), "phone"),
+        (person("0781234567", Some("9871 234")), "national_id"),
+    ] {
+        match agency.register(&other, jod_currency) {
+            Err(Error::Duplicate { field: found, existing }) => {
+                assert_eq!((found, &existing), (field, &layla));
+            }
+            unexpected => panic!("{unexpected:?}"),
+        }
+    }
+    assert!(matches!(
+        agency.register(&person("12", None), jod_currency),
+        Err(Error::InvalidPhone(_))
+    ));
+    let mut bad_pin = person("0781234567", None);
+    bad_pin.pin = Some(Zeroizing::new("12ab".into()));
+    assert!(matches!(agency.register(&bad_pin, jod_currency), Err(Error::InvalidPin)));
+    assert_eq!(agency.beneficiary_by_phone("+962 79 123 4567").unwrap(), Some(layla.clone()));
+    assert!(agency.registry().verify_pin(&layla, "4821").unwrap());
+    assert!(!agency.registry().verify_pin(&layla, "4822").unwrap());
+
+    let (record, commitment) = agency.registry().person(&layla).unwrap().unwrap();
+    assert_eq!(record.phone, "+962791234567");
+    let text = log_text(&agency);
+    assert!(text.contains(&commitment) && text.contains(layla.as_str()));
+    for personal in ["791234567", "Layla", "Haddad", "9871", "4821", "argon2"] {
+        assert!(!text.contains(personal), "{personal} leaked into the log:\n{text}");
+    }
+    // Nor do the registry's keyed hashes: the only 64-hex strings in the log are commitments.
+    let wallets = agency.wallets(&layla);
+    assert_eq!(wallets.len(), 1);
+    assert_eq!(wallets[0].available(), jod("0"));
+}
+
+#[test]
+fn erasure_is_logged_and_leaves_nothing_linkable() {
+    let dir = tempfile::tempdir().unwrap();
+    let agency = agency(dir.path());
+    let currency = Currency::parse("JOD").unwrap();
+    let programme =
+        agency.create_programme("Winter cash", ProgrammeKind::Cash, jod("100")).unwrap();
+    let layla = agency.register(&person("0791234567", Some("X1")), currency).unwrap();
+    let csv = b"phone,amount\n0791234567,25\n";
+    disburse(&agency, &programme, csv, DisburseOptions::default(), &mut |_, _| {}).unwrap();
+    agency.erase(&layla).unwrap();
+    assert_eq!(agency.registry().person(&layla).unwrap(), None);
+    assert_eq!(agency.beneficiary_by_phone("0791234567").unwrap(), None);
+    assert!(!dir.path().join("registry.secrets").join(layla.as_str()).exists());
+    assert!(log_text(&agency).contains("\"type\":\"beneficiary.erased\""));
+    // Balances still replay from the log; the phone may register again as someone new.
+    let balance = agency.ledger().account(&Agency::wallet_of(&layla, currency)).unwrap().balance();
+    drop(agency);
+    std::fs::remove_file(dir.path().join("ledger.snapshot")).unwrap();
+    let agency = Agency::open(dir.path(), Options::default()).unwrap();
+    assert_eq!(
+        agency.ledger().account(&Agency::wallet_of(&layla, currency)).unwrap().balance(),
+        balance
+    );
+    assert!(agency.ledger().read(|state| state.beneficiary(&layla).unwrap().erased));
+    let again = agency.register(&person("0791234567", Some("X1")), currency).unwrap();
+    assert_ne!(again, layla);
+}
+
+#[test]
+fn disbursement_validates_every_row_first_and_never_pays_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let agency = agency(dir.path());
+    let currency = Currency::parse("JOD").unwrap();
+    let programme =
+        agency.create_programme("Winter cash", ProgrammeKind::Cash, jod("1000")).unwrap();
+    assert_eq!(agency.ledger().account(&programme).unwrap().available(), jod("1000"));
+    agency.register(&person("0791111111", None), currency).unwrap();
+
+    // Kobo's shape: a byte-order mark, `;` separators, extra columns.
+    let bad = "\u{feff}start;phone;amount;name;currency\n\
+               x;0791111111;10;A;JOD\n\
+               x;0792222222;12.5;B;JOD\n\
+               x;not-a-phone;5;C;JOD\n\
+               x;0793333333;1.2345;D;JOD\n\
+               x;0794444444;-3;E;JOD\n\
+               x;0795555555;3;F;USD\n\
+               x;0796666666;4;G;JOD\n\
+               x;0796666666;4;G2;JOD\n";
+    let refused = disburse(
+        &agency,
+        &programme,
+        bad.as_bytes(),
+        DisburseOptions { register: true, skip_invalid: false },
+        &mut |_, _| {},
+    );
+    let Err(Error::Disbursement(message)) = refused else { panic!("{refused:?}") };
+    for line in ["line 4:", "line 5:", "line 6:", "line 7:", "line 8:", "line 9:"] {
+        assert!(message.contains(line), "{line} missing in {message}");
+    }
+    assert!(!message.contains("line 2:") && !message.contains("line 3:"), "{message}");
+    assert!(message.ends_with("paid 0, already paid 0, rejected 6"), "{message}");
+    assert_eq!(
+        agency.ledger().account(&programme).unwrap().available(),
+        jod("1000"),
+        "nothing paid"
+    );
+
+    // Without --register, an unknown phone is a bad row; --skip-invalid pays the others.
+    let options = DisburseOptions { register: false, skip_invalid: true };
+    let report = disburse(&agency, &programme, bad.as_bytes(), options, &mut |_, _| {}).unwrap();
+    assert_eq!(report.summary(), "paid 1, already paid 0, rejected 7");
+    assert_eq!(report.rows, 8);
+
+    // Registering now pays the rest of the same file; the first row is not paid twice.
+    let options = DisburseOptions { register: true, skip_invalid: true };
+    let mut progress = Vec::new();
+    let report = disburse(&agency, &programme, bad.as_bytes(), options, &mut |done, total| {
+        progress.push((done, total))
+    })
+    .unwrap();
+    assert_eq!(report.summary(), "paid 1, already paid 1, rejected 6");
+    assert_eq!(report.registered, 1);
+    assert_eq!(progress.last(), Some(&(2, 2)));
+    assert_eq!(agency.ledger().account(&programme).unwrap().available(), jod("977.5"));
+    let again = disburse(&agency, &programme, bad.as_bytes(), options, &mut |_, _| {}).unwrap();
+    assert_eq!(again.summary(), "paid 0, already paid 2, rejected 6");
+
+    // A file beyond the budget pays nobody.
+    let big = "phone,amount\n0791111111,900\n0792222222,100\n";
+    let refused = disburse(&agency, &programme, big.as_bytes(), options, &mut |_, _| {});
+    assert!(matches!(refused, Err(Error::Disbursement(m)) if m.contains("nothing paid")));
+    assert_eq!(agency.ledger().account(&programme).unwrap().available(), jod("977.5"));
+    let header = disburse(&agency, &programme, b"telephone,amount\n1,2\n", options, &mut |_, _| {});
+    assert!(matches!(header, Err(Error::Disbursement(m)) if m.contains("`phone`")));
+}

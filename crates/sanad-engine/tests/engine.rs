@@ -1,0 +1,209 @@
+//! The shared ledger: durable answers, retries answered with the original's index, reopening
+//! from a snapshot or a full replay, history pages, expiry by the engine's clock, and many
+//! threads spending from one wallet without ever overdrawing it.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use sanad_engine::{Ledger, Options};
+use sanad_ledger::{AccountKind, Actor, Command, ProgrammeKind};
+use sanad_money::{Amount, Currency, Id};
+
+fn id(text: &str) -> Id {
+    Id::parse(text).unwrap()
+}
+
+fn jod(text: &str) -> Amount {
+    Amount::parse(text, Currency::parse("JOD").unwrap()).unwrap()
+}
+
+fn open(name: &str, kind: AccountKind) -> Command {
+    Command::OpenAccount {
+        id: id(name),
+        kind,
+        currency: Currency::parse("JOD").unwrap(),
+        owner: id("agency"),
+    }
+}
+
+fn transfer(transfer: &str, from: &str, to: &str, amount: &str) -> Command {
+    Command::Transfer {
+        id: id(transfer),
+        from: id(from),
+        to: id(to),
+        amount: jod(amount),
+        programme: id("prog"),
+        actor: Actor::Operator,
+        reference: None,
+    }
+}
+
+/// A ledger with a programme funded with `budget` and wallets `w0`..`w{wallets}`.
+fn funded(dir: &std::path::Path, options: Options, budget: &str, wallets: usize) -> Ledger {
+    let ledger = Ledger::create(dir, "example.org/engine-test", options).unwrap();
+    let mut setup = vec![
+        open("donor", AccountKind::External),
+        open("prog", AccountKind::ProgrammeFunding),
+        Command::CreateProgramme {
+            id: id("prog"),
+            name: "Test programme".into(),
+            kind: ProgrammeKind::Cash,
+            funding: id("prog"),
+        },
+        transfer("fund", "donor", "prog", budget),
+    ];
+    setup.extend((0..wallets).map(|w| open(&format!("w{w}"), AccountKind::Wallet)));
+    for result in ledger.execute_each(setup).unwrap() {
+        result.unwrap();
+    }
+    ledger
+}
+
+#[test]
+fn answers_are_durable_retries_name_the_original_and_reopening_restores_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = funded(dir.path(), Options::default(), "1000", 2);
+    let first = ledger.execute(transfer("t1", "prog", "w0", "10")).unwrap().unwrap();
+    let index = first.log_index.unwrap();
+    assert_eq!(ledger.log().size(), index + 1, "answered only once in the log");
+    let retry = ledger.execute(transfer("t1", "prog", "w0", "10")).unwrap().unwrap();
+    assert_eq!((retry.log_index, retry.events.len()), (Some(index), 0));
+    let reused = ledger.execute(transfer("t1", "prog", "w0", "11")).unwrap().unwrap_err();
+    assert_eq!(reused.code(), "idempotency_key_reused");
+    assert_eq!(ledger.log().size(), index + 1, "a refusal appends nothing");
+    let size = ledger.size();
+    drop(ledger);
+
+    // Closing wrote a snapshot: reopening replays nothing.
+    let ledger = Ledger::open(dir.path(), Options::default()).unwrap();
+    assert_eq!(ledger.open_report().snapshot_size, size, "{:?}", ledger.open_report());
+    assert_eq!(ledger.open_report().replayed, 0);
+    assert_eq!(ledger.account(&id("w0")).unwrap().balance(), jod("10"));
+    let retry = ledger.execute(transfer("t1", "prog", "w0", "10")).unwrap().unwrap();
+    assert_eq!(retry.log_index, Some(index), "ids survive restarts");
+    drop(ledger);
+
+    // As after a crash: the snapshot is older than the log.
+    let no_snapshot = Options { snapshot_on_close: false, ..Options::default() };
+    let ledger = Ledger::open(dir.path(), no_snapshot).unwrap();
+    ledger.execute(transfer("t2", "prog", "w1", "5")).unwrap().unwrap();
+    let live = ledger.read(Clone::clone);
+    drop(ledger);
+
+    // The stale snapshot is used and the entry after it replayed.
+    let ledger = Ledger::open(dir.path(), Options::default()).unwrap();
+    assert_eq!(ledger.open_report().replayed, 1);
+    assert_eq!(ledger.read(Clone::clone), live);
+    drop(ledger);
+
+    // A damaged snapshot is ignored; the log is the truth.
+    let path = dir.path().join("ledger.snapshot");
+    let mut bytes = std::fs::read(&path).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 1;
+    std::fs::write(&path, bytes).unwrap();
+    let ledger = Ledger::open(dir.path(), Options::default()).unwrap();
+    assert!(ledger.open_report().snapshot_ignored.is_some());
+    assert_eq!(ledger.read(Clone::clone), live);
+}
+
+#[test]
+fn history_pages_through_an_account_oldest_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = funded(dir.path(), Options::default(), "1000", 2);
+    let payments: Vec<Command> =
+        (0..25).map(|n| transfer(&format!("p{n}"), "prog", "w0", "1")).collect();
+    for result in ledger.execute_each(payments).unwrap() {
+        result.unwrap();
+    }
+    ledger.execute(transfer("other", "prog", "w1", "1")).unwrap().unwrap();
+    let mut seen = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = ledger.history(&id("w0"), cursor, 10).unwrap();
+        seen.extend(page.items.iter().map(|(index, event)| (*index, event.transfer_id().cloned())));
+        match page.next {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    // Opened, then 25 payments, in log order, and nothing of w1's.
+    assert_eq!(seen.len(), 26);
+    assert!(seen.windows(2).all(|pair| pair[0].0 < pair[1].0));
+    assert_eq!(seen[1].1, Some(id("p0")));
+    assert_eq!(seen[25].1, Some(id("p24")));
+}
+
+#[test]
+fn holds_expire_by_the_engine_clock_as_logged_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let now = Arc::new(AtomicU64::new(1_000_000));
+    let clock = Arc::clone(&now);
+    let options =
+        Options { clock: Arc::new(move || clock.load(Ordering::SeqCst)), ..Options::default() };
+    let ledger = funded(dir.path(), options, "100", 1);
+    let hold = Command::Reserve {
+        id: id("h1"),
+        from: id("prog"),
+        to: id("w0"),
+        amount: jod("60"),
+        programme: id("prog"),
+        actor: Actor::System,
+        reference: None,
+        timeout_ms: 5_000,
+    };
+    ledger.execute(hold).unwrap().unwrap();
+    assert_eq!(ledger.account(&id("prog")).unwrap().available(), jod("40"));
+    assert_eq!(
+        ledger.execute(transfer("t", "prog", "w0", "50")).unwrap().unwrap_err().code(),
+        "insufficient_funds"
+    );
+    now.fetch_add(5_000, Ordering::SeqCst);
+    // The next batch releases the hold first, then pays.
+    ledger.execute(transfer("t", "prog", "w0", "50")).unwrap().unwrap();
+    assert_eq!(ledger.account(&id("prog")).unwrap().available(), jod("50"));
+    let expired = ledger.history(&id("prog"), None, 100).unwrap();
+    assert!(
+        expired.items.iter().any(|(_, e)| matches!(e, sanad_ledger::Event::PendingExpired { .. }))
+    );
+}
+
+#[test]
+fn many_threads_spending_from_one_wallet_never_overdraw_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = Arc::new(funded(dir.path(), Options::default(), "1000", 9));
+    ledger.execute(transfer("load", "prog", "w0", "100")).unwrap().unwrap();
+    let threads: Vec<_> = (0..8)
+        .map(|thread| {
+            let ledger = Arc::clone(&ledger);
+            std::thread::spawn(move || {
+                let mut paid = 0;
+                for n in 0..40 {
+                    let spend = transfer(
+                        &format!("s{thread}-{n}"),
+                        "w0",
+                        &format!("w{}", thread + 1),
+                        "0.75",
+                    );
+                    match ledger.execute(spend).unwrap() {
+                        Ok(_) => paid += 1,
+                        Err(rejection) => assert_eq!(rejection.code(), "insufficient_funds"),
+                    }
+                }
+                paid
+            })
+        })
+        .collect();
+    let paid: i64 = threads.into_iter().map(|t| t.join().unwrap()).sum();
+    // 100 / 0.75 = 133 payments fit, and exactly those were made.
+    assert_eq!(paid, 133);
+    let wallet = ledger.account(&id("w0")).unwrap();
+    assert_eq!(wallet.balance(), jod("0.25"));
+    let spent: i64 = (1..9)
+        .map(|w| ledger.account(&id(&format!("w{w}"))).unwrap().balance().minor_units())
+        .sum();
+    assert_eq!(spent, 133 * 750);
+    ledger.read(|state| assert!(state.totals().values().all(|total| *total == 0)));
+}
