@@ -1,6 +1,14 @@
 //! The `sanad` command. Its forms and outputs are a contract that other tools rely on:
 //!
 //! ```text
+//! sanad init              --data DIR --origin ORIGIN [--region CC]   prints the verifier key only
+//! sanad programme create  --data DIR --name NAME --currency CUR --budget AMOUNT [--kind KIND]
+//!                                                      prints the programme id
+//! sanad disburse          --data DIR --programme ID --csv FILE [--register] [--skip-invalid]
+//!                         last line: `paid N, already paid N, rejected N`; exit 0 only when
+//!                         every row is paid or was already paid
+//! sanad balance           --data DIR --phone E164 | --programme ID    prints `AMOUNT CUR`
+//!
 //! sanad log init       --data DIR --origin ORIGIN      prints the verifier key, nothing else
 //! sanad log append     --data DIR                      stdin lines -> entries; prints the tree size
 //! sanad log checkpoint --data DIR                      prints the latest signed checkpoint
@@ -23,6 +31,8 @@ use sanad_log::Log;
 use sanad_tlog::NoteVerifier;
 use sanad_tlog::proof_file::ProofFile;
 
+mod ledger;
+
 #[derive(Parser)]
 #[command(name = "sanad", version, about = "Operate and audit a Sanad signed ledger")]
 struct Cli {
@@ -32,9 +42,74 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Create a new ledger (log, signing key, registry); print the verifier key.
+    Init {
+        #[command(flatten)]
+        data: DataDir,
+        /// The log's origin, also its key name (e.g. example.org/aid-ledger).
+        #[arg(long)]
+        origin: String,
+        /// The country (ISO 3166, e.g. JO) for phone numbers written without a country code.
+        #[arg(long)]
+        region: Option<String>,
+    },
+    /// Programmes: the agency's money for one purpose.
+    #[command(subcommand)]
+    Programme(ProgrammeCommand),
+    /// Pay a programme's tranche to the phones listed in a CSV file (header: phone, amount;
+    /// optional name, national_id, language, reference, currency).
+    Disburse {
+        #[command(flatten)]
+        data: DataDir,
+        /// The programme paying.
+        #[arg(long)]
+        programme: String,
+        /// The CSV file.
+        #[arg(long)]
+        csv: PathBuf,
+        /// Register phones not registered yet, from the row.
+        #[arg(long)]
+        register: bool,
+        /// Pay the good rows even when some are bad.
+        #[arg(long)]
+        skip_invalid: bool,
+    },
+    /// Print an available balance as `AMOUNT CUR`: a beneficiary's (by phone) or a
+    /// programme's.
+    Balance {
+        #[command(flatten)]
+        data: DataDir,
+        /// The beneficiary's phone number.
+        #[arg(long, conflicts_with = "programme", required_unless_present = "programme")]
+        phone: Option<String>,
+        /// The programme.
+        #[arg(long)]
+        programme: Option<String>,
+    },
     /// The signed append-only log.
     #[command(subcommand)]
     Log(LogCommand),
+}
+
+#[derive(Subcommand)]
+enum ProgrammeCommand {
+    /// Create a programme funded with BUDGET by a logged issuance; print its id.
+    Create {
+        #[command(flatten)]
+        data: DataDir,
+        /// Display name (no personal data).
+        #[arg(long)]
+        name: String,
+        /// ISO 4217 currency.
+        #[arg(long)]
+        currency: String,
+        /// The budget issued into the programme's funding account.
+        #[arg(long)]
+        budget: String,
+        /// cash, value_voucher or commodity_voucher.
+        #[arg(long, default_value = "cash")]
+        kind: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -134,7 +209,7 @@ const APPEND_CHUNK_BYTES: usize = 4 << 20;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli.command) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(error) => {
             eprintln!("sanad: {error:#}");
             ExitCode::FAILURE
@@ -142,8 +217,11 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(command: Command) -> anyhow::Result<()> {
-    let Command::Log(command) = command;
+fn run(command: Command) -> anyhow::Result<ExitCode> {
+    let command = match command {
+        Command::Log(command) => command,
+        other => return ledger::run(other),
+    };
     let mut stdout = std::io::stdout().lock();
     match command {
         LogCommand::Init { data, origin } => {
@@ -152,6 +230,13 @@ fn run(command: Command) -> anyhow::Result<()> {
             writeln!(stdout, "{}", log.verifier().to_vkey())?;
         }
         LogCommand::Append { data } => {
+            if ledger::holds_ledger(&data.dir) {
+                bail!(
+                    "{} holds a ledger: raw entries would not replay as ledger events; \
+                     use the ledger commands",
+                    data.dir.display()
+                );
+            }
             let log = open(&data)?;
             let size = append_lines(&log, std::io::stdin().lock())?;
             writeln!(stdout, "{size}")?;
@@ -208,7 +293,7 @@ fn run(command: Command) -> anyhow::Result<()> {
         }
     }
     stdout.flush()?;
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }
 
 fn open(data: &DataDir) -> anyhow::Result<Log> {

@@ -60,9 +60,16 @@ pub struct Report {
     pub registered: usize,
     /// What this run paid, per currency.
     pub paid_totals: BTreeMap<Currency, Amount>,
+    /// Why the file as a whole was refused, if it was: then nothing was paid.
+    pub refusal: Option<String>,
 }
 
 impl Report {
+    /// Whether every row was paid, now or before.
+    pub fn all_paid(&self) -> bool {
+        self.refusal.is_none() && self.rejected.is_empty()
+    }
+
     /// The last line of `sanad disburse`: `paid N, already paid N, rejected N`.
     pub fn summary(&self) -> String {
         format!(
@@ -120,10 +127,12 @@ fn separator(csv: &[u8]) -> u8 {
 /// Validates and pays `csv` from `programme`. `progress(done, total)` is called as rows are
 /// paid.
 ///
+/// A file with bad rows (without `skip_invalid`) or beyond the budget is refused as a whole:
+/// the report says why in `refusal` and lists the rows; nothing is paid.
+///
 /// # Errors
-/// [`Error::Disbursement`] when the file cannot be read as a whole, has bad rows (without
-/// `skip_invalid`; the report in the message lists them) or exceeds the budget; storage errors.
-/// Rows refused while paying are reported, not errors.
+/// [`Error::Disbursement`] when the file cannot be read at all (no header, no `phone` or
+/// `amount` column); storage errors. Rows refused while paying are reported, not errors.
 pub fn disburse(
     agency: &Agency,
     programme: &Id,
@@ -151,29 +160,33 @@ pub fn disburse(
     let (rows, problems) = validate(agency, csv, currency, options, &run)?;
     report.rows = rows.len() + problems.len();
     if !problems.is_empty() && !options.skip_invalid {
-        let listed: Vec<String> =
-            problems.iter().map(|p| format!("line {}: {}", p.line, p.reason)).collect();
+        report.refusal = Some(format!(
+            "{} bad rows, nothing paid (use --skip-invalid to pay the others)",
+            problems.len()
+        ));
         report.rejected = problems;
-        return Err(Error::Disbursement(format!(
-            "{} bad rows, nothing paid (use --skip-invalid to pay the others):\n{}\n{}",
-            report.rejected.len(),
-            listed.join("\n"),
-            report.summary()
-        )));
+        return Ok(report);
     }
     report.rejected = problems;
 
-    let unpaid: i64 = agency.ledger().read(|state| {
-        rows.iter()
-            .filter(|row| state.transfer(&row.transfer).is_none())
-            .map(|row| row.amount.minor_units())
-            .sum()
-    });
-    if unpaid > available.minor_units() {
-        return Err(Error::Disbursement(format!(
-            "the programme has {available} available and the file needs {} more; nothing paid",
-            Amount::from_minor_units(unpaid, currency)
-        )));
+    let (unpaid, paid_before): (Vec<&Row>, Vec<&Row>) = agency
+        .ledger()
+        .read(|state| rows.iter().partition(|row| state.transfer(&row.transfer).is_none()));
+    let needed: i64 = unpaid.iter().map(|row| row.amount.minor_units()).sum();
+    if needed > available.minor_units() {
+        report.refusal = Some(format!(
+            "the programme has {available} available and the rows not yet paid need {}; \
+             nothing paid",
+            Amount::from_minor_units(needed, currency)
+        ));
+        report.already_paid = paid_before.len();
+        report.rejected.extend(
+            unpaid
+                .iter()
+                .map(|row| RowProblem { line: row.line, reason: "not paid: over budget".into() }),
+        );
+        report.rejected.sort_by_key(|problem| problem.line);
+        return Ok(report);
     }
 
     let total = rows.len();

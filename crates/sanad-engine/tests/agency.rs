@@ -140,12 +140,12 @@ fn disbursement_validates_every_row_first_and_never_pays_twice() {
         DisburseOptions { register: true, skip_invalid: false },
         &mut |_, _| {},
     );
-    let Err(Error::Disbursement(message)) = refused else { panic!("{refused:?}") };
-    for line in ["line 4:", "line 5:", "line 6:", "line 7:", "line 8:", "line 9:"] {
-        assert!(message.contains(line), "{line} missing in {message}");
-    }
-    assert!(!message.contains("line 2:") && !message.contains("line 3:"), "{message}");
-    assert!(message.ends_with("paid 0, already paid 0, rejected 6"), "{message}");
+    let refused = refused.unwrap();
+    assert!(refused.refusal.as_ref().unwrap().contains("6 bad rows"));
+    let lines: Vec<u64> = refused.rejected.iter().map(|problem| problem.line).collect();
+    assert_eq!(lines, [4, 5, 6, 7, 8, 9]);
+    assert!(refused.rejected[5].reason.contains("line 8"), "{:?}", refused.rejected);
+    assert_eq!(refused.summary(), "paid 0, already paid 0, rejected 6");
     assert_eq!(
         agency.ledger().account(&programme).unwrap().available(),
         jod("1000"),
@@ -174,8 +174,9 @@ fn disbursement_validates_every_row_first_and_never_pays_twice() {
 
     // A file beyond the budget pays nobody.
     let big = "phone,amount\n0791111111,900\n0792222222,100\n";
-    let refused = disburse(&agency, &programme, big.as_bytes(), options, &mut |_, _| {});
-    assert!(matches!(refused, Err(Error::Disbursement(m)) if m.contains("nothing paid")));
+    let refused = disburse(&agency, &programme, big.as_bytes(), options, &mut |_, _| {}).unwrap();
+    assert!(refused.refusal.unwrap().contains("nothing paid"));
+    assert_eq!(refused.rejected.len(), 2);
     assert_eq!(agency.ledger().account(&programme).unwrap().available(), jod("977.5"));
     let header = disburse(&agency, &programme, b"telephone,amount\n1,2\n", options, &mut |_, _| {});
     assert!(matches!(header, Err(Error::Disbursement(m)) if m.contains("`phone`")));

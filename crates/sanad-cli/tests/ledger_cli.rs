@@ -1,0 +1,116 @@
+//! The ledger commands' contract: `init`, `programme create`, `disburse`, `balance`, exactly as
+//! other tools call them, and the `log` commands working on the same folder.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn sanad(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_sanad")).args(args).output().expect("run sanad")
+}
+
+fn ok(args: &[&str]) -> String {
+    let out = sanad(args);
+    assert!(
+        out.status.success(),
+        "sanad {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn s(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
+
+fn last_line(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).lines().last().unwrap_or_default().to_owned()
+}
+
+#[test]
+fn init_programme_disburse_balance_and_audit_one_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let vkey =
+        ok(&["init", "--data", s(&data), "--origin", "example.org/agency", "--region", "JO"]);
+    let vkey = vkey.strip_suffix('\n').unwrap();
+    assert!(
+        !vkey.contains('\n') && vkey.starts_with("example.org/agency+"),
+        "only the vkey: {vkey}"
+    );
+    assert!(
+        !sanad(&["init", "--data", s(&data), "--origin", "example.org/agency"]).status.success()
+    );
+
+    let programme = ok(&[
+        "programme",
+        "create",
+        "--data",
+        s(&data),
+        "--name",
+        "Winter cash 2026",
+        "--currency",
+        "JOD",
+        "--budget",
+        "1000",
+    ]);
+    let programme = programme.trim();
+    assert!(programme.starts_with("prog-") && !programme.contains(char::is_whitespace));
+    assert_eq!(ok(&["balance", "--data", s(&data), "--programme", programme]), "1000.000 JOD\n");
+
+    let csv = dir.path().join("tranche.csv");
+    std::fs::write(
+        &csv,
+        "phone,amount,name\n0791234567,25.5,Layla\n+962781234567,10,Omar\nnot-a-phone,1,X\n",
+    )
+    .unwrap();
+    let disburse = |extra: &[&str]| {
+        let mut args =
+            vec!["disburse", "--data", s(&data), "--programme", programme, "--csv", s(&csv)];
+        args.extend_from_slice(extra);
+        sanad(&args)
+    };
+    // A bad row: nothing paid, exit 1, the bad line named.
+    let out = disburse(&["--register"]);
+    assert!(!out.status.success());
+    assert_eq!(last_line(&out), "paid 0, already paid 0, rejected 1");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("line 4:"));
+    assert_eq!(ok(&["balance", "--data", s(&data), "--programme", programme]), "1000.000 JOD\n");
+    // Unregistered phones without --register are bad rows too.
+    let out = disburse(&["--skip-invalid"]);
+    assert_eq!(last_line(&out), "paid 0, already paid 0, rejected 3");
+    // --skip-invalid pays the good rows; still exit 1, as one row is not paid.
+    let out = disburse(&["--register", "--skip-invalid"]);
+    assert!(!out.status.success());
+    assert_eq!(last_line(&out), "paid 2, already paid 0, rejected 1");
+    // A clean file that was paid in part: only the rest is paid, and exit 0.
+    std::fs::write(
+        &csv,
+        "phone,amount,name\n0791234567,25.5,Layla\n+962781234567,10,Omar\n0771234567,4.5,Sara\n",
+    )
+    .unwrap();
+    let out = disburse(&["--register"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    assert_eq!(
+        last_line(&out),
+        "paid 3, already paid 0, rejected 0",
+        "a changed file is a new run"
+    );
+    let out = disburse(&["--register"]);
+    assert!(out.status.success());
+    assert_eq!(last_line(&out), "paid 0, already paid 3, rejected 0");
+
+    assert_eq!(ok(&["balance", "--data", s(&data), "--phone", "+962791234567"]), "51.000 JOD\n");
+    assert_eq!(ok(&["balance", "--data", s(&data), "--phone", "0771234567"]), "4.500 JOD\n");
+    assert_eq!(ok(&["balance", "--data", s(&data), "--programme", programme]), "924.500 JOD\n");
+    assert!(!sanad(&["balance", "--data", s(&data), "--phone", "+962790000000"]).status.success());
+
+    // The log commands work on the same folder, and the export verifies.
+    let export = dir.path().join("export");
+    ok(&["log", "export", "--data", s(&data), "--out", s(&export)]);
+    let verified = ok(&["log", "verify", "--tiles", s(&export), "--key", vkey]);
+    assert!(verified.starts_with("ok: example.org/agency tree size "), "{verified}");
+    let entries = std::fs::read_dir(export.join("tile/entries")).unwrap().count();
+    assert!(entries > 0);
+}
