@@ -4,4 +4,5 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod crash;
+mod ledger_crash;
 mod tidy;

@@ -1,0 +1,304 @@
+//! Ledger crash test: a child process runs the ledger under load from several threads (single
+//! transfers, batches, holds that are posted, linked groups) and is killed with SIGKILL at
+//! random moments, again and again. After every kill: the ledger reopens; every transfer the
+//! child saw acknowledged is present exactly once, at the log index it was given, with its
+//! content; the balances sum to zero per currency and only external accounts are negative;
+//! and replaying the whole log from scratch gives exactly the reopened state.
+//!
+//! The child is this test binary re-run with `SANAD_LEDGER_CRASH_CHILD` set; it prints
+//! `ack <id> <log index>` after each durable answer. Each cycle's child also retries an id
+//! acknowledged in an earlier cycle and checks it is answered, not applied again.
+//! `SANAD_CRASH_CYCLES` runs a longer campaign.
+
+use std::collections::HashMap;
+use std::io::{BufRead as _, BufReader};
+use std::path::Path;
+use std::process::{Command as Process, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::{Rng as _, SeedableRng as _};
+use sanad::engine::{Ledger, Options};
+use sanad::ledger::{AccountKind, Actor, Command, ProgrammeKind, replay};
+use sanad::money::{Amount, Currency, Id};
+
+const CHILD_ENV: &str = "SANAD_LEDGER_CRASH_CHILD";
+const THREADS: u64 = 4;
+const WALLETS: u64 = 6;
+
+fn id(text: &str) -> Id {
+    Id::parse(text).unwrap()
+}
+
+fn jod() -> Currency {
+    Currency::parse("JOD").unwrap()
+}
+
+/// The transfer a given id stands for: its content follows from the id, so a retry in a later
+/// process is the same transfer.
+fn payment(transfer: &str, seq: u64) -> Command {
+    Command::Transfer {
+        id: id(transfer),
+        from: id("prog"),
+        to: id(&format!("w{}", seq % WALLETS)),
+        amount: Amount::from_minor_units(1 + (seq % 9) as i64 * 250, jod()),
+        programme: id("prog"),
+        actor: Actor::Operator,
+        reference: None,
+    }
+}
+
+fn setup(dir: &Path) {
+    let ledger = Ledger::create(dir, "example.org/ledger-crash", Options::default()).unwrap();
+    let open = |name: &str, kind| Command::OpenAccount {
+        id: id(name),
+        kind,
+        currency: jod(),
+        owner: id("agency"),
+    };
+    let mut commands = vec![
+        open("donor", AccountKind::External),
+        open("prog", AccountKind::ProgrammeFunding),
+        open("agent", AccountKind::CashOutAgent),
+        Command::CreateProgramme {
+            id: id("prog"),
+            name: "Crash test".into(),
+            kind: ProgrammeKind::Cash,
+            funding: id("prog"),
+        },
+        Command::Transfer {
+            id: id("budget"),
+            from: id("donor"),
+            to: id("prog"),
+            amount: Amount::parse("1000000000", jod()).unwrap(),
+            programme: id("prog"),
+            actor: Actor::Operator,
+            reference: None,
+        },
+    ];
+    commands.extend((0..WALLETS).map(|w| open(&format!("w{w}"), AccountKind::Wallet)));
+    for result in ledger.execute_each(commands).unwrap() {
+        result.unwrap();
+    }
+}
+
+fn ack(id: &Id, index: Option<u64>) {
+    println!("ack {id} {}", index.expect("an applied transfer has a log index"));
+}
+
+/// The child: each thread loops over one kind of work, acknowledging each durable answer.
+fn run_child(dir: &Path, cycle: u64, retry: Option<(String, u64)>) -> ! {
+    let ledger = Arc::new(Ledger::open(dir, Options::default()).expect("child opens the ledger"));
+    if let Some((transfer, seq)) = retry {
+        let answer = ledger.execute(payment(&transfer, seq)).unwrap().unwrap();
+        assert!(answer.events.is_empty(), "a retry across restarts must not apply again");
+        println!("retried {transfer} {}", answer.log_index.unwrap());
+    }
+    let threads: Vec<_> = (0..THREADS)
+        .map(|thread| {
+            let ledger = Arc::clone(&ledger);
+            std::thread::spawn(move || {
+                for seq in 0.. {
+                    let name = |n: u64| format!("c{cycle}-t{thread}-{n}");
+                    match thread {
+                        // Single transfers.
+                        0 => {
+                            let answer = ledger.execute(payment(&name(seq), seq)).unwrap().unwrap();
+                            ack(&id(&name(seq)), answer.log_index);
+                        }
+                        // Batches of 50 in one call.
+                        1 => {
+                            let batch: Vec<Command> = (0..50)
+                                .map(|k| payment(&name(seq * 50 + k), seq * 50 + k))
+                                .collect();
+                            for (k, result) in
+                                ledger.execute_each(batch).unwrap().into_iter().enumerate()
+                            {
+                                ack(&id(&name(seq * 50 + k as u64)), result.unwrap().log_index);
+                            }
+                        }
+                        // A hold, then its posting.
+                        2 => {
+                            let hold = Command::Reserve {
+                                id: id(&name(seq)),
+                                from: id("prog"),
+                                to: id("agent"),
+                                amount: Amount::from_minor_units(1_000, jod()),
+                                programme: id("prog"),
+                                actor: Actor::System,
+                                reference: None,
+                                timeout_ms: 3_600_000,
+                            };
+                            let held = ledger.execute(hold).unwrap().unwrap();
+                            ack(&id(&name(seq)), held.log_index);
+                            let post = Command::PostPending {
+                                id: id(&format!("{}-post", name(seq))),
+                                pending: id(&name(seq)),
+                                amount: None,
+                            };
+                            let posted = ledger.execute(post).unwrap().unwrap();
+                            ack(&id(&format!("{}-post", name(seq))), posted.log_index);
+                        }
+                        // A linked pair: pay a wallet and the agent's fee, all or nothing.
+                        _ => {
+                            let fee = Command::Transfer {
+                                id: id(&format!("{}-fee", name(seq))),
+                                from: id("prog"),
+                                to: id("agent"),
+                                amount: Amount::from_minor_units(10, jod()),
+                                programme: id("prog"),
+                                actor: Actor::System,
+                                reference: None,
+                            };
+                            let group = vec![payment(&name(seq), seq), fee];
+                            let applied = ledger.execute_linked(group).unwrap().unwrap();
+                            let first = applied.log_index.unwrap();
+                            println!("ack {} {first}", name(seq));
+                            println!("ack {}-fee {}", name(seq), first + 1);
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    for thread in threads {
+        let _ = thread.join();
+    }
+    unreachable!("the load never ends")
+}
+
+#[test]
+fn sigkill_under_ledger_load_loses_no_acknowledged_transfer() {
+    if let Ok(dir) = std::env::var(CHILD_ENV) {
+        let cycle = std::env::var("SANAD_CRASH_CYCLE").unwrap().parse().unwrap();
+        let retry = std::env::var("SANAD_CRASH_RETRY").ok().map(|r| {
+            let (transfer, seq) = r.split_once(' ').unwrap();
+            (transfer.to_owned(), seq.parse().unwrap())
+        });
+        run_child(Path::new(&dir), cycle, retry);
+    }
+    let cycles: u64 =
+        std::env::var("SANAD_CRASH_CYCLES").ok().and_then(|c| c.parse().ok()).unwrap_or(10);
+    let seed: u64 = std::env::var("SANAD_CRASH_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| rand::thread_rng().r#gen());
+    println!(
+        "ledger crash campaign: {cycles} cycles, seed {seed} (SANAD_CRASH_SEED={seed} to replay)"
+    );
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("ledger");
+    setup(&data);
+
+    let mut acknowledged: HashMap<String, u64> = HashMap::new();
+    let mut retries = 0;
+    for cycle in 0..cycles {
+        let mut child = Process::new(std::env::current_exe().unwrap());
+        child
+            .args([
+                "ledger_crash::sigkill_under_ledger_load_loses_no_acknowledged_transfer",
+                "--exact",
+                "--nocapture",
+            ])
+            .env(CHILD_ENV, &data)
+            .env("SANAD_CRASH_CYCLE", cycle.to_string())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        // Retry a single transfer from an earlier cycle (thread 0's ids map to `payment`).
+        let earlier = acknowledged.keys().find(|k| k.contains("-t0-")).cloned();
+        if let Some(transfer) = &earlier {
+            let seq: u64 = transfer.rsplit('-').next().unwrap().parse().unwrap();
+            child.env("SANAD_CRASH_RETRY", format!("{transfer} {seq}"));
+        }
+        let mut child = child.spawn().unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let reader = std::thread::spawn(move || {
+            // Only complete lines count: a line cut by the kill was never fully acknowledged.
+            let mut lines = Vec::new();
+            let mut reader = BufReader::new(stdout);
+            let mut line = String::new();
+            while reader.read_line(&mut line).unwrap_or(0) > 0 {
+                if let Some(complete) = line.strip_suffix('\n') {
+                    lines.push(complete.to_owned());
+                }
+                line.clear();
+            }
+            lines
+        });
+        std::thread::sleep(Duration::from_millis(rng.gen_range(150..700)));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        for line in reader.join().unwrap() {
+            let mut words = line.split(' ');
+            match (words.next(), words.next(), words.next()) {
+                (Some("ack"), Some(transfer), Some(index)) => {
+                    acknowledged.insert(transfer.to_owned(), index.parse().unwrap());
+                }
+                (Some("retried"), Some(transfer), Some(index)) => {
+                    assert_eq!(
+                        acknowledged[transfer],
+                        index.parse::<u64>().unwrap(),
+                        "a retry names the original"
+                    );
+                    retries += 1;
+                }
+                _ => {}
+            }
+        }
+
+        let ledger = Ledger::open(&data, Options::default())
+            .unwrap_or_else(|e| panic!("cycle {cycle}: reopen failed: {e}"));
+        // Every id in the log, counted.
+        let mut in_log: HashMap<String, (u64, u32)> = HashMap::new();
+        let mut entries = Vec::new();
+        let log = ledger.log();
+        log.for_each_entry(0, log.size(), |index, entry| {
+            let event = sanad::ledger::Event::from_entry(entry).unwrap();
+            if let Some(transfer) = event.transfer_id() {
+                let seen = in_log.entry(transfer.to_string()).or_insert((index, 0));
+                seen.1 += 1;
+            }
+            entries.push(entry.to_vec());
+            Ok(())
+        })
+        .unwrap();
+        for (transfer, index) in &acknowledged {
+            let (logged_at, times) = in_log
+                .get(transfer)
+                .unwrap_or_else(|| panic!("cycle {cycle}: acknowledged {transfer} is missing"));
+            assert_eq!((*logged_at, *times), (*index, 1), "cycle {cycle}: {transfer}");
+        }
+        let replayed = replay(entries.iter().map(Vec::as_slice)).unwrap();
+        ledger.read(|state| {
+            assert_eq!(*state, replayed, "cycle {cycle}: the reopened state is the log's");
+            assert!(
+                state.totals().values().all(|total| *total == 0),
+                "cycle {cycle}: money created"
+            );
+            for account in state.accounts() {
+                assert!(
+                    account.available().minor_units() >= 0
+                        || account.kind() == AccountKind::External,
+                    "cycle {cycle}: {} below zero",
+                    account.id()
+                );
+            }
+        });
+        // Closing writes a snapshot; half the time it is removed, so that the next child
+        // rebuilds its state from the whole log instead.
+        drop(ledger);
+        if rng.gen_bool(0.5) {
+            std::fs::remove_file(data.join("ledger.snapshot")).unwrap();
+        }
+    }
+    println!(
+        "ledger crash campaign: {cycles} cycles, {} acknowledged transfers checked, {retries} retries across restarts",
+        acknowledged.len()
+    );
+    assert!(
+        acknowledged.len() > 100,
+        "the child barely acknowledged anything: the test proved little"
+    );
+    assert!(retries > 0, "no retry across a restart was exercised");
+}
