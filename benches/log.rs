@@ -12,14 +12,17 @@
 // Test code: a failed unwrap is a failed test, with its message.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
+
+use common::{BASELINE_BATCH, compare, median, per_second, raw_sled};
 
 use sanad::log::Log;
 use sanad::tlog::hash::{leaf_hash, root_of_leaf_hashes};
 
 const ENTRY_SIZE: usize = 128;
-const BASELINE_BATCH: usize = 1_000;
 
 fn entries(count: usize, salt: u64) -> Vec<Vec<u8>> {
     (0..count)
@@ -30,28 +33,6 @@ fn entries(count: usize, salt: u64) -> Vec<Vec<u8>> {
             entry
         })
         .collect()
-}
-
-fn per_second(count: usize, elapsed: Duration) -> f64 {
-    count as f64 / elapsed.as_secs_f64()
-}
-
-/// Raw sled: one value per batch of 1,000 entries (length-prefixed), then flush.
-fn raw_sled(total: usize) -> f64 {
-    let dir = tempfile::tempdir().unwrap();
-    let db = sled::Config::new().path(dir.path()).flush_every_ms(None).open().unwrap();
-    let data = entries(total, 1);
-    let start = Instant::now();
-    for (n, batch) in data.chunks(BASELINE_BATCH).enumerate() {
-        let mut value = Vec::with_capacity(batch.len() * (ENTRY_SIZE + 2));
-        for entry in batch {
-            value.extend_from_slice(&(entry.len() as u16).to_be_bytes());
-            value.extend_from_slice(entry);
-        }
-        db.insert((n as u64).to_be_bytes(), value).unwrap();
-        db.flush().unwrap();
-    }
-    per_second(total, start.elapsed())
 }
 
 /// Our log: `callers` threads, each appending batches of `per_append` entries.
@@ -110,36 +91,6 @@ fn verification(total: usize) -> (f64, f64) {
     (ours, baseline)
 }
 
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
-}
-
-/// Runs `ours` and `baseline` back to back `rounds` times and prints the medians and the
-/// median of the per-round ratios: on a shared, noisy machine, a pair measured within seconds
-/// of each other is the fairest comparison.
-fn compare(
-    what: &str,
-    rounds: usize,
-    mut ours: impl FnMut() -> f64,
-    mut baseline: impl FnMut() -> f64,
-) {
-    let (mut o, mut b, mut r) = (Vec::new(), Vec::new(), Vec::new());
-    for _ in 0..rounds {
-        let base = baseline();
-        let mine = ours();
-        o.push(mine);
-        b.push(base);
-        r.push(mine / base);
-    }
-    println!(
-        "{what:<58} {:>12.0} entries/s  baseline {:>12.0} entries/s  ratio {:>5.1}% (median of {rounds})",
-        median(o),
-        median(b),
-        100.0 * median(r)
-    );
-}
-
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
     let (total, rounds) = if quick { (20_000, 1) } else { (100_000, 7) };
@@ -150,27 +101,31 @@ fn main() {
     println!("baseline for appends: raw sled, one value per 1,000 entries, flush() after each");
     compare(
         "durable appends, 1 caller x 1,000 entries/append",
+        "entries",
         rounds,
         || ours(total, BASELINE_BATCH, 1).0,
-        || raw_sled(total),
+        || raw_sled(&entries(total, 1)),
     );
     compare(
         "durable appends, 8 callers x 125 entries/append",
+        "entries",
         rounds,
         || ours(total, 125, 8).0,
-        || raw_sled(total),
+        || raw_sled(&entries(total, 1)),
     );
     compare(
         "durable appends, 1 caller x 4,096 entries (as sanad log append)",
+        "entries",
         rounds,
         || ours(total, 4_096, 1).0,
-        || raw_sled(total),
+        || raw_sled(&entries(total, 1)),
     );
     compare(
         "durable appends, 64 callers x 100 entries/append",
+        "entries",
         rounds,
         || ours(total, 100, 64).0,
-        || raw_sled(total),
+        || raw_sled(&entries(total, 1)),
     );
 
     println!("baseline for verification: RFC 6962 root of the same entries, in memory");

@@ -15,7 +15,8 @@ use crate::{Command, ProgrammeCommand};
 
 /// Whether `dir` holds a ledger (not only a bare log).
 pub(crate) fn holds_ledger(dir: &Path) -> bool {
-    dir.join("index.sled").exists() || dir.join(sanad_engine::registry::AGENCY_KEY_FILE).exists()
+    dir.join(sanad_engine::SNAPSHOT_FILE).exists()
+        || dir.join(sanad_engine::registry::AGENCY_KEY_FILE).exists()
 }
 
 fn open(dir: &Path) -> anyhow::Result<Agency> {

@@ -7,22 +7,21 @@
 //! commands), and only then answers each caller (see the `writer` module).
 //!
 //! Opening a ledger loads the latest snapshot whose Merkle root matches the log (see the
-//! `snapshot` module) and replays only the entries after it. Account history and transfer ids
-//! are indexed on disk (see the `index` module), so memory holds balances and open holds, not
-//! the whole past.
+//! `snapshot` module) and replays only the entries after it. Account history is a compact list
+//! of log indexes per account (see the `history` module); the entries are read from the log.
 //!
-//! The data folder holds the log (`log.key`, `log.sled`), `ledger.snapshot`, `index.sled`
-//! and, when used, the registry (`registry.sled`, `registry.key`; see [`registry`]).
+//! The data folder holds the log (`log.key`, `log.sled`), `ledger.snapshot` and, when used, the
+//! registry (`registry.sled`, `registry.key`, `registry.secrets/`; see [`registry`]).
 
 mod agency;
 pub mod disburse;
-mod index;
+mod history;
 pub mod registry;
 mod snapshot;
 mod writer;
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard, mpsc};
 use std::thread::JoinHandle;
 
@@ -31,6 +30,7 @@ use sanad_log::Log;
 use sanad_money::Id;
 
 pub use agency::Agency;
+pub use snapshot::SNAPSHOT_FILE;
 pub use writer::CALL_COMMANDS_MAX;
 
 /// Errors of the engine and the registry. Refusals of a ledger command are [`Rejection`]s,
@@ -41,8 +41,8 @@ pub enum Error {
     /// The log failed (storage, I/O, keys).
     #[error(transparent)]
     Log(#[from] sanad_log::Error),
-    /// The history index or the registry storage failed.
-    #[error("index or registry storage failed")]
+    /// The registry's storage failed.
+    #[error("registry storage failed")]
     Storage(#[source] Arc<sled::Error>),
     /// A file could not be read or written.
     #[error("{context}")]
@@ -57,7 +57,7 @@ pub enum Error {
     /// store is damaged. Never silently repaired.
     #[error("the log does not replay: {0}")]
     Inconsistent(#[from] Inconsistency),
-    /// Stored derived data (index, snapshot) does not add up.
+    /// Stored data (registry, snapshot) does not add up.
     #[error("stored data is inconsistent: {0}")]
     Corrupt(String),
     /// A snapshot could not be written.
@@ -112,7 +112,7 @@ pub enum Error {
 }
 
 impl Error {
-    fn index(source: sled::Error) -> Self {
+    fn storage(source: sled::Error) -> Self {
         Self::Storage(Arc::new(source))
     }
 
@@ -175,8 +175,6 @@ pub struct OpenReport {
     pub snapshot_ignored: Option<String>,
     /// Entries replayed after the snapshot.
     pub replayed: u64,
-    /// Entries re-indexed because the index lagged the log.
-    pub reindexed: u64,
 }
 
 /// A page of an account's history.
@@ -190,6 +188,7 @@ pub struct HistoryPage {
 
 struct View {
     state: State,
+    histories: history::Histories,
     /// Log entries the state reflects: always the durable log size once the writer answered.
     size: u64,
     /// The latest batch time, so that time never runs backwards in the log.
@@ -208,8 +207,6 @@ struct Shared {
     view: RwLock<View>,
     jobs: Mutex<Jobs>,
     jobs_ready: Condvar,
-    index: index::Index,
-    indexer_stopped: AtomicBool,
     failure: Mutex<Option<String>>,
     clock: Arc<dyn Fn() -> u64 + Send + Sync>,
     snapshot_every: u64,
@@ -248,6 +245,7 @@ impl Shared {
             root: *root.as_bytes(),
             at_ms: view.at_ms,
             state: view.state.clone(),
+            histories: view.histories.clone(),
         };
         let size = view.size;
         drop(view);
@@ -269,8 +267,7 @@ impl Shared {
 pub struct Ledger {
     shared: Arc<Shared>,
     report: OpenReport,
-    threads: Mutex<Vec<JoinHandle<()>>>,
-    indexer: Mutex<Option<mpsc::SyncSender<index::Batch>>>,
+    writer: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl std::fmt::Debug for Ledger {
@@ -286,7 +283,10 @@ impl Ledger {
     /// As [`Log::create`]; index storage errors.
     pub fn create(dir: &Path, origin: &str, options: Options) -> Result<Self, Error> {
         let log = Log::create(dir, origin)?;
-        Self::start(dir, log, options)
+        let ledger = Self::start(dir, log, options)?;
+        // An empty snapshot marks the folder as a ledger's from the start.
+        ledger.snapshot()?;
+        Ok(ledger)
     }
 
     /// Opens the ledger in `dir`: the log, then the state from the latest usable snapshot and
@@ -300,10 +300,15 @@ impl Ledger {
     }
 
     fn start(dir: &Path, log: Log, options: Options) -> Result<Self, Error> {
-        let index = index::Index::open(dir)?;
         let mut report = OpenReport::default();
         let size = log.size();
-        let mut view = View { state: State::default(), size: 0, at_ms: 0 };
+        let empty = || View {
+            state: State::default(),
+            histories: history::Histories::default(),
+            size: 0,
+            at_ms: 0,
+        };
+        let mut view = empty();
         match snapshot::read(dir) {
             Ok(Some(snapshot)) => {
                 let matches = snapshot.size <= size
@@ -311,8 +316,12 @@ impl Ledger {
                         == Some(snapshot.root);
                 if matches {
                     report.snapshot_size = snapshot.size;
-                    view =
-                        View { state: snapshot.state, size: snapshot.size, at_ms: snapshot.at_ms };
+                    view = View {
+                        state: snapshot.state,
+                        histories: snapshot.histories,
+                        size: snapshot.size,
+                        at_ms: snapshot.at_ms,
+                    };
                 } else {
                     report.snapshot_ignored =
                         Some("the snapshot's root does not match the log at its size".into());
@@ -322,12 +331,15 @@ impl Ledger {
             Err(problem) => report.snapshot_ignored = Some(problem),
         }
         let mut failure = None;
-        log.for_each_entry(view.size, size, |entry_index, entry| {
-            match view.state.replay_entry(entry_index, entry) {
-                Ok(event) => {
-                    view.at_ms = view.at_ms.max(event.map_or(0, |e| e.at_ms()));
+        log.for_each_entry(view.size, size, |index, entry| {
+            match view.state.replay_entry(index, entry) {
+                Ok(Some(event)) => {
+                    view.at_ms = view.at_ms.max(event.at_ms());
+                    let accounts = view.state.accounts_of(&event);
+                    view.histories.record(index, accounts, event.transfer_id());
                     Ok(())
                 }
+                Ok(None) => Ok(()),
                 Err(inconsistency) => {
                     failure = Some(inconsistency);
                     Err(sanad_log::Error::Corrupt("stop".into()))
@@ -340,22 +352,6 @@ impl Ledger {
         }
         report.replayed = size - view.size;
         view.size = size;
-        // Catch the index up with the log: holds and transfers stay known in the state, so
-        // the final state can say which accounts each older entry touched.
-        let from = index.indexed().min(size);
-        let mut records = Vec::new();
-        log.for_each_entry(from, size, |entry_index, entry| {
-            if let Ok(event) = Event::from_entry(entry) {
-                records.push(index::Record {
-                    index: entry_index,
-                    accounts: view.state.accounts_of(&event),
-                    transfer: event.transfer_id().cloned(),
-                });
-            }
-            Ok(())
-        })?;
-        report.reindexed = size - from;
-        index.write(&index::Batch { records, size })?;
         let snapshot_size = report.snapshot_size;
         let shared = Arc::new(Shared {
             dir: dir.to_owned(),
@@ -363,37 +359,18 @@ impl Ledger {
             view: RwLock::new(view),
             jobs: Mutex::new(Jobs::default()),
             jobs_ready: Condvar::new(),
-            index,
-            indexer_stopped: AtomicBool::new(false),
             failure: Mutex::new(None),
             clock: options.clock,
             snapshot_every: options.snapshot_every.max(1),
             snapshot_on_close: options.snapshot_on_close,
             snapshot_size: AtomicU64::new(snapshot_size),
         });
-        let (to_indexer, batches) = mpsc::sync_channel(64);
-        let indexer_shared = Arc::clone(&shared);
-        let indexer = std::thread::Builder::new()
-            .name("sanad-indexer".into())
-            .spawn(move || {
-                if let Err(error) = index::run(&indexer_shared.index, &batches) {
-                    indexer_shared.stop(&error);
-                }
-                indexer_shared.indexer_stopped.store(true, Ordering::Release);
-            })
-            .map_err(|e| Error::io("starting the indexer thread".into(), e))?;
         let writer_shared = Arc::clone(&shared);
-        let writer_indexer = to_indexer.clone();
         let writer = std::thread::Builder::new()
             .name("sanad-ledger-writer".into())
-            .spawn(move || writer::run(&writer_shared, &writer_indexer))
+            .spawn(move || writer::run(&writer_shared))
             .map_err(|e| Error::io("starting the writer thread".into(), e))?;
-        Ok(Self {
-            shared,
-            report,
-            threads: Mutex::new(vec![writer, indexer]),
-            indexer: Mutex::new(Some(to_indexer)),
-        })
+        Ok(Self { shared, report, writer: Mutex::new(Some(writer)) })
     }
 
     /// What opening found.
@@ -427,7 +404,7 @@ impl Ledger {
         let mut results = self.execute_each(vec![command])?;
         let result = results.pop().ok_or_else(|| Error::Corrupt("an empty answer".into()))?;
         Ok(match result {
-            Ok(applied) if applied.events.is_empty() => Ok(self.original(applied, id.as_ref())?),
+            Ok(applied) if applied.events.is_empty() => Ok(self.original(applied, id.as_ref())),
             other => other,
         })
     }
@@ -462,17 +439,11 @@ impl Ledger {
     }
 
     /// Fills in the original's log index for an answered retry.
-    fn original(&self, mut applied: Applied, id: Option<&Id>) -> Result<Applied, Error> {
+    fn original(&self, mut applied: Applied, id: Option<&Id>) -> Applied {
         if let Some(id) = id {
-            self.wait_indexed()?;
-            applied.log_index = self.shared.index.transfer(id)?;
+            applied.log_index = self.log_index_of(id);
         }
-        Ok(applied)
-    }
-
-    fn wait_indexed(&self) -> Result<(), Error> {
-        let size = self.shared.read_view().size;
-        self.shared.index.wait_for(size, || self.shared.indexer_stopped.load(Ordering::Acquire))
+        applied
     }
 
     /// Reads the state (a consistent view: only durable changes).
@@ -486,27 +457,22 @@ impl Ledger {
     }
 
     /// The log index of the entry a transfer (or hold, or operation on one) id answers for.
-    ///
-    /// # Errors
-    /// Index storage errors.
-    pub fn log_index_of(&self, id: &Id) -> Result<Option<u64>, Error> {
-        self.wait_indexed()?;
-        self.shared.index.transfer(id)
+    pub fn log_index_of(&self, id: &Id) -> Option<u64> {
+        self.shared.read_view().histories.transfer(id)
     }
 
     /// Up to `limit` entries that touched `account`, oldest first, after the cursor `after`
     /// (a log index from a previous page's `next`).
     ///
     /// # Errors
-    /// Index or log storage errors.
+    /// Log storage errors.
     pub fn history(
         &self,
         account: &Id,
         after: Option<u64>,
         limit: usize,
     ) -> Result<HistoryPage, Error> {
-        self.wait_indexed()?;
-        let indexes = self.shared.index.history(account, after, limit)?;
+        let indexes = self.shared.read_view().histories.page(account, after, limit);
         let mut items = Vec::with_capacity(indexes.len());
         for index in indexes {
             let entry = self.shared.log.entry(index)?;
@@ -543,9 +509,8 @@ impl Ledger {
     pub fn close(&self) -> Result<(), Error> {
         lock(&self.shared.jobs).closing = true;
         self.shared.jobs_ready.notify_all();
-        lock(&self.indexer).take();
-        for thread in lock(&self.threads).drain(..) {
-            let _ = thread.join();
+        if let Some(writer) = lock(&self.writer).take() {
+            let _ = writer.join();
         }
         if self.shared.snapshot_on_close && lock(&self.shared.failure).is_none() {
             self.shared.snapshot()?;

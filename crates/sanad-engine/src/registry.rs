@@ -103,7 +103,7 @@ impl std::fmt::Debug for Registry {
 }
 
 fn storage(error: sled::Error) -> Error {
-    Error::index(error)
+    Error::storage(error)
 }
 
 fn hex(bytes: &[u8]) -> String {

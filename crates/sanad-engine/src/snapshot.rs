@@ -16,7 +16,8 @@ use sha2::{Digest as _, Sha256};
 
 use crate::Error;
 
-pub(crate) const SNAPSHOT_FILE: &str = "ledger.snapshot";
+/// The snapshot's file in the data folder.
+pub const SNAPSHOT_FILE: &str = "ledger.snapshot";
 const MAGIC: &[u8] = b"sanad-snapshot/v1\n";
 
 #[derive(Serialize, Deserialize)]
@@ -28,6 +29,7 @@ pub(crate) struct Snapshot {
     /// The latest batch time seen.
     pub(crate) at_ms: u64,
     pub(crate) state: State,
+    pub(crate) histories: crate::history::Histories,
 }
 
 pub(crate) fn write(dir: &Path, snapshot: &Snapshot) -> Result<(), Error> {

@@ -10,8 +10,7 @@ use std::sync::mpsc;
 
 use sanad_ledger::{Command, Context, Event, GroupRejection, Rejection};
 
-use crate::index::{Batch, Record};
-use crate::{Applied, Error, Shared};
+use crate::{Applied, Error, Shared, View};
 
 /// The most commands one call may carry; a batch is at least one call and at most about this
 /// many commands (plus expiries), which keeps it within the log's batch limits.
@@ -76,9 +75,9 @@ fn take_jobs(shared: &Shared) -> Option<Vec<Job>> {
     Some(taken)
 }
 
-pub(crate) fn run(shared: &Shared, indexer: &mpsc::SyncSender<Batch>) {
+pub(crate) fn run(shared: &Shared) {
     while let Some(jobs) = take_jobs(shared) {
-        if let Err(error) = commit(shared, jobs, indexer) {
+        if let Err(error) = commit(shared, jobs) {
             shared.stop(&error);
             break;
         }
@@ -91,7 +90,7 @@ pub(crate) fn run(shared: &Shared, indexer: &mpsc::SyncSender<Batch>) {
     }
 }
 
-fn commit(shared: &Shared, jobs: Vec<Job>, indexer: &mpsc::SyncSender<Batch>) -> Result<(), Error> {
+fn commit(shared: &Shared, jobs: Vec<Job>) -> Result<(), Error> {
     let mut view = shared.write_view();
     let now_ms = (shared.clock)().max(view.at_ms);
     let context = Context { now_ms };
@@ -135,31 +134,31 @@ fn commit(shared: &Shared, jobs: Vec<Job>, indexer: &mpsc::SyncSender<Batch>) ->
         assert_eq!(appended.first_index, first_index, "the ledger is the log's only writer");
         view.size = first_index + count;
         view.at_ms = now_ms;
-        let records = events
-            .iter()
-            .enumerate()
-            .map(|(offset, event)| Record {
-                index: first_index + offset as u64,
-                accounts: view.state.accounts_of(event),
-                transfer: event.transfer_id().cloned(),
-            })
-            .collect();
-        // The indexer runs behind; a full queue slows the writer rather than growing memory.
-        if indexer.send(Batch { records, size: view.size }).is_err() {
-            return Err(Error::Stopped("the indexer stopped".into()));
+        let View { state, histories, .. } = &mut *view;
+        for (offset, event) in events.iter().enumerate() {
+            histories.record(
+                first_index + offset as u64,
+                state.accounts_of(event),
+                event.transfer_id(),
+            );
         }
     }
     drop(view);
-    let applied = |range: std::ops::Range<usize>| Applied {
-        log_index: (!range.is_empty()).then(|| first_index + range.start as u64),
-        events: events[range].to_vec(),
+    // The ranges come in order and do not overlap: hand each caller its events, moved.
+    let mut remaining = events.into_iter();
+    let mut position = 0;
+    let mut applied = |range: std::ops::Range<usize>| {
+        let skipped = range.start - position;
+        let events: Vec<Event> = remaining.by_ref().skip(skipped).take(range.len()).collect();
+        position = range.end;
+        Applied { log_index: (!range.is_empty()).then(|| first_index + range.start as u64), events }
     };
     for (job, decided) in jobs.into_iter().zip(decided) {
         let answer = match decided {
             Decided::Each(results) => {
-                Answer::Each(results.into_iter().map(|result| result.map(applied)).collect())
+                Answer::Each(results.into_iter().map(|result| result.map(&mut applied)).collect())
             }
-            Decided::Linked(result) => Answer::Linked(result.map(applied)),
+            Decided::Linked(result) => Answer::Linked(result.map(&mut applied)),
         };
         // A caller that gave up waiting is not an error: its work is durable.
         let _ = job.reply.send(Ok(answer));

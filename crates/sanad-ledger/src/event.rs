@@ -209,6 +209,51 @@ pub enum Event {
     },
 }
 
+/// `transfer.posted`, the bulk of every log, written straight out with its members in sorted
+/// order: the same bytes as [`Event::to_entry_generic`] (a property test holds them equal) at
+/// a fraction of the cost. Strings go through serde_json's own escaping.
+#[allow(clippy::too_many_arguments)]
+fn transfer_posted_entry(
+    transfer: &Id,
+    from: &Id,
+    to: &Id,
+    amount: &Amount,
+    programme: &Id,
+    actor: Actor,
+    reference: Option<&str>,
+    at_ms: u64,
+) -> Vec<u8> {
+    fn string(out: &mut Vec<u8>, text: &str) {
+        serde_json::to_writer(&mut *out, text)
+            .unwrap_or_else(|_| unreachable!("writing to a Vec cannot fail"));
+    }
+    let mut out = Vec::with_capacity(192 + reference.map_or(0, str::len));
+    out.extend_from_slice(b"{\"actor\":");
+    serde_json::to_writer(&mut out, &actor).unwrap_or_else(|_| unreachable!("an actor serializes"));
+    out.extend_from_slice(b",\"amount\":{\"amount\":");
+    string(&mut out, &amount.to_decimal_string());
+    out.extend_from_slice(b",\"currency\":");
+    string(&mut out, amount.currency().code());
+    out.extend_from_slice(b"},\"at_ms\":");
+    out.extend_from_slice(at_ms.to_string().as_bytes());
+    out.extend_from_slice(b",\"from\":");
+    string(&mut out, from.as_str());
+    out.extend_from_slice(b",\"programme\":");
+    string(&mut out, programme.as_str());
+    if let Some(reference) = reference {
+        out.extend_from_slice(b",\"reference\":");
+        string(&mut out, reference);
+    }
+    out.extend_from_slice(b",\"to\":");
+    string(&mut out, to.as_str());
+    out.extend_from_slice(b",\"transfer\":");
+    string(&mut out, transfer.as_str());
+    out.extend_from_slice(b",\"type\":\"transfer.posted\",\"v\":");
+    out.extend_from_slice(ENTRY_VERSION.to_string().as_bytes());
+    out.push(b'}');
+    out
+}
+
 /// Why bytes are not a valid ledger entry.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -262,6 +307,33 @@ impl Event {
 
     /// The canonical entry bytes.
     pub fn to_entry(&self) -> Vec<u8> {
+        match self {
+            Self::TransferPosted {
+                transfer,
+                from,
+                to,
+                amount,
+                programme,
+                actor,
+                reference,
+                at_ms,
+            } => transfer_posted_entry(
+                transfer,
+                from,
+                to,
+                amount,
+                programme,
+                *actor,
+                reference.as_deref(),
+                *at_ms,
+            ),
+            _ => self.to_entry_generic(),
+        }
+    }
+
+    /// The canonical bytes by way of a sorted JSON object: right for every event, and the
+    /// reference the fast paths are tested against.
+    fn to_entry_generic(&self) -> Vec<u8> {
         // Invariant: events hold only strings, booleans and integers, which always serialize.
         let Ok(serde_json::Value::Object(mut object)) = serde_json::to_value(self) else {
             unreachable!("an event serializes to a JSON object")
@@ -297,6 +369,32 @@ impl Event {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn the_fast_transfer_encoding_is_the_canonical_one(
+            minor in any::<i64>(),
+            at_ms in any::<u64>(),
+            reference in prop::option::of(".{0,40}"),
+            actor in prop::sample::select(vec![Actor::Operator, Actor::Vendor, Actor::Beneficiary, Actor::System]),
+            currency in prop::sample::select(vec!["JOD", "USD", "XOF", "KWD", "EUR"]),
+        ) {
+            let id = |s: &str| Id::parse(s).unwrap();
+            let event = Event::TransferPosted {
+                transfer: id("t-1:a.b_c"),
+                from: id("prog-1"),
+                to: id("b-XYZ.JOD"),
+                amount: Amount::from_minor_units(minor, Currency::parse(currency).unwrap()),
+                programme: id("prog-1"),
+                actor,
+                reference,
+                at_ms,
+            };
+            prop_assert_eq!(event.to_entry(), event.to_entry_generic());
+            prop_assert_eq!(Event::from_entry(&event.to_entry()).unwrap(), event);
+        }
+    }
 
     #[test]
     fn entries_are_canonical_json_with_sorted_keys() {

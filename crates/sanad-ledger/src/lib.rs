@@ -215,7 +215,7 @@ pub enum Command {
         /// The pending transfer.
         pending: Id,
     },
-    /// Release pending transfers whose time is up, at most `at_most` of them, oldest id first
+    /// Release pending transfers whose time is up, at most `at_most` of them, earliest first
     /// (issued by the engine with each batch, so expiry is a logged event and replays
     /// identically; the bound keeps one batch within the log's batch limits).
     ExpireDue {

@@ -1,0 +1,210 @@
+//! Ledger benchmarks: durable transfers per second through the shared `Ledger` handle, next to
+//! raw sled writing the same entries in the same run (the machine's storage limit), printed as
+//! a ratio; and the latency of one acknowledged transfer under concurrent load.
+//!
+//! `cargo bench --bench ledger` (add `-- --quick` for a smoke run):
+//!
+//! 1. one caller submitting 10, 100, 1,000 and 8,000 transfers per call;
+//! 2. 8 callers submitting 1,000 per call;
+//! 3. 64 concurrent callers submitting one transfer each, with p50 and p99 latency.
+
+// Bench code: a failed unwrap is a failed run.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{compare, median, per_second, raw_sled};
+use sanad::engine::{Ledger, Options};
+use sanad::ledger::{AccountKind, Actor, Command, Event, ProgrammeKind};
+use sanad::money::{Amount, Currency, Id};
+
+const WALLETS: usize = 1_000;
+
+fn id(text: &str) -> Id {
+    Id::parse(text).unwrap()
+}
+
+fn jod() -> Currency {
+    Currency::parse("JOD").unwrap()
+}
+
+fn transfer(caller: usize, n: usize) -> Command {
+    Command::Transfer {
+        id: id(&format!("t-{caller}-{n}")),
+        from: id("prog"),
+        to: id(&format!("w{}", n % WALLETS)),
+        amount: Amount::from_minor_units(1_000 + (n % 97) as i64, jod()),
+        programme: id("prog"),
+        actor: Actor::Operator,
+        reference: None,
+    }
+}
+
+/// The entries our transfers become, for the baseline to write the same bytes.
+fn transfer_entries(count: usize) -> Vec<Vec<u8>> {
+    (0..count)
+        .map(|n| {
+            let Command::Transfer { id, from, to, amount, programme, actor, reference } =
+                transfer(0, n)
+            else {
+                unreachable!()
+            };
+            Event::TransferPosted {
+                transfer: id,
+                from,
+                to,
+                amount,
+                programme,
+                actor,
+                reference,
+                at_ms: 1_764_000_000_000,
+            }
+            .to_entry()
+        })
+        .collect()
+}
+
+fn funded(dir: &std::path::Path) -> Ledger {
+    let ledger = Ledger::create(dir, "bench.example/ledger", Options::default()).unwrap();
+    let open = |name: &str, kind| Command::OpenAccount {
+        id: id(name),
+        kind,
+        currency: jod(),
+        owner: id("agency"),
+    };
+    let mut setup = vec![
+        open("donor", AccountKind::External),
+        open("prog", AccountKind::ProgrammeFunding),
+        Command::CreateProgramme {
+            id: id("prog"),
+            name: "Bench".into(),
+            kind: ProgrammeKind::Cash,
+            funding: id("prog"),
+        },
+        Command::Transfer {
+            id: id("budget"),
+            from: id("donor"),
+            to: id("prog"),
+            amount: Amount::parse("1000000000000", jod()).unwrap(),
+            programme: id("prog"),
+            actor: Actor::Operator,
+            reference: None,
+        },
+    ];
+    setup.extend((0..WALLETS).map(|w| open(&format!("w{w}"), AccountKind::Wallet)));
+    for chunk in setup.chunks(4_000) {
+        for result in ledger.execute_each(chunk.to_vec()).unwrap() {
+            result.unwrap();
+        }
+    }
+    ledger
+}
+
+/// `callers` threads each submitting `total / callers` transfers, `per_call` per call.
+/// Transfers per second.
+fn through_ledger(total: usize, per_call: usize, callers: usize) -> f64 {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = Arc::new(funded(dir.path()));
+    let per_caller = total / callers;
+    let calls: Vec<Vec<Vec<Command>>> = (0..callers)
+        .map(|c| {
+            let mine: Vec<Command> = (0..per_caller).map(|n| transfer(c, n)).collect();
+            mine.chunks(per_call).map(<[_]>::to_vec).collect()
+        })
+        .collect();
+    let start = Instant::now();
+    let threads: Vec<_> = calls
+        .into_iter()
+        .map(|mine| {
+            let ledger = Arc::clone(&ledger);
+            std::thread::spawn(move || {
+                for call in mine {
+                    for result in ledger.execute_each(call).unwrap() {
+                        result.unwrap();
+                    }
+                }
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread.join().unwrap();
+    }
+    per_second(per_caller * callers, start.elapsed())
+}
+
+/// `callers` threads submitting one transfer per call; returns transfers/s and every latency.
+fn latencies(total: usize, callers: usize) -> (f64, Vec<Duration>) {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = Arc::new(funded(dir.path()));
+    let per_caller = total / callers;
+    let start = Instant::now();
+    let threads: Vec<_> = (0..callers)
+        .map(|c| {
+            let ledger = Arc::clone(&ledger);
+            std::thread::spawn(move || {
+                (0..per_caller)
+                    .map(|n| {
+                        let t = Instant::now();
+                        ledger.execute(transfer(c, n)).unwrap().unwrap();
+                        t.elapsed()
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let mut all: Vec<Duration> = threads.into_iter().flat_map(|t| t.join().unwrap()).collect();
+    let rate = per_second(per_caller * callers, start.elapsed());
+    all.sort();
+    (rate, all)
+}
+
+fn main() {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let (total, rounds) = if quick { (16_000, 1) } else { (160_000, 5) };
+    let entries = transfer_entries(total);
+    let entry_size = entries.iter().map(Vec::len).sum::<usize>() / entries.len();
+    println!(
+        "sanad ledger benchmarks: {total} transfers per run (entries of ~{entry_size} bytes), {rounds} paired runs{}",
+        if quick { " (quick)" } else { "" }
+    );
+    println!(
+        "baseline: raw sled writing the same entries, one value per 1,000, flush() after each"
+    );
+    for per_call in [10usize, 100, 1_000, 8_000] {
+        let count = if per_call == 10 { total / 4 } else { total };
+        compare(
+            &format!("durable transfers, 1 caller x {per_call} per call"),
+            "transfers",
+            rounds,
+            || through_ledger(count, per_call, 1),
+            || raw_sled(&entries[..count]),
+        );
+    }
+    compare(
+        "durable transfers, 8 callers x 1,000 per call",
+        "transfers",
+        rounds,
+        || through_ledger(total, 1_000, 8),
+        || raw_sled(&entries),
+    );
+    let single = if quick { 2_000 } else { 20_000 };
+    let mut rates = Vec::new();
+    let mut p50 = Vec::new();
+    let mut p99 = Vec::new();
+    for _ in 0..rounds {
+        let (rate, sorted) = latencies(single, 64);
+        rates.push(rate);
+        p50.push(sorted[sorted.len() / 2].as_secs_f64() * 1e3);
+        p99.push(sorted[sorted.len() * 99 / 100].as_secs_f64() * 1e3);
+    }
+    println!(
+        "{:<58} {:>10.0} transfers/s  latency p50 {:.2} ms, p99 {:.2} ms (median of {rounds})",
+        "64 concurrent callers x 1 transfer per call",
+        median(rates),
+        median(p50),
+        median(p99)
+    );
+}

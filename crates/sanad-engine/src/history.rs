@@ -1,0 +1,135 @@
+//! Account history and transfer positions: for each account the log indexes of the entries
+//! that touched it, and for each transfer id the index of its entry.
+//!
+//! Kept in memory, compactly: an account's indexes only grow, so they are stored as LEB128
+//! deltas (one or two bytes each for a busy account, about three for a quiet one), with a mark
+//! every [`MARK_EVERY`] entries so that a page deep in a long history starts near its cursor.
+//! Ten million transfers cost about 50 MB. The lists are derived from the log, updated by the
+//! writer as it commits, and saved with each snapshot (so opening does not re-read the log).
+//! The entries themselves are read from the log when a page is asked for.
+
+use sanad_money::Id;
+use serde::{Deserialize, Serialize};
+
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+
+/// Entries between marks.
+const MARK_EVERY: u64 = 256;
+
+/// One account's history.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+struct History {
+    last: u64,
+    count: u64,
+    deltas: Vec<u8>,
+    // (index of an entry, offset of the delta after it), every MARK_EVERY entries.
+    marks: Vec<(u64, usize)>,
+}
+
+impl History {
+    fn push(&mut self, index: u64) {
+        debug_assert!(self.count == 0 || index > self.last, "history indexes only grow");
+        let mut delta = index - self.last;
+        loop {
+            let byte = (delta & 0x7f) as u8;
+            delta >>= 7;
+            if delta == 0 {
+                self.deltas.push(byte);
+                break;
+            }
+            self.deltas.push(byte | 0x80);
+        }
+        self.last = index;
+        self.count += 1;
+        if self.count.is_multiple_of(MARK_EVERY) {
+            self.marks.push((index, self.deltas.len()));
+        }
+    }
+
+    /// Up to `limit` indexes after `after` (exclusive), oldest first.
+    fn page(&self, after: Option<u64>, limit: usize) -> Vec<u64> {
+        let (mut value, mut offset) = match after {
+            Some(after) => {
+                let before = self.marks.partition_point(|(index, _)| *index <= after);
+                before.checked_sub(1).map_or((0, 0), |mark| self.marks[mark])
+            }
+            None => (0, 0),
+        };
+        let mut found = Vec::with_capacity(limit.min(1024));
+        while offset < self.deltas.len() && found.len() < limit {
+            let (mut delta, mut shift) = (0u64, 0);
+            while let Some(byte) = self.deltas.get(offset) {
+                offset += 1;
+                delta |= u64::from(byte & 0x7f) << shift;
+                shift += 7;
+                if byte & 0x80 == 0 {
+                    break;
+                }
+            }
+            value += delta;
+            if after.is_none_or(|after| value > after) {
+                found.push(value);
+            }
+        }
+        found
+    }
+}
+
+/// Every account's history and every transfer's position.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Histories {
+    accounts: HashMap<Id, History>,
+    transfers: HashMap<Id, u64>,
+}
+
+impl Histories {
+    /// Records that entry `index` touched `accounts` and answers for `transfer`.
+    pub(crate) fn record(&mut self, index: u64, accounts: [Option<&Id>; 2], transfer: Option<&Id>) {
+        for account in accounts.into_iter().flatten() {
+            match self.accounts.get_mut(account) {
+                Some(history) => history.push(index),
+                None => {
+                    let mut history = History::default();
+                    history.push(index);
+                    self.accounts.insert(account.clone(), history);
+                }
+            }
+        }
+        if let Some(transfer) = transfer {
+            self.transfers.insert(transfer.clone(), index);
+        }
+    }
+
+    pub(crate) fn page(&self, account: &Id, after: Option<u64>, limit: usize) -> Vec<u64> {
+        self.accounts.get(account).map(|history| history.page(after, limit)).unwrap_or_default()
+    }
+
+    pub(crate) fn transfer(&self, id: &Id) -> Option<u64> {
+        self.transfers.get(id).copied()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pages_from_any_cursor_match_the_plain_list() {
+        let mut history = History::default();
+        let mut plain = Vec::new();
+        let mut index = 0u64;
+        for step in 0..2_000u64 {
+            // Gaps from 1 to about 2^21, so deltas take one to three bytes.
+            index += 1 + (step * step * 7919) % 2_000_000;
+            history.push(index);
+            plain.push(index);
+        }
+        assert_eq!(history.page(None, usize::MAX), plain);
+        for cursor in [0, plain[0], plain[255], plain[256], plain[1_000] + 1, plain[1_999]] {
+            let expected: Vec<u64> =
+                plain.iter().copied().filter(|i| *i > cursor).take(37).collect();
+            assert_eq!(history.page(Some(cursor), 37), expected, "after {cursor}");
+        }
+        assert!(history.deltas.len() < 3 * plain.len());
+    }
+}
