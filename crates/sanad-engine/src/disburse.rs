@@ -171,7 +171,7 @@ pub fn disburse(
 
     let (unpaid, paid_before): (Vec<&Row>, Vec<&Row>) = agency
         .ledger()
-        .read(|state| rows.iter().partition(|row| state.transfer(&row.transfer).is_none()));
+        .read(|state| rows.iter().partition(|row| state.id_use(&row.transfer).is_none()));
     let needed: i64 = unpaid.iter().map(|row| row.amount.minor_units()).sum();
     if needed > available.minor_units() {
         report.refusal = Some(format!(

@@ -1,5 +1,5 @@
-//! Account history and transfer positions: for each account the log indexes of the entries
-//! that touched it, and for each transfer id the index of its entry.
+//! Account history: for each account the log indexes of the entries that touched it. (Where a
+//! transfer id's entry is, the idempotency index in the state says.)
 //!
 //! Kept in memory, compactly: an account's indexes only grow, so they are stored as LEB128
 //! deltas (one or two bytes each for a busy account, about three for a quiet one), with a mark
@@ -75,16 +75,15 @@ impl History {
     }
 }
 
-/// Every account's history and every transfer's position.
+/// Every account's history.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Histories {
     accounts: HashMap<Id, History>,
-    transfers: HashMap<Id, u64>,
 }
 
 impl Histories {
-    /// Records that entry `index` touched `accounts` and answers for `transfer`.
-    pub(crate) fn record(&mut self, index: u64, accounts: [Option<&Id>; 2], transfer: Option<&Id>) {
+    /// Records that entry `index` touched `accounts`.
+    pub(crate) fn record(&mut self, index: u64, accounts: [Option<&Id>; 2]) {
         for account in accounts.into_iter().flatten() {
             match self.accounts.get_mut(account) {
                 Some(history) => history.push(index),
@@ -95,17 +94,10 @@ impl Histories {
                 }
             }
         }
-        if let Some(transfer) = transfer {
-            self.transfers.insert(transfer.clone(), index);
-        }
     }
 
     pub(crate) fn page(&self, account: &Id, after: Option<u64>, limit: usize) -> Vec<u64> {
         self.accounts.get(account).map(|history| history.page(after, limit)).unwrap_or_default()
-    }
-
-    pub(crate) fn transfer(&self, id: &Id) -> Option<u64> {
-        self.transfers.get(id).copied()
     }
 }
 

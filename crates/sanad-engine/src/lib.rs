@@ -25,7 +25,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard, mpsc};
 use std::thread::JoinHandle;
 
-use sanad_ledger::{Account, Command, Event, GroupRejection, Inconsistency, Rejection, State};
+use sanad_ledger::{
+    Account, Command, Event, GroupRejection, Inconsistency, Rejection, State, TransferRecord,
+};
 use sanad_log::Log;
 use sanad_money::Id;
 
@@ -335,8 +337,7 @@ impl Ledger {
             match view.state.replay_entry(index, entry) {
                 Ok(Some(event)) => {
                     view.at_ms = view.at_ms.max(event.at_ms());
-                    let accounts = view.state.accounts_of(&event);
-                    view.histories.record(index, accounts, event.transfer_id());
+                    view.histories.record(index, view.state.accounts_of(&event));
                     Ok(())
                 }
                 Ok(None) => Ok(()),
@@ -382,6 +383,10 @@ impl Ledger {
         if work.len() == 0 || work.len() > CALL_COMMANDS_MAX {
             return Err(Error::BadCall(work.len()));
         }
+        let work = match work {
+            writer::Work::Each(commands) => writer::Work::Each(self.prepare_all(commands)?),
+            writer::Work::Linked(commands) => writer::Work::Linked(self.prepare_all(commands)?),
+        };
         let (reply, answer) = mpsc::sync_channel(1);
         {
             let mut jobs = lock(&self.shared.jobs);
@@ -458,7 +463,39 @@ impl Ledger {
 
     /// The log index of the entry a transfer (or hold, or operation on one) id answers for.
     pub fn log_index_of(&self, id: &Id) -> Option<u64> {
-        self.shared.read_view().histories.transfer(id)
+        self.read(|state| state.id_use(id).map(|used| used.index))
+    }
+
+    /// The entry a transfer (or hold, or operation on one) id answers for, read from the log.
+    ///
+    /// # Errors
+    /// Log storage errors; [`Error::Corrupt`] for an entry that does not decode.
+    pub fn transfer(&self, id: &Id) -> Result<Option<(u64, Event)>, Error> {
+        let Some(index) = self.log_index_of(id) else { return Ok(None) };
+        let entry = self.shared.log.entry(index)?;
+        let event = Event::from_entry(&entry)
+            .map_err(|e| Error::Corrupt(format!("entry {index} of {id}: {e}")))?;
+        Ok(Some((index, event)))
+    }
+
+    fn prepare_all(&self, commands: Vec<Command>) -> Result<Vec<Command>, Error> {
+        commands.into_iter().map(|command| self.prepare(command)).collect()
+    }
+
+    /// Fills in what the state keeps only as a fingerprint: a reversal's original transfer,
+    /// read from its log entry.
+    fn prepare(&self, mut command: Command) -> Result<Command, Error> {
+        if let Command::Reverse { original, original_transfer: original_transfer @ None, .. } =
+            &mut command
+            && let Some((
+                _,
+                Event::TransferPosted { from, to, amount, programme, actor, reference, .. },
+            )) = self.transfer(original)?
+        {
+            *original_transfer =
+                Some(TransferRecord::of(&from, &to, &amount, &programme, actor, &reference));
+        }
+        Ok(command)
     }
 
     /// Up to `limit` entries that touched `account`, oldest first, after the cursor `after`

@@ -92,6 +92,7 @@ pub(crate) fn run(shared: &Shared) {
 
 fn commit(shared: &Shared, jobs: Vec<Job>) -> Result<(), Error> {
     let mut view = shared.write_view();
+    assert_eq!(view.state.next_index(), view.size, "the state reflects the whole log");
     let now_ms = (shared.clock)().max(view.at_ms);
     let context = Context { now_ms };
     let mut events: Vec<Event> = Vec::new();
@@ -136,11 +137,7 @@ fn commit(shared: &Shared, jobs: Vec<Job>) -> Result<(), Error> {
         view.at_ms = now_ms;
         let View { state, histories, .. } = &mut *view;
         for (offset, event) in events.iter().enumerate() {
-            histories.record(
-                first_index + offset as u64,
-                state.accounts_of(event),
-                event.transfer_id(),
-            );
+            histories.record(first_index + offset as u64, state.accounts_of(event));
         }
     }
     drop(view);

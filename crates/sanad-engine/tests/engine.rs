@@ -207,3 +207,29 @@ fn many_threads_spending_from_one_wallet_never_overdraw_it() {
     assert_eq!(spent, 133 * 750);
     ledger.read(|state| assert!(state.totals().values().all(|total| *total == 0)));
 }
+
+#[test]
+fn a_reversal_reads_its_original_from_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = funded(dir.path(), Options::default(), "100", 1);
+    let paid = ledger.execute(transfer("t1", "prog", "w0", "30")).unwrap().unwrap();
+    let reverse = |id_: &str, original: &str| Command::Reverse {
+        id: id(id_),
+        original: id(original),
+        actor: Actor::Operator,
+        original_transfer: None,
+    };
+    let (index, _) = ledger.transfer(&id("t1")).unwrap().unwrap();
+    assert_eq!(Some(index), paid.log_index);
+    ledger.execute(reverse("r1", "t1")).unwrap().unwrap();
+    assert_eq!(ledger.account(&id("w0")).unwrap().balance(), jod("0"));
+    let again = ledger.execute(reverse("r2", "t1")).unwrap().unwrap_err();
+    assert_eq!(again.code(), "already_reversed");
+    let missing = ledger.execute(reverse("r3", "nope")).unwrap().unwrap_err();
+    assert_eq!(missing.code(), "transfer_not_found");
+    // The reversal's entry names what it undid; replaying it checks that against the original.
+    drop(ledger);
+    std::fs::remove_file(dir.path().join("ledger.snapshot")).unwrap();
+    let ledger = Ledger::open(dir.path(), Options::default()).unwrap();
+    assert_eq!(ledger.account(&id("prog")).unwrap().balance(), jod("100"));
+}

@@ -111,6 +111,9 @@ pub enum Event {
         transfer: Id,
         /// The transfer undone.
         original: Id,
+        /// The original's content (so the entry stands on its own; a replay checks it against
+        /// the original's fingerprint): the reversal moves its amount from `to` back to `from`.
+        reverses: crate::TransferRecord,
         /// Who asked.
         actor: Actor,
         /// When.

@@ -59,15 +59,15 @@ mod state;
 
 pub use event::{ENTRY_VERSION, EntryError, Event};
 pub use state::{
-    Account, AccountKind, Beneficiary, GroupRejection, Inconsistency, Pending, PendingState,
-    Programme, ProgrammeTotals, State, TransferRecord, replay,
+    Account, AccountKind, Beneficiary, GroupRejection, IdUse, Inconsistency, Pending, PendingState,
+    Programme, ProgrammeTotals, State, TransferRecord, UseKind, replay,
 };
 
 use sanad_money::{Amount, Currency, Id};
 use serde::{Deserialize, Serialize};
 
 /// Who asked for a transfer.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Actor {
     /// An agency operator (HTTP, CLI).
@@ -95,6 +95,18 @@ pub enum ProgrammeKind {
 /// Longest programme name or transfer reference, in characters: they travel in log entries,
 /// CSV statements and SMS replies.
 pub const TEXT_LENGTH_MAX: usize = 200;
+
+impl Actor {
+    /// The snake_case name, as in log entries.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Operator => "operator",
+            Self::Vendor => "vendor",
+            Self::Beneficiary => "beneficiary",
+            Self::System => "system",
+        }
+    }
+}
 
 /// Limits on one account's movements. A limit left out does not apply. Amounts are in the
 /// account's currency.
@@ -231,6 +243,9 @@ pub enum Command {
         original: Id,
         /// Who asked.
         actor: Actor,
+        /// The original's content, read from its log entry (the engine fills it in; the state
+        /// keeps only a fingerprint, which it must match). `None` is refused as not found.
+        original_transfer: Option<TransferRecord>,
     },
     /// Set (replace) an account's limits.
     SetLimits {

@@ -4,6 +4,7 @@ use std::collections::{BTreeMap, VecDeque};
 
 use sanad_money::{Amount, Currency, Id};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
 
 use crate::{Actor, Command, Context, Event, Limits, ProgrammeKind, Rejection, TEXT_LENGTH_MAX};
 
@@ -111,8 +112,9 @@ impl Account {
     }
 }
 
-/// A transfer's content, kept to answer retries and queries.
+/// A transfer's content: what a hold will move, and what a reversal undoes.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct TransferRecord {
     /// Debited account.
     pub from: Id,
@@ -125,11 +127,13 @@ pub struct TransferRecord {
     /// Who asked.
     pub actor: Actor,
     /// Reference.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reference: Option<String>,
 }
 
 impl TransferRecord {
-    fn of(
+    /// The record of these fields.
+    pub fn of(
         from: &Id,
         to: &Id,
         amount: &Amount,
@@ -201,22 +205,111 @@ pub struct Pending {
     pub state: PendingState,
 }
 
-/// What a transfer id was used for, to answer retries.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-enum Used {
-    Transfer(TransferRecord),
-    /// The hold itself lives in `State::pendings`.
+/// What a client-chosen id is used for, described by its content: the idempotency index keeps
+/// only a fingerprint of it (see [`IdUse`]).
+enum Used<'a> {
+    Transfer(&'a TransferRecord),
+    Pending(&'a TransferRecord),
+    Posted { pending: &'a Id, amount: &'a Amount },
+    Voided { pending: &'a Id },
+    Reversed { original: &'a Id },
+}
+
+/// What kind of operation an id was used for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum UseKind {
+    /// A single-phase transfer.
+    Transfer,
+    /// A hold (pending transfer).
     Pending,
-    Posted {
-        pending: Id,
-        amount: Amount,
-    },
-    Voided {
-        pending: Id,
-    },
-    Reversed {
-        original: Id,
-    },
+    /// The posting of a hold.
+    Posted,
+    /// The voiding of a hold.
+    Voided,
+    /// A reversal.
+    Reversed,
+}
+
+/// One entry of the idempotency index: what an id was used for, a fingerprint of the content
+/// (to tell a retry from a reuse), and the log index of its entry (where the full content is).
+/// Keyed by a fingerprint of the id, an entry costs about 50 bytes, so that tens of millions of
+/// transfers fit in memory; the content itself stays in the log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdUse {
+    /// What it was used for.
+    pub kind: UseKind,
+    /// The log index of its entry.
+    pub index: u64,
+    content: u64,
+}
+
+/// The idempotency index's key for an id: the first 128 bits of SHA-256 over it. Collisions
+/// are out of reach (2^64 work), so the id itself need not be stored.
+fn id_key(id: &Id) -> u128 {
+    let digest = Sha256::new().chain_update(b"sanad.id/v1\0").chain_update(id.as_str()).finalize();
+    let mut key = [0u8; 16];
+    key.copy_from_slice(&digest[..16]);
+    u128::from_be_bytes(key)
+}
+
+impl Used<'_> {
+    fn kind(&self) -> UseKind {
+        match self {
+            Self::Transfer(_) => UseKind::Transfer,
+            Self::Pending(_) => UseKind::Pending,
+            Self::Posted { .. } => UseKind::Posted,
+            Self::Voided { .. } => UseKind::Voided,
+            Self::Reversed { .. } => UseKind::Reversed,
+        }
+    }
+
+    /// 64 bits of SHA-256 over the content, each field length-prefixed.
+    fn fingerprint(&self) -> u64 {
+        let mut hash = Sha256::new();
+        let mut field = |bytes: &[u8]| {
+            hash.update((bytes.len() as u32).to_be_bytes());
+            hash.update(bytes);
+        };
+        let amount = |amount: &Amount, field: &mut dyn FnMut(&[u8])| {
+            field(&amount.minor_units().to_be_bytes());
+            field(amount.currency().code().as_bytes());
+        };
+        match self {
+            Self::Transfer(record) | Self::Pending(record) => {
+                field(if matches!(self, Self::Transfer(_)) { b"transfer" } else { b"pending" });
+                field(record.from.as_str().as_bytes());
+                field(record.to.as_str().as_bytes());
+                amount(&record.amount, &mut field);
+                field(record.programme.as_str().as_bytes());
+                field(record.actor.as_str().as_bytes());
+                match &record.reference {
+                    Some(reference) => field(reference.as_bytes()),
+                    None => field(b"\xff"),
+                }
+            }
+            Self::Posted { pending, amount: posted } => {
+                field(b"posted");
+                field(pending.as_str().as_bytes());
+                amount(posted, &mut field);
+            }
+            Self::Voided { pending } => {
+                field(b"voided");
+                field(pending.as_str().as_bytes());
+            }
+            Self::Reversed { original } => {
+                field(b"reversed");
+                field(original.as_str().as_bytes());
+            }
+        }
+        let digest = hash.finalize();
+        let mut first = [0u8; 8];
+        first.copy_from_slice(&digest[..8]);
+        u64::from_be_bytes(first)
+    }
+
+    fn matches(&self, existing: &IdUse) -> bool {
+        existing.kind == self.kind() && existing.content == self.fingerprint()
+    }
 }
 
 /// A programme: the agency's money for one purpose, held in its funding account.
@@ -262,7 +355,9 @@ pub struct State {
     pendings: BTreeMap<Id, Pending>,
     // Invariant: exactly the open pendings, as (expires_at_ms, id): expiry reads only the due.
     expiries: std::collections::BTreeSet<(u64, Id)>,
-    used: HashMap<Id, Used>,
+    used: HashMap<u128, IdUse>,
+    // The log index the next event will have.
+    next_index: u64,
     // Invariant: every id here names a posted single-phase transfer.
     reversed: HashSet<Id>,
     programmes: BTreeMap<Id, Programme>,
@@ -287,7 +382,7 @@ pub struct GroupRejection {
 enum Saved {
     Account(Id, Option<Account>),
     Pending(Id, Option<Pending>),
-    Used(Id, Option<Used>),
+    Used(u128, Option<IdUse>),
     Reversed(Id, bool),
     Programme(Id, Option<Programme>, Id, bool),
     Totals(Id, Option<BTreeMap<Currency, ProgrammeTotals>>),
@@ -317,13 +412,15 @@ impl State {
         self.accounts.values()
     }
 
-    /// A posted single-phase transfer by id.
-    pub fn transfer(&self, id: &Id) -> Option<&TransferRecord> {
-        // Single-phase transfers are remembered once, in the idempotency index.
-        match self.used.get(id) {
-            Some(Used::Transfer(record)) => Some(record),
-            _ => None,
-        }
+    /// What a transfer id (or hold, or operation on one) was used for, and the log index of its
+    /// entry, where its full content is.
+    pub fn id_use(&self, id: &Id) -> Option<IdUse> {
+        self.used.get(&id_key(id)).copied()
+    }
+
+    /// The log index the next event will have: the number of log entries this state reflects.
+    pub fn next_index(&self) -> u64 {
+        self.next_index
     }
 
     /// A pending (two-phase) transfer by id, in whatever state it is.
@@ -378,9 +475,7 @@ impl State {
             | Event::PendingExpired { pending, .. } => {
                 self.pendings.get(pending).map_or([None, None], |p| pair(&p.record))
             }
-            Event::TransferReversed { original, .. } => {
-                self.transfer(original).map_or([None, None], pair)
-            }
+            Event::TransferReversed { reverses, .. } => pair(reverses),
             Event::ProgrammeCreated { funding, .. } => [Some(funding), None],
             Event::TierDefined { .. }
             | Event::BeneficiaryRegistered { .. }
@@ -593,22 +688,34 @@ impl State {
         Ok(())
     }
 
-    fn claim_id(&mut self, id: &Id, used: Used) -> Result<(), Inconsistency> {
-        match self.used.entry(id.clone()) {
+    fn claim_id(&mut self, id: &Id, used: &Used<'_>) -> Result<(), Inconsistency> {
+        let entry =
+            IdUse { kind: used.kind(), index: self.next_index, content: used.fingerprint() };
+        match self.used.entry(id_key(id)) {
             std::collections::hash_map::Entry::Occupied(_) => {
                 Err(Inconsistency(format!("transfer id {id} used twice")))
             }
             std::collections::hash_map::Entry::Vacant(vacant) => {
-                vacant.insert(used);
+                vacant.insert(entry);
                 Ok(())
             }
         }
     }
 
-    /// The transfer that undoes `original`, if it may still be reversed.
-    fn reversal_of(&self, original: &Id, actor: Actor) -> Result<TransferRecord, Rejection> {
-        let posted =
-            self.transfer(original).ok_or_else(|| Rejection::TransferNotFound(original.clone()))?;
+    /// The transfer that undoes `original`, if it may still be reversed. `posted` is the
+    /// original's content as read from the log; it must match what the index remembers.
+    fn reversal_of(
+        &self,
+        original: &Id,
+        posted: Option<&TransferRecord>,
+        actor: Actor,
+    ) -> Result<TransferRecord, Rejection> {
+        let not_found = || Rejection::TransferNotFound(original.clone());
+        let posted = posted.ok_or_else(not_found)?;
+        let known = self.used.get(&id_key(original)).ok_or_else(not_found)?;
+        if !Used::Transfer(posted).matches(known) {
+            return Err(not_found());
+        }
         if self.reversed.contains(original) {
             return Err(Rejection::AlreadyReversed(original.clone()));
         }
@@ -679,6 +786,7 @@ impl State {
     ) -> Result<Vec<Event>, GroupRejection> {
         let mut saved = Vec::new();
         let mut events = Vec::new();
+        let next_index = self.next_index;
         for (index, command) in commands.iter().enumerate() {
             let decided = if matches!(command, Command::ExpireDue { .. }) {
                 Err(Rejection::NotLinkable)
@@ -695,6 +803,7 @@ impl State {
                 }
                 Err(rejection) => {
                     self.restore(saved);
+                    self.next_index = next_index;
                     return Err(GroupRejection { index, rejection });
                 }
             }
@@ -736,12 +845,10 @@ impl State {
                     programmes.push(held.record.programme.clone());
                 }
             }
-            Event::TransferReversed { original, .. } => {
-                if let Some(posted) = self.transfer(original) {
-                    account(&posted.from);
-                    account(&posted.to);
-                    programmes.push(posted.programme.clone());
-                }
+            Event::TransferReversed { reverses, .. } => {
+                account(&reverses.from);
+                account(&reverses.to);
+                programmes.push(reverses.programme.clone());
             }
             Event::ProgrammeCreated { .. }
             | Event::TierDefined { .. }
@@ -750,23 +857,27 @@ impl State {
         }
         match event {
             Event::TransferPosted { transfer, programme, .. } => {
-                saved.push(Saved::Used(transfer.clone(), self.used.get(transfer).cloned()));
+                saved
+                    .push(Saved::Used(id_key(transfer), self.used.get(&id_key(transfer)).copied()));
                 saved.push(Saved::Totals(programme.clone(), self.totals.get(programme).cloned()));
             }
             Event::TransferPending { transfer, .. } => {
-                saved.push(Saved::Used(transfer.clone(), self.used.get(transfer).cloned()));
+                saved
+                    .push(Saved::Used(id_key(transfer), self.used.get(&id_key(transfer)).copied()));
                 saved.push(Saved::Pending(transfer.clone(), self.pendings.get(transfer).cloned()));
             }
             Event::PendingPosted { transfer, pending, .. }
             | Event::PendingVoided { transfer, pending, .. } => {
-                saved.push(Saved::Used(transfer.clone(), self.used.get(transfer).cloned()));
+                saved
+                    .push(Saved::Used(id_key(transfer), self.used.get(&id_key(transfer)).copied()));
                 saved.push(Saved::Pending(pending.clone(), self.pendings.get(pending).cloned()));
             }
             Event::PendingExpired { pending, .. } => {
                 saved.push(Saved::Pending(pending.clone(), self.pendings.get(pending).cloned()));
             }
             Event::TransferReversed { transfer, original, .. } => {
-                saved.push(Saved::Used(transfer.clone(), self.used.get(transfer).cloned()));
+                saved
+                    .push(Saved::Used(id_key(transfer), self.used.get(&id_key(transfer)).copied()));
                 saved.push(Saved::Reversed(original.clone(), self.reversed.contains(original)));
             }
             Event::ProgrammeCreated { programme, funding, .. } => saved.push(Saved::Programme(
@@ -894,8 +1005,8 @@ impl State {
                 if verify {
                     self.check_movement(&record, 0, *at_ms)?;
                 }
+                self.claim_id(transfer, &Used::Transfer(&record))?;
                 self.count(&record, amount.minor_units(), false);
-                self.claim_id(transfer, Used::Transfer(record))?;
                 self.move_money(from, to, amount.minor_units(), *at_ms)?;
             }
             Event::TransferPending {
@@ -913,7 +1024,7 @@ impl State {
                 if verify {
                     self.check_movement(&record, 0, *at_ms)?;
                 }
-                self.claim_id(transfer, Used::Pending)?;
+                self.claim_id(transfer, &Used::Pending(&record))?;
                 self.account_mut(from)?.held_minor += amount.minor_units();
                 let pending =
                     Pending { record, expires_at_ms: *expires_at_ms, state: PendingState::Open };
@@ -931,28 +1042,25 @@ impl State {
                 if verify {
                     self.check_movement(&posted, held.amount.minor_units(), *at_ms)?;
                 }
-                self.claim_id(
-                    transfer,
-                    Used::Posted { pending: pending.clone(), amount: *amount },
-                )?;
+                self.claim_id(transfer, &Used::Posted { pending, amount })?;
                 self.finish_pending(pending, PendingState::Posted)?;
                 self.count(&posted, amount.minor_units(), false);
                 self.move_money(&held.from, &held.to, amount.minor_units(), *at_ms)?;
             }
             Event::PendingVoided { transfer, pending, .. } => {
                 self.open_pending(pending)?;
-                self.claim_id(transfer, Used::Voided { pending: pending.clone() })?;
+                self.claim_id(transfer, &Used::Voided { pending })?;
                 self.finish_pending(pending, PendingState::Voided)?;
             }
             Event::PendingExpired { pending, .. } => {
                 self.finish_pending(pending, PendingState::Expired)?;
             }
-            Event::TransferReversed { transfer, original, actor, at_ms } => {
-                let back = self.reversal_of(original, *actor)?;
+            Event::TransferReversed { transfer, original, reverses, actor, at_ms } => {
+                let back = self.reversal_of(original, Some(reverses), *actor)?;
                 if verify {
                     self.check_movement(&back, 0, *at_ms)?;
                 }
-                self.claim_id(transfer, Used::Reversed { original: original.clone() })?;
+                self.claim_id(transfer, &Used::Reversed { original })?;
                 self.move_money(&back.from, &back.to, back.amount.minor_units(), *at_ms)?;
                 self.count(&back, back.amount.minor_units(), true);
                 self.reversed.insert(original.clone());
@@ -1015,6 +1123,7 @@ impl State {
             }
         }
         debug_assert!(self.totals().values().all(|total| *total == 0), "money created or lost");
+        self.next_index += 1;
         Ok(())
     }
 }
@@ -1043,7 +1152,14 @@ impl State {
         index: u64,
         entry: &[u8],
     ) -> Result<Option<Event>, Inconsistency> {
+        if index != self.next_index {
+            return Err(Inconsistency(format!(
+                "entry {index} replayed where entry {} was expected",
+                self.next_index
+            )));
+        }
         if entry.starts_with(sanad_tlog::rotation::ROTATION_PREFIX) {
+            self.next_index += 1;
             return Ok(None);
         }
         let event =
@@ -1085,10 +1201,10 @@ fn check_limit_amounts(owner: &Id, currency: Currency, limits: &Limits) -> Resul
 
 /// Answers a retry: `Ok(true)` when `id` was used for exactly `used` before (nothing to do),
 /// `Ok(false)` when it is new, a rejection when it was used for something else.
-fn retried(ledger: &State, id: &Id, used: &Used) -> Result<bool, Rejection> {
-    match ledger.used.get(id) {
+fn retried(ledger: &State, id: &Id, used: &Used<'_>) -> Result<bool, Rejection> {
+    match ledger.used.get(&id_key(id)) {
         None => Ok(false),
-        Some(existing) if existing == used => Ok(true),
+        Some(existing) if used.matches(existing) => Ok(true),
         Some(_) => Err(Rejection::IdempotencyKeyReused(id.clone())),
     }
 }
@@ -1114,7 +1230,7 @@ pub(crate) fn decide(
         }
         Command::Transfer { id, from, to, amount, programme, actor, reference } => {
             let record = TransferRecord::of(from, to, amount, programme, *actor, reference);
-            if retried(ledger, id, &Used::Transfer(record.clone()))? {
+            if retried(ledger, id, &Used::Transfer(&record))? {
                 return Ok(Vec::new());
             }
             ledger.check_movement(&record, 0, at_ms)?;
@@ -1122,15 +1238,9 @@ pub(crate) fn decide(
         }
         Command::Reserve { id, from, to, amount, programme, actor, reference, timeout_ms } => {
             let record = TransferRecord::of(from, to, amount, programme, *actor, reference);
-            // A retry is the same hold whatever its time, so compare the hold as first decided.
-            match ledger.used.get(id) {
-                None => {}
-                Some(Used::Pending)
-                    if ledger.pendings.get(id).is_some_and(|p| p.record == record) =>
-                {
-                    return Ok(Vec::new());
-                }
-                Some(_) => return Err(Rejection::IdempotencyKeyReused(id.clone())),
+            // A retry is the same hold whatever its time: its timeout is not part of the content.
+            if retried(ledger, id, &Used::Pending(&record))? {
+                return Ok(Vec::new());
             }
             let expires_at_ms = at_ms.saturating_add(*timeout_ms);
             ledger.check_movement(&record, 0, at_ms)?;
@@ -1143,7 +1253,7 @@ pub(crate) fn decide(
                 (None, Some(known)) => known.record.amount,
                 (None, None) => return Err(Rejection::PendingNotFound(pending.clone())),
             };
-            let used = Used::Posted { pending: pending.clone(), amount: posted_amount };
+            let used = Used::Posted { pending, amount: &posted_amount };
             if retried(ledger, id, &used)? {
                 return Ok(Vec::new());
             }
@@ -1166,21 +1276,25 @@ pub(crate) fn decide(
             }])
         }
         Command::VoidPending { id, pending } => {
-            if retried(ledger, id, &Used::Voided { pending: pending.clone() })? {
+            if retried(ledger, id, &Used::Voided { pending })? {
                 return Ok(Vec::new());
             }
             ledger.open_pending(pending)?;
             Ok(vec![Event::PendingVoided { transfer: id.clone(), pending: pending.clone(), at_ms }])
         }
-        Command::Reverse { id, original, actor } => {
-            if retried(ledger, id, &Used::Reversed { original: original.clone() })? {
+        Command::Reverse { id, original, actor, original_transfer } => {
+            if retried(ledger, id, &Used::Reversed { original })? {
                 return Ok(Vec::new());
             }
-            let back = ledger.reversal_of(original, *actor)?;
+            let back = ledger.reversal_of(original, original_transfer.as_ref(), *actor)?;
             ledger.check_movement(&back, 0, at_ms)?;
+            let reverses = original_transfer
+                .clone()
+                .ok_or_else(|| Rejection::TransferNotFound(original.clone()))?;
             Ok(vec![Event::TransferReversed {
                 transfer: id.clone(),
                 original: original.clone(),
+                reverses,
                 actor: *actor,
                 at_ms,
             }])

@@ -303,6 +303,34 @@ fn id(text: &str) -> Id {
     Id::parse(text).unwrap()
 }
 
+/// What the engine does before a reversal: read the original's content from the log.
+fn with_original(command: &Command, log: &[Vec<u8>]) -> Command {
+    let Command::Reverse { id, original, actor, original_transfer: None } = command else {
+        return command.clone();
+    };
+    let found = log.iter().find_map(|entry| match sanad_ledger::Event::from_entry(entry) {
+        Ok(sanad_ledger::Event::TransferPosted {
+            transfer,
+            from,
+            to,
+            amount,
+            programme,
+            actor,
+            reference,
+            ..
+        }) if transfer == *original => Some(sanad_ledger::TransferRecord::of(
+            &from, &to, &amount, &programme, actor, &reference,
+        )),
+        _ => None,
+    });
+    Command::Reverse {
+        id: id.clone(),
+        original: original.clone(),
+        actor: *actor,
+        original_transfer: found,
+    }
+}
+
 /// One step of a run: a command on its own, or a linked group.
 #[derive(Clone, Debug)]
 enum Step {
@@ -368,6 +396,8 @@ fn command() -> impl Strategy<Value = Command> {
             id: id(&format!("r{t}")),
             original: id(&format!("t{o}")),
             actor: Actor::Operator,
+            // Filled in from the log by `with_original`, as the engine does.
+            original_transfer: None,
         }),
         1 => Just(Command::ExpireDue { at_most: usize::MAX }),
         1 => (account.clone(), prop::array::uniform4(prop::option::weighted(0.4, -10i64..4_000))).prop_map(
@@ -432,6 +462,10 @@ proptest! {
             let context = Context { now_ms };
             model.now = now_ms;
             let before = ledger.clone();
+            let command = &match command {
+                Step::One(command) => Step::One(with_original(command, &log)),
+                Step::Linked(commands) => Step::Linked(commands.iter().map(|c| with_original(c, &log)).collect()),
+            };
             let (expected, outcome) = match command {
                 Step::One(command) => (
                     model.step(command),

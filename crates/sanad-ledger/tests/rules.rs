@@ -4,7 +4,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use sanad_ledger::{
-    AccountKind, Actor, Command, Context, Event, Limits, ProgrammeKind, State, replay,
+    AccountKind, Actor, Command, Context, Event, Limits, ProgrammeKind, State, TransferRecord,
+    replay,
 };
 use sanad_money::{Amount, Currency, Id};
 
@@ -81,14 +82,30 @@ fn transfers_name_an_existing_programme_and_are_counted_under_it() {
     }
     assert_eq!(refused(&mut state, &other), "programme_not_found");
     log.extend(state.execute(&transfer("t1", "prog", "w1", "10"), &NOW).unwrap());
-    log.extend(
-        state
-            .execute(
-                &Command::Reverse { id: id("r1"), original: id("t1"), actor: Actor::Operator },
-                &NOW,
-            )
-            .unwrap(),
-    );
+    // A reversal carries the original's content (read from the log); it must match what
+    // the idempotency index remembers of it.
+    let original = |amount: &str| {
+        Some(TransferRecord::of(
+            &id("prog"),
+            &id("w1"),
+            &jod(amount),
+            &id("prog"),
+            Actor::Operator,
+            &None,
+        ))
+    };
+    let reverse_as = |reversal: &str, record| Command::Reverse {
+        id: id(reversal),
+        original: id("t1"),
+        actor: Actor::Operator,
+        original_transfer: record,
+    };
+    let reverse = |record| reverse_as("r1", record);
+    assert_eq!(refused(&mut state, &reverse(None)), "transfer_not_found");
+    assert_eq!(refused(&mut state, &reverse(original("11"))), "transfer_not_found");
+    log.extend(state.execute(&reverse(original("10")), &NOW).unwrap());
+    assert_eq!(refused(&mut state, &reverse_as("r2", original("10"))), "already_reversed");
+    assert!(state.execute(&reverse(original("10")), &NOW).unwrap().is_empty(), "a retry");
     let totals: Vec<_> = state.programme_totals(&id("prog")).collect();
     assert_eq!(totals.len(), 1);
     let (currency, totals) = totals[0];
