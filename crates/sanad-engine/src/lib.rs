@@ -237,22 +237,22 @@ impl Shared {
         Error::Stopped(lock(&self.failure).clone().unwrap_or_else(|| "the ledger is closed".into()))
     }
 
+    /// Writes a snapshot of the state as it is now. Readers carry on meanwhile; the writer
+    /// waits, since the state must not change while it is written out.
     fn snapshot(&self) -> Result<(), Error> {
         let view = self.read_view();
         // The root at this size exists once the log's integrator has caught up.
         self.log.wait_for_checkpoint(view.size)?;
         let root = self.log.root_at(view.size)?;
-        let snapshot = snapshot::Snapshot {
+        let snapshot = snapshot::SnapshotOf {
             size: view.size,
             root: *root.as_bytes(),
             at_ms: view.at_ms,
-            state: view.state.clone(),
-            histories: view.histories.clone(),
+            state: &view.state,
+            histories: &view.histories,
         };
-        let size = view.size;
-        drop(view);
         snapshot::write(&self.dir, &snapshot)?;
-        self.snapshot_size.store(size, Ordering::Release);
+        self.snapshot_size.store(view.size, Ordering::Release);
         Ok(())
     }
 
@@ -386,6 +386,7 @@ impl Ledger {
         let work = match work {
             writer::Work::Each(commands) => writer::Work::Each(self.prepare_all(commands)?),
             writer::Work::Linked(commands) => writer::Work::Linked(self.prepare_all(commands)?),
+            writer::Work::RotateKey => writer::Work::RotateKey,
         };
         let (reply, answer) = mpsc::sync_channel(1);
         {
@@ -425,7 +426,7 @@ impl Ledger {
     ) -> Result<Vec<Result<Applied, Rejection>>, Error> {
         match self.submit(writer::Work::Each(commands))? {
             writer::Answer::Each(results) => Ok(results),
-            writer::Answer::Linked(_) => Err(Error::Corrupt("a linked answer to a call".into())),
+            _ => Err(Error::Corrupt("another answer to a call".into())),
         }
     }
 
@@ -439,7 +440,20 @@ impl Ledger {
     ) -> Result<Result<Applied, GroupRejection>, Error> {
         match self.submit(writer::Work::Linked(commands))? {
             writer::Answer::Linked(result) => Ok(result),
-            writer::Answer::Each(_) => Err(Error::Corrupt("a call's answer to a group".into())),
+            _ => Err(Error::Corrupt("another answer to a group".into())),
+        }
+    }
+
+    /// Rotates the log's signing key through the writer (see [`Log::rotate_key`]); returns the
+    /// new verifier key. Call this rather than the log's own method while the ledger is open:
+    /// the writer must know of every entry.
+    ///
+    /// # Errors
+    /// As [`Log::rotate_key`].
+    pub fn rotate_key(&self) -> Result<sanad_tlog::NoteVerifier, Error> {
+        match self.submit(writer::Work::RotateKey)? {
+            writer::Answer::Rotated(verifier) => Ok(*verifier),
+            _ => Err(Error::Corrupt("another answer to a key rotation".into())),
         }
     }
 

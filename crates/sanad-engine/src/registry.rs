@@ -40,6 +40,9 @@ pub const AGENCY_KEY_FILE: &str = "registry.key";
 /// One secret file per person.
 pub const SECRETS_DIR: &str = "registry.secrets";
 
+/// The registry's page cache (sled's default is 1 GiB).
+const REGISTRY_CACHE_BYTES: u64 = 32 << 20;
+
 const PEOPLE: &str = "people";
 const LOOKUP: &str = "lookup";
 const META: &str = "meta";
@@ -199,7 +202,11 @@ impl Registry {
         fs::create_dir_all(&secrets)
             .and_then(|()| fs::set_permissions(&secrets, fs::Permissions::from_mode(0o700)))
             .map_err(|e| Error::io(format!("creating {}", secrets.display()), e))?;
-        let db = sled::Config::new().path(dir.join(REGISTRY_DIR)).open().map_err(storage)?;
+        let db = sled::Config::new()
+            .path(dir.join(REGISTRY_DIR))
+            .cache_capacity(REGISTRY_CACHE_BYTES)
+            .open()
+            .map_err(storage)?;
         let registry = Self {
             people: db.open_tree(PEOPLE).map_err(storage)?,
             lookup: db.open_tree(LOOKUP).map_err(storage)?,

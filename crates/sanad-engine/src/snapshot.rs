@@ -7,10 +7,12 @@
 //! File: `ledger.snapshot`, written to a temporary file, fsynced and renamed into place.
 //! Bytes: `sanad-snapshot/v1\n`, a CBOR-encoded [`Snapshot`], then SHA-256 of all before.
 
-use std::io::Write as _;
+use std::io::{Read, Write};
 use std::path::Path;
 
 use sanad_ledger::State;
+
+use crate::history::Histories;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
@@ -20,7 +22,8 @@ use crate::Error;
 pub const SNAPSHOT_FILE: &str = "ledger.snapshot";
 const MAGIC: &[u8] = b"sanad-snapshot/v1\n";
 
-#[derive(Serialize, Deserialize)]
+/// A snapshot as read.
+#[derive(Deserialize)]
 pub(crate) struct Snapshot {
     /// Log entries the state reflects.
     pub(crate) size: u64,
@@ -29,40 +32,90 @@ pub(crate) struct Snapshot {
     /// The latest batch time seen.
     pub(crate) at_ms: u64,
     pub(crate) state: State,
-    pub(crate) histories: crate::history::Histories,
+    pub(crate) histories: Histories,
 }
 
-pub(crate) fn write(dir: &Path, snapshot: &Snapshot) -> Result<(), Error> {
-    let mut bytes = MAGIC.to_vec();
-    ciborium::into_writer(snapshot, &mut bytes)
-        .map_err(|e| Error::Snapshot(format!("cannot encode the snapshot: {e}")))?;
-    let checksum = Sha256::digest(&bytes);
-    bytes.extend_from_slice(&checksum);
+/// A snapshot as written: borrowed, so that writing one does not copy the state.
+#[derive(Serialize)]
+pub(crate) struct SnapshotOf<'a> {
+    pub(crate) size: u64,
+    pub(crate) root: [u8; 32],
+    pub(crate) at_ms: u64,
+    pub(crate) state: &'a State,
+    pub(crate) histories: &'a Histories,
+}
+
+/// Writes through to `inner`, hashing what passes.
+struct Hashing<T> {
+    inner: T,
+    hash: Sha256,
+}
+
+impl<W: Write> Write for Hashing<W> {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        let written = self.inner.write(bytes)?;
+        self.hash.update(&bytes[..written]);
+        Ok(written)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+impl<R: Read> Read for Hashing<R> {
+    fn read(&mut self, buffer: &mut [u8]) -> std::io::Result<usize> {
+        let read = self.inner.read(buffer)?;
+        self.hash.update(&buffer[..read]);
+        Ok(read)
+    }
+}
+
+/// Streams the snapshot to a temporary file, syncs it and renames it into place.
+pub(crate) fn write(dir: &Path, snapshot: &SnapshotOf<'_>) -> Result<(), Error> {
     let path = dir.join(SNAPSHOT_FILE);
     let temporary = dir.join(format!("{SNAPSHOT_FILE}.tmp"));
     let io = |e| Error::io(format!("writing {}", temporary.display()), e);
-    let mut file = std::fs::File::create(&temporary).map_err(io)?;
-    file.write_all(&bytes).map_err(io)?;
+    let file = std::fs::File::create(&temporary).map_err(io)?;
+    let mut out =
+        Hashing { inner: std::io::BufWriter::with_capacity(1 << 20, file), hash: Sha256::new() };
+    out.write_all(MAGIC).map_err(io)?;
+    ciborium::into_writer(snapshot, &mut out)
+        .map_err(|e| Error::Snapshot(format!("cannot write the snapshot: {e}")))?;
+    let Hashing { inner: mut buffered, hash } = out;
+    buffered.write_all(&hash.finalize()).map_err(io)?;
+    let file = buffered.into_inner().map_err(|e| io(e.into_error()))?;
     file.sync_all().map_err(io)?;
     std::fs::rename(&temporary, &path).map_err(io)?;
     std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io)
 }
 
 /// The snapshot in `dir`, if there is one and it is intact; `Err` explains why one present
-/// cannot be used.
+/// cannot be used. Decoded as it streams in, and used only if the checksum at its end holds.
 pub(crate) fn read(dir: &Path) -> Result<Option<Snapshot>, String> {
     let path = dir.join(SNAPSHOT_FILE);
-    let bytes = match std::fs::read(&path) {
-        Ok(bytes) => bytes,
+    let file = match std::fs::File::open(&path) {
+        Ok(file) => file,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
     };
-    let Some(body) = bytes.len().checked_sub(32).map(|end| &bytes[..end]) else {
-        return Err("snapshot is truncated".into());
-    };
-    if Sha256::digest(body).as_slice() != &bytes[body.len()..] {
+    let length = file.metadata().map_err(|e| e.to_string())?.len();
+    let body = length.checked_sub(32).ok_or("snapshot is truncated")?;
+    let mut reader = std::io::BufReader::with_capacity(1 << 20, file);
+    let mut input = Hashing { inner: (&mut reader).take(body), hash: Sha256::new() };
+    let mut magic = vec![0u8; MAGIC.len()];
+    input.read_exact(&mut magic).map_err(|e| format!("snapshot is truncated: {e}"))?;
+    if magic != MAGIC {
+        return Err("not a version 1 snapshot".into());
+    }
+    let decoded: Result<Snapshot, _> = ciborium::from_reader(&mut input);
+    // Hash whatever of the body decoding left, then compare with the stored checksum.
+    std::io::copy(&mut input, &mut std::io::sink()).map_err(|e| e.to_string())?;
+    let computed = input.hash.finalize();
+    let mut stored = [0u8; 32];
+    reader.read_exact(&mut stored).map_err(|e| format!("snapshot is truncated: {e}"))?;
+    if computed.as_slice() != stored {
         return Err("snapshot checksum does not match".into());
     }
-    let encoded = body.strip_prefix(MAGIC).ok_or("not a version 1 snapshot")?;
-    ciborium::from_reader(encoded).map(Some).map_err(|e| format!("snapshot does not decode: {e}"))
+    decoded.map(Some).map_err(|e| format!("snapshot does not decode: {e}"))
 }

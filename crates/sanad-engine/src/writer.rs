@@ -24,12 +24,15 @@ pub(crate) enum Work {
     Each(Vec<Command>),
     /// A linked group: all or nothing.
     Linked(Vec<Command>),
+    /// Rotate the log's signing key (an entry of the log's own, committed on its own).
+    RotateKey,
 }
 
 impl Work {
     pub(crate) fn len(&self) -> usize {
         match self {
             Self::Each(commands) | Self::Linked(commands) => commands.len(),
+            Self::RotateKey => 1,
         }
     }
 }
@@ -46,6 +49,7 @@ pub(crate) type Reply = Result<Answer, Error>;
 pub(crate) enum Answer {
     Each(Vec<Result<Applied, Rejection>>),
     Linked(Result<Applied, GroupRejection>),
+    Rotated(Box<sanad_tlog::NoteVerifier>),
 }
 
 pub(crate) struct Job {
@@ -66,7 +70,13 @@ fn take_jobs(shared: &Shared) -> Option<Vec<Job>> {
     let mut taken = Vec::new();
     let mut commands = 0;
     while let Some(job) = jobs.queue.front() {
-        if !taken.is_empty() && commands + job.work.len() > CALL_COMMANDS_MAX {
+        let rotation = matches!(job.work, Work::RotateKey);
+        if !taken.is_empty() && (rotation || commands + job.work.len() > CALL_COMMANDS_MAX) {
+            break;
+        }
+        if rotation {
+            // A key rotation is committed on its own.
+            taken.extend(jobs.queue.pop_front());
             break;
         }
         commands += job.work.len();
@@ -90,7 +100,30 @@ pub(crate) fn run(shared: &Shared) {
     }
 }
 
-fn commit(shared: &Shared, jobs: Vec<Job>) -> Result<(), Error> {
+/// Rotates the log's key and steps the state over the hand-over entry.
+fn rotate(shared: &Shared, job: Job) -> Result<(), Error> {
+    let mut view = shared.write_view();
+    let rotated = shared.log.rotate_key();
+    let verifier = match rotated {
+        Ok(verifier) => verifier,
+        Err(error) => {
+            let _ = job.reply.send(Err(Error::Log(error.clone())));
+            return Err(error.into());
+        }
+    };
+    let index = view.size;
+    let entry = shared.log.entry(index)?;
+    view.state.replay_entry(index, &entry)?;
+    view.size += 1;
+    drop(view);
+    let _ = job.reply.send(Ok(Answer::Rotated(Box::new(verifier))));
+    Ok(())
+}
+
+fn commit(shared: &Shared, mut jobs: Vec<Job>) -> Result<(), Error> {
+    if let [Job { work: Work::RotateKey, .. }] = jobs.as_slice() {
+        return rotate(shared, jobs.remove(0));
+    }
     let mut view = shared.write_view();
     assert_eq!(view.state.next_index(), view.size, "the state reflects the whole log");
     let now_ms = (shared.clock)().max(view.at_ms);
@@ -120,6 +153,7 @@ fn commit(shared: &Shared, jobs: Vec<Job>) -> Result<(), Error> {
                     start..events.len()
                 }))
             }
+            Work::RotateKey => unreachable!("a key rotation is committed on its own"),
         });
     }
     let first_index = view.size;

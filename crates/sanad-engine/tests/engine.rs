@@ -233,3 +233,20 @@ fn a_reversal_reads_its_original_from_the_log() {
     let ledger = Ledger::open(dir.path(), Options::default()).unwrap();
     assert_eq!(ledger.account(&id("prog")).unwrap().balance(), jod("100"));
 }
+
+#[test]
+fn the_key_rotates_through_the_writer_and_the_ledger_carries_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = funded(dir.path(), Options::default(), "100", 1);
+    let old = ledger.log().verifier();
+    ledger.execute(transfer("t1", "prog", "w0", "1")).unwrap().unwrap();
+    let new = ledger.rotate_key().unwrap();
+    assert_ne!(new, old);
+    let after = ledger.execute(transfer("t2", "prog", "w0", "2")).unwrap().unwrap();
+    assert_eq!(after.log_index, Some(ledger.size() - 1));
+    drop(ledger);
+    std::fs::remove_file(dir.path().join("ledger.snapshot")).unwrap();
+    let ledger = Ledger::open(dir.path(), Options::default()).unwrap();
+    assert_eq!(ledger.account(&id("w0")).unwrap().balance(), jod("3"));
+    assert_eq!(ledger.log().verifier(), new);
+}

@@ -52,13 +52,21 @@ pub struct Account {
     held_minor: i64,
     frozen: bool,
     closed: bool,
-    limits: Limits,
+    // Boxed: most accounts have none, and a million accounts should not carry 100 bytes each.
+    limits: Option<Box<Limits>>,
     tier: Option<Id>,
     // While an outflow limit applies (the account's own or its tier's): the money that left
     // the account in the last 30 days, as (time in ms, minor units), oldest first. Empty
     // otherwise, so that busy accounts without such limits remember nothing.
     outflows: VecDeque<(u64, i64)>,
 }
+
+const NO_LIMITS: Limits = Limits {
+    max_balance: None,
+    max_transfer: None,
+    max_daily_outflow: None,
+    max_monthly_outflow: None,
+};
 
 /// The windows of the outflow limits.
 const DAY_MS: u64 = 24 * 60 * 60 * 1000;
@@ -99,7 +107,7 @@ impl Account {
     }
     /// Its own limits (a tier's fill the ones left out; see [`State::limits_of`]).
     pub fn limits(&self) -> &Limits {
-        &self.limits
+        self.limits.as_deref().unwrap_or(&NO_LIMITS)
     }
     /// Its tier, if any.
     pub fn tier(&self) -> Option<&Id> {
@@ -451,8 +459,8 @@ impl State {
     /// The limits in force on an account: its own, with each one left out taken from its tier.
     pub fn limits_of(&self, account: &Account) -> Limits {
         match account.tier.as_ref().and_then(|tier| self.tiers.get(tier)) {
-            Some((_, tier)) => account.limits.or(tier),
-            None => account.limits.clone(),
+            Some((_, tier)) => account.limits().or(tier),
+            None => account.limits().clone(),
         }
     }
 
@@ -985,7 +993,7 @@ impl State {
                     held_minor: 0,
                     frozen: false,
                     closed: false,
-                    limits: Limits::default(),
+                    limits: None,
                     tier: None,
                     outflows: VecDeque::new(),
                 };
@@ -1067,7 +1075,8 @@ impl State {
             }
             Event::LimitsSet { account, limits, .. } => {
                 self.check_limits(account, limits)?;
-                self.account_mut(account)?.limits = limits.clone();
+                self.account_mut(account)?.limits =
+                    (*limits != NO_LIMITS).then(|| Box::new(limits.clone()));
             }
             Event::AccountFrozen { account, .. }
             | Event::AccountUnfrozen { account, .. }
@@ -1301,7 +1310,7 @@ pub(crate) fn decide(
         }
         Command::SetLimits { account, limits } => {
             ledger.check_limits(account, limits)?;
-            if ledger.live_account(account)?.limits == *limits {
+            if ledger.live_account(account)?.limits() == limits {
                 return Ok(Vec::new());
             }
             Ok(vec![Event::LimitsSet { account: account.clone(), limits: limits.clone(), at_ms }])

@@ -16,3 +16,10 @@ const _: () = assert!(BATCH_BYTES_MAX >= sanad_tlog::limits::ENTRY_SIZE_MAX + 2)
 /// ride out a slow moment, few enough that a lagging integrator slows appends down
 /// (back-pressure) instead of letting memory and the checkpoint's lag grow without bound.
 pub const INTEGRATION_QUEUE_MAX: usize = 64;
+
+/// The storage engine's page cache, in bytes.
+pub const STORE_CACHE_BYTES: u64 = 64 << 20;
+
+/// The most entry bytes stored under one key: below sled's blob size, so that sled's page cache
+/// can evict them (see the `store` module).
+pub const STORE_CHUNK_BYTES: usize = 12 << 10;

@@ -5,7 +5,7 @@
 //! | key                         | value                                                 |
 //! |-----------------------------|-------------------------------------------------------|
 //! | `O`                         | the origin                                            |
-//! | `B` + first index (u64 BE)  | one committed batch, as an entry bundle (u16 BE length prefixes) |
+//! | `B` + first index (u64 BE)  | a run of consecutive entries (a chunk of at most about 12 KiB of a committed batch), as an entry bundle (u16 BE length prefixes) |
 //! | `T` + level (u8) + index (u64 BE) | one full tile of level 1 or above (8,192 bytes) |
 //! | `C`                         | the latest signed checkpoint                          |
 //!
@@ -14,8 +14,10 @@
 //! there or none of it. Integration runs beside the commits (see `integrate.rs`), so the
 //! checkpoint written with a batch may cover only earlier batches; on open, durable entries
 //! beyond the checkpoint are integrated before the log serves anything. One value
-//! per batch rather than one key per entry is what makes appends fast (sled's per-key cost is
-//! about 14 times the per-byte cost for small entries). Level-0 tiles are not stored: they are
+//! per chunk of a batch rather than one key per entry is what makes appends fast (sled's per-key
+//! cost is about 14 times the per-byte cost for small entries); chunks rather than one value per
+//! batch because sled keeps every value above its blob size in memory for good (a log of two
+//! million 190-byte entries held 370 MB), while it evicts smaller ones from its page cache. Level-0 tiles are not stored: they are
 //! the leaf hashes of the entries, recomputed when read, which saves 32 bytes per entry on
 //! every append. Partial tiles are never stored either: they are rebuilt on open from the last
 //! entries and the full tiles below them.
@@ -30,6 +32,7 @@ use sanad_tlog::tile::{
 use sanad_tlog::{NoteSigner, NoteVerifier};
 
 use crate::Error;
+use crate::limits::STORE_CHUNK_BYTES;
 
 const ORIGIN_KEY: &[u8] = b"O";
 const CHECKPOINT_KEY: &[u8] = b"C";
@@ -86,7 +89,10 @@ impl Store {
         let config = sled::Config::new()
             .path(path)
             // We flush explicitly after every commit; sled's timer would only add fsyncs.
-            .flush_every_ms(None);
+            .flush_every_ms(None)
+            // The log is written once and read rarely (proofs, exports, history pages): a small
+            // page cache keeps sled's memory from growing with the log (its default is 1 GiB).
+            .cache_capacity(crate::limits::STORE_CACHE_BYTES);
         // sled releases its file lock only when its background I/O threads let go of the
         // database, a moment after the last handle is dropped; reopening in the same process
         // right away can find it still held. Another process holding it keeps it, and then
@@ -247,9 +253,20 @@ impl Store {
     /// Writes one commit atomically and durably: one sled batch, one flush.
     pub(crate) fn write(&self, commit: &Commit<'_>) -> Result<(), Error> {
         let mut batch = sled::Batch::default();
-        if !commit.entries.is_empty() {
-            let bundle = tile::encode_bundle(commit.entries.iter().copied())?;
-            batch.insert(&batch_key(commit.first_index), bundle);
+        let mut first = commit.first_index;
+        let mut rest = commit.entries;
+        while !rest.is_empty() {
+            // At least one entry per chunk, then as many as fit.
+            let mut bytes = 2 + rest[0].len();
+            let mut count = 1;
+            while count < rest.len() && bytes + 2 + rest[count].len() <= STORE_CHUNK_BYTES {
+                bytes += 2 + rest[count].len();
+                count += 1;
+            }
+            let bundle = tile::encode_bundle(rest[..count].iter().copied())?;
+            batch.insert(&batch_key(first), bundle);
+            first += count as u64;
+            rest = &rest[count..];
         }
         for tile in commit.tiles.iter().filter(|t| t.id.level > 0) {
             batch.insert(&tile_key(tile.id.level, tile.id.index), tile::tile_bytes(&tile.hashes));
