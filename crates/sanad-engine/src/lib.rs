@@ -139,7 +139,8 @@ pub struct Applied {
 pub struct Options {
     /// The clock, in ms since the Unix epoch. Tests inject their own to drive expiry and limits.
     pub clock: Arc<dyn Fn() -> u64 + Send + Sync>,
-    /// Write a snapshot whenever this many entries were added since the last one.
+    /// Write a snapshot once this many entries were added since the last one, or as many as
+    /// the last one covered if that is more (so a crash replays at most about half the log).
     pub snapshot_every: u64,
     /// Write a snapshot when the ledger closes (turned off to test recovery after a crash).
     pub snapshot_on_close: bool,
@@ -258,7 +259,11 @@ impl Shared {
 
     fn maybe_snapshot(&self) -> Result<(), Error> {
         let size = self.read_view().size;
-        if size >= self.snapshot_size.load(Ordering::Acquire) + self.snapshot_every {
+        // Writing a snapshot costs time in proportion to the state, and the writer waits for it:
+        // wait at least as many entries as the last snapshot covered, so that snapshots cost
+        // a bounded share of the time however large the ledger grows.
+        let last = self.snapshot_size.load(Ordering::Acquire);
+        if size >= last + self.snapshot_every.max(last) {
             self.snapshot()?;
         }
         Ok(())

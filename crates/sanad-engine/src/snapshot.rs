@@ -5,7 +5,7 @@
 //! rebuilt from the whole log: the log is the truth, a snapshot only saves time.
 //!
 //! File: `ledger.snapshot`, written to a temporary file, fsynced and renamed into place.
-//! Bytes: `sanad-snapshot/v1\n`, a CBOR-encoded [`Snapshot`], then SHA-256 of all before.
+//! Bytes: `sanad-snapshot/v2\n`, a postcard-encoded [`Snapshot`], then SHA-256 of all before.
 
 use std::io::{Read, Write};
 use std::path::Path;
@@ -20,7 +20,7 @@ use crate::Error;
 
 /// The snapshot's file in the data folder.
 pub const SNAPSHOT_FILE: &str = "ledger.snapshot";
-const MAGIC: &[u8] = b"sanad-snapshot/v1\n";
+const MAGIC: &[u8] = b"sanad-snapshot/v2\n";
 
 /// A snapshot as read.
 #[derive(Deserialize)]
@@ -80,7 +80,7 @@ pub(crate) fn write(dir: &Path, snapshot: &SnapshotOf<'_>) -> Result<(), Error> 
     let mut out =
         Hashing { inner: std::io::BufWriter::with_capacity(1 << 20, file), hash: Sha256::new() };
     out.write_all(MAGIC).map_err(io)?;
-    ciborium::into_writer(snapshot, &mut out)
+    postcard::to_io(snapshot, &mut out)
         .map_err(|e| Error::Snapshot(format!("cannot write the snapshot: {e}")))?;
     let Hashing { inner: mut buffered, hash } = out;
     buffered.write_all(&hash.finalize()).map_err(io)?;
@@ -106,9 +106,11 @@ pub(crate) fn read(dir: &Path) -> Result<Option<Snapshot>, String> {
     let mut magic = vec![0u8; MAGIC.len()];
     input.read_exact(&mut magic).map_err(|e| format!("snapshot is truncated: {e}"))?;
     if magic != MAGIC {
-        return Err("not a version 1 snapshot".into());
+        return Err("not a version 2 snapshot".into());
     }
-    let decoded: Result<Snapshot, _> = ciborium::from_reader(&mut input);
+    let mut scratch = vec![0u8; 1 << 16];
+    let decoded: Result<Snapshot, _> =
+        postcard::from_io((&mut input, &mut scratch)).map(|(snapshot, _)| snapshot);
     // Hash whatever of the body decoding left, then compare with the stored checksum.
     std::io::copy(&mut input, &mut std::io::sink()).map_err(|e| e.to_string())?;
     let computed = input.hash.finalize();

@@ -212,6 +212,15 @@ pub enum Event {
     },
 }
 
+fn strip_nulls(object: &mut serde_json::Map<String, serde_json::Value>) {
+    object.retain(|_, value| !value.is_null());
+    for value in object.values_mut() {
+        if let serde_json::Value::Object(inner) = value {
+            strip_nulls(inner);
+        }
+    }
+}
+
 /// `transfer.posted`, the bulk of every log, written straight out with its members in sorted
 /// order: the same bytes as [`Event::to_entry_generic`] (a property test holds them equal) at
 /// a fraction of the cost. Strings go through serde_json's own escaping.
@@ -341,6 +350,8 @@ impl Event {
         let Ok(serde_json::Value::Object(mut object)) = serde_json::to_value(self) else {
             unreachable!("an event serializes to a JSON object")
         };
+        // An absent optional member is left out, never written as null.
+        strip_nulls(&mut object);
         object.insert("v".to_owned(), ENTRY_VERSION.into());
         // serde_json's map is a BTreeMap (no `preserve_order`): keys come out sorted.
         serde_json::to_vec(&object).unwrap_or_else(|_| unreachable!("a JSON object serializes"))

@@ -114,16 +114,16 @@ impl Actor {
 #[serde(deny_unknown_fields)]
 pub struct Limits {
     /// The highest balance the account may reach.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub max_balance: Option<Amount>,
     /// The largest single transfer out of the account.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub max_transfer: Option<Amount>,
     /// The most that may leave the account in any 24 hours.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub max_daily_outflow: Option<Amount>,
     /// The most that may leave the account in any 30 days.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub max_monthly_outflow: Option<Amount>,
 }
 

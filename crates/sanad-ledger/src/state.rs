@@ -135,7 +135,7 @@ pub struct TransferRecord {
     /// Who asked.
     pub actor: Actor,
     /// Reference.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub reference: Option<String>,
 }
 
@@ -251,6 +251,61 @@ pub struct IdUse {
     content: u64,
 }
 
+/// The idempotency index in snapshots: a sequence of plain tuples (key, kind, index, content),
+/// which binary formats stream without building an object per entry.
+mod used_records {
+    use serde::de::{SeqAccess, Visitor};
+    use serde::ser::SerializeSeq as _;
+    use serde::{Deserializer, Serializer};
+
+    use super::{HashMap, IdUse, UseKind};
+
+    const KINDS: [UseKind; 5] =
+        [UseKind::Transfer, UseKind::Pending, UseKind::Posted, UseKind::Voided, UseKind::Reversed];
+
+    pub(super) fn serialize<S: Serializer>(
+        used: &HashMap<u128, IdUse>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        let mut seq = serializer.serialize_seq(Some(used.len()))?;
+        for (key, value) in used {
+            let kind = KINDS.iter().position(|k| *k == value.kind).unwrap_or(0) as u8;
+            seq.serialize_element(&(key, kind, value.index, value.content))?;
+        }
+        seq.end()
+    }
+
+    struct Records;
+
+    impl<'de> Visitor<'de> for Records {
+        type Value = HashMap<u128, IdUse>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("idempotency records")
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            let mut used =
+                HashMap::with_capacity_and_hasher(seq.size_hint().unwrap_or(0), Default::default());
+            while let Some((key, kind, index, content)) =
+                seq.next_element::<(u128, u8, u64, u64)>()?
+            {
+                let kind = *KINDS
+                    .get(usize::from(kind))
+                    .ok_or_else(|| serde::de::Error::custom("unknown id use"))?;
+                used.insert(key, IdUse { kind, index, content });
+            }
+            Ok(used)
+        }
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<HashMap<u128, IdUse>, D::Error> {
+        deserializer.deserialize_seq(Records)
+    }
+}
+
 /// The idempotency index's key for an id: the first 128 bits of SHA-256 over it. Collisions
 /// are out of reach (2^64 work), so the id itself need not be stored.
 fn id_key(id: &Id) -> u128 {
@@ -363,6 +418,7 @@ pub struct State {
     pendings: BTreeMap<Id, Pending>,
     // Invariant: exactly the open pendings, as (expires_at_ms, id): expiry reads only the due.
     expiries: std::collections::BTreeSet<(u64, Id)>,
+    #[serde(with = "used_records")]
     used: HashMap<u128, IdUse>,
     // The log index the next event will have.
     next_index: u64,
