@@ -14,6 +14,7 @@
 //! registry (`registry.sled`, `registry.key`, `registry.secrets/`; see [`registry`]).
 
 mod agency;
+mod archive;
 pub mod disburse;
 mod history;
 pub mod registry;
@@ -144,6 +145,9 @@ pub struct Options {
     pub snapshot_every: u64,
     /// Write a snapshot when the ledger closes (turned off to test recovery after a crash).
     pub snapshot_on_close: bool,
+    /// Keep at most about this many idempotency entries in memory; older ones move to the
+    /// on-disk archive (see the `archive` module).
+    pub recent_ids_max: usize,
 }
 
 impl Default for Options {
@@ -156,6 +160,7 @@ impl Default for Options {
             }),
             snapshot_every: 1_000_000,
             snapshot_on_close: true,
+            recent_ids_max: 1_000_000,
         }
     }
 }
@@ -215,6 +220,8 @@ struct Shared {
     snapshot_every: u64,
     snapshot_on_close: bool,
     snapshot_size: AtomicU64,
+    archive: Arc<archive::Archive>,
+    recent_ids_max: usize,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -251,6 +258,7 @@ impl Shared {
             at_ms: view.at_ms,
             state: &view.state,
             histories: &view.histories,
+            archive_sets: self.archive.set_count(),
         };
         snapshot::write(&self.dir, &snapshot)?;
         self.snapshot_size.store(view.size, Ordering::Release);
@@ -316,12 +324,16 @@ impl Ledger {
             at_ms: 0,
         };
         let mut view = empty();
+        let archive = Arc::new(archive::Archive::open(dir)?);
         match snapshot::read(dir) {
             Ok(Some(snapshot)) => {
                 let matches = snapshot.size <= size
                     && log.root_at(snapshot.size).ok().map(|root| *root.as_bytes())
                         == Some(snapshot.root);
-                if matches {
+                if snapshot.archive_sets > archive.set_count() {
+                    report.snapshot_ignored =
+                        Some("the idempotency archive lacks sets the snapshot relies on".into());
+                } else if matches {
                     report.snapshot_size = snapshot.size;
                     view = View {
                         state: snapshot.state,
@@ -337,12 +349,22 @@ impl Ledger {
             Ok(None) => {}
             Err(problem) => report.snapshot_ignored = Some(problem),
         }
+        if view.size == 0 {
+            // Rebuilding from the whole log: the archive is rebuilt with it.
+            archive.clear()?;
+        }
+        view.state.set_archive(Arc::clone(&archive) as Arc<dyn sanad_ledger::IdArchive>);
+        let recent_ids_max = options.recent_ids_max.max(1);
         let mut failure = None;
         log.for_each_entry(view.size, size, |index, entry| {
             match view.state.replay_entry(index, entry) {
                 Ok(Some(event)) => {
                     view.at_ms = view.at_ms.max(event.at_ms());
                     view.histories.record(index, view.state.accounts_of(&event));
+                    if view.state.recent_id_count() >= recent_ids_max {
+                        archive_recent(&archive, &mut view.state)
+                            .map_err(|e| sanad_log::Error::Corrupt(e.to_string()))?;
+                    }
                     Ok(())
                 }
                 Ok(None) => Ok(()),
@@ -370,6 +392,8 @@ impl Ledger {
             snapshot_every: options.snapshot_every.max(1),
             snapshot_on_close: options.snapshot_on_close,
             snapshot_size: AtomicU64::new(snapshot_size),
+            archive,
+            recent_ids_max,
         });
         let writer_shared = Arc::clone(&shared);
         let writer = std::thread::Builder::new()
@@ -580,6 +604,15 @@ impl Drop for Ledger {
         // Closing writes a snapshot; a failure to do so only costs a longer replay next time.
         let _ = self.close();
     }
+}
+
+/// Moves the state's recent idempotency entries to the archive: written durably first, then
+/// forgotten in memory.
+fn archive_recent(archive: &archive::Archive, state: &mut State) -> Result<(), Error> {
+    let mut recent: Vec<_> = state.recent_ids().collect();
+    archive.add_set(&mut recent)?;
+    state.forget_archived(&recent);
+    Ok(())
 }
 
 /// The id under which a retried command's original can be found.

@@ -202,11 +202,9 @@ impl Registry {
         fs::create_dir_all(&secrets)
             .and_then(|()| fs::set_permissions(&secrets, fs::Permissions::from_mode(0o700)))
             .map_err(|e| Error::io(format!("creating {}", secrets.display()), e))?;
-        let db = sled::Config::new()
-            .path(dir.join(REGISTRY_DIR))
-            .cache_capacity(REGISTRY_CACHE_BYTES)
-            .open()
-            .map_err(storage)?;
+        let path = dir.join(REGISTRY_DIR);
+        let config = sled::Config::new().path(&path).cache_capacity(REGISTRY_CACHE_BYTES);
+        let db = sanad_log::open_sled(&config, &path)?;
         let registry = Self {
             people: db.open_tree(PEOPLE).map_err(storage)?,
             lookup: db.open_tree(LOOKUP).map_err(storage)?,

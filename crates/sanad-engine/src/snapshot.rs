@@ -5,7 +5,7 @@
 //! rebuilt from the whole log: the log is the truth, a snapshot only saves time.
 //!
 //! File: `ledger.snapshot`, written to a temporary file, fsynced and renamed into place.
-//! Bytes: `sanad-snapshot/v2\n`, a postcard-encoded [`Snapshot`], then SHA-256 of all before.
+//! Bytes: `sanad-snapshot/v3\n`, a postcard-encoded [`Snapshot`], then SHA-256 of all before.
 
 use std::io::{Read, Write};
 use std::path::Path;
@@ -20,7 +20,7 @@ use crate::Error;
 
 /// The snapshot's file in the data folder.
 pub const SNAPSHOT_FILE: &str = "ledger.snapshot";
-const MAGIC: &[u8] = b"sanad-snapshot/v2\n";
+const MAGIC: &[u8] = b"sanad-snapshot/v3\n";
 
 /// A snapshot as read.
 #[derive(Deserialize)]
@@ -33,6 +33,8 @@ pub(crate) struct Snapshot {
     pub(crate) at_ms: u64,
     pub(crate) state: State,
     pub(crate) histories: Histories,
+    /// How many idempotency archive sets the state relies on (its recent entries exclude them).
+    pub(crate) archive_sets: u32,
 }
 
 /// A snapshot as written: borrowed, so that writing one does not copy the state.
@@ -43,6 +45,7 @@ pub(crate) struct SnapshotOf<'a> {
     pub(crate) at_ms: u64,
     pub(crate) state: &'a State,
     pub(crate) histories: &'a Histories,
+    pub(crate) archive_sets: u32,
 }
 
 /// Writes through to `inner`, hashing what passes.
@@ -106,7 +109,7 @@ pub(crate) fn read(dir: &Path) -> Result<Option<Snapshot>, String> {
     let mut magic = vec![0u8; MAGIC.len()];
     input.read_exact(&mut magic).map_err(|e| format!("snapshot is truncated: {e}"))?;
     if magic != MAGIC {
-        return Err("not a version 2 snapshot".into());
+        return Err("not a version 3 snapshot".into());
     }
     let mut scratch = vec![0u8; 1 << 16];
     let decoded: Result<Snapshot, _> =

@@ -173,6 +173,9 @@ fn commit(shared: &Shared, mut jobs: Vec<Job>) -> Result<(), Error> {
         for (offset, event) in events.iter().enumerate() {
             histories.record(first_index + offset as u64, state.accounts_of(event));
         }
+        if view.state.recent_id_count() >= shared.recent_ids_max {
+            crate::archive_recent(&shared.archive, &mut view.state)?;
+        }
     }
     drop(view);
     // The ranges come in order and do not overlap: hand each caller its events, moved.

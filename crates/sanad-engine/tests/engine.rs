@@ -89,7 +89,7 @@ fn answers_are_durable_retries_name_the_original_and_reopening_restores_everythi
     let no_snapshot = Options { snapshot_on_close: false, ..Options::default() };
     let ledger = Ledger::open(dir.path(), no_snapshot).unwrap();
     ledger.execute(transfer("t2", "prog", "w1", "5")).unwrap().unwrap();
-    let live = ledger.read(Clone::clone);
+    let live = ledger.read(sanad_ledger::State::detached);
     drop(ledger);
 
     // The stale snapshot is used and the entry after it replayed.
@@ -249,4 +249,51 @@ fn the_key_rotates_through_the_writer_and_the_ledger_carries_on() {
     let ledger = Ledger::open(dir.path(), Options::default()).unwrap();
     assert_eq!(ledger.account(&id("w0")).unwrap().balance(), jod("3"));
     assert_eq!(ledger.log().verifier(), new);
+}
+
+#[test]
+fn ids_moved_to_the_archive_are_still_answered_across_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let small = || Options { recent_ids_max: 7, ..Options::default() };
+    let ledger = funded(dir.path(), small(), "1000", 3);
+    let mut indexes = Vec::new();
+    for call in 0..10 {
+        let batch: Vec<Command> = (0..10)
+            .map(|n| transfer(&format!("t{call}-{n}"), "prog", &format!("w{}", n % 3), "1"))
+            .collect();
+        for result in ledger.execute_each(batch).unwrap() {
+            indexes.push(result.unwrap().log_index.unwrap());
+        }
+    }
+    assert!(ledger.read(sanad_ledger::State::recent_id_count) < 7, "older ids moved out");
+    let check = |ledger: &Ledger| {
+        // A retry of an archived id is answered with its original index; a reuse is refused.
+        let retry = ledger.execute(transfer("t0-3", "prog", "w0", "1")).unwrap().unwrap();
+        assert_eq!((retry.log_index, retry.events.len()), (Some(indexes[3]), 0));
+        let reused = ledger.execute(transfer("t0-4", "prog", "w1", "2")).unwrap().unwrap_err();
+        assert_eq!(reused.code(), "idempotency_key_reused");
+        assert_eq!(ledger.log_index_of(&id("t5-5")), Some(indexes[55]));
+    };
+    check(&ledger);
+    let reverse = Command::Reverse {
+        id: id("r-archived"),
+        original: id("t0-0"),
+        actor: Actor::Operator,
+        original_transfer: None,
+    };
+    ledger.execute(reverse).unwrap().unwrap();
+    let balances = ledger.read(|state| state.totals());
+    drop(ledger);
+    // With the snapshot and the archive.
+    let ledger = Ledger::open(dir.path(), small()).unwrap();
+    assert_eq!(ledger.open_report().replayed, 0);
+    check(&ledger);
+    drop(ledger);
+    // From the log alone: the archive is rebuilt as the log replays.
+    std::fs::remove_file(dir.path().join("ledger.snapshot")).unwrap();
+    let ledger = Ledger::open(dir.path(), small()).unwrap();
+    assert!(ledger.open_report().replayed > 100);
+    check(&ledger);
+    assert_eq!(ledger.read(|state| state.totals()), balances);
+    assert_eq!(ledger.account(&id("w0")).unwrap().balance(), jod("39"));
 }

@@ -59,8 +59,8 @@ mod state;
 
 pub use event::{ENTRY_VERSION, EntryError, Event};
 pub use state::{
-    Account, AccountKind, Beneficiary, GroupRejection, IdUse, Inconsistency, Pending, PendingState,
-    Programme, ProgrammeTotals, State, TransferRecord, UseKind, replay,
+    Account, AccountKind, Beneficiary, GroupRejection, IdArchive, IdUse, Inconsistency, Pending,
+    PendingState, Programme, ProgrammeTotals, State, TransferRecord, UseKind, replay,
 };
 
 use sanad_money::{Amount, Currency, Id};

@@ -248,7 +248,8 @@ pub struct IdUse {
     pub kind: UseKind,
     /// The log index of its entry.
     pub index: u64,
-    content: u64,
+    /// A fingerprint of the content (64 bits of SHA-256), to tell a retry from a reuse.
+    pub content: u64,
 }
 
 /// The idempotency index in snapshots: a sequence of plain tuples (key, kind, index, content),
@@ -412,14 +413,17 @@ pub struct Beneficiary {
 }
 
 /// The whole state: rebuilt by replaying the log, changed only by [`State::apply`].
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct State {
     accounts: HashMap<Id, Account>,
     pendings: BTreeMap<Id, Pending>,
     // Invariant: exactly the open pendings, as (expires_at_ms, id): expiry reads only the due.
     expiries: std::collections::BTreeSet<(u64, Id)>,
+    // The idempotency index's recent part; older parts move to `archive` (see `IdArchive`).
     #[serde(with = "used_records")]
     used: HashMap<u128, IdUse>,
+    #[serde(skip)]
+    archive: Option<std::sync::Arc<dyn IdArchive>>,
     // The log index the next event will have.
     next_index: u64,
     // Invariant: every id here names a posted single-phase transfer.
@@ -431,6 +435,48 @@ pub struct State {
     tiers: BTreeMap<Id, (Currency, Limits)>,
     beneficiaries: BTreeMap<Id, Beneficiary>,
 }
+
+/// The idempotency index's older part, kept out of memory by the engine (on disk). The state
+/// asks it when an id is not among the recent ones; it never changes what is archived.
+pub trait IdArchive: std::fmt::Debug + Send + Sync {
+    /// What `key` (see [`State::recent_ids`]) was used for, if it is archived.
+    fn get(&self, key: u128) -> Option<IdUse>;
+}
+
+/// States are equal when everything held in memory is: the accounts, holds, programmes,
+/// beneficiaries and the recent idempotency entries (the archived part, on disk, is not
+/// compared).
+impl PartialEq for State {
+    fn eq(&self, other: &Self) -> bool {
+        let Self {
+            accounts,
+            pendings,
+            expiries,
+            used,
+            archive: _,
+            next_index,
+            reversed,
+            programmes,
+            funding_accounts,
+            totals,
+            tiers,
+            beneficiaries,
+        } = self;
+        *accounts == other.accounts
+            && *pendings == other.pendings
+            && *expiries == other.expiries
+            && *used == other.used
+            && *next_index == other.next_index
+            && *reversed == other.reversed
+            && *programmes == other.programmes
+            && *funding_accounts == other.funding_accounts
+            && *totals == other.totals
+            && *tiers == other.tiers
+            && *beneficiaries == other.beneficiaries
+    }
+}
+
+impl Eq for State {}
 
 /// Why a linked group was refused: which command, and why. Nothing in the group applied.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -479,7 +525,42 @@ impl State {
     /// What a transfer id (or hold, or operation on one) was used for, and the log index of its
     /// entry, where its full content is.
     pub fn id_use(&self, id: &Id) -> Option<IdUse> {
-        self.used.get(&id_key(id)).copied()
+        self.used_get(id_key(id))
+    }
+
+    fn used_get(&self, key: u128) -> Option<IdUse> {
+        self.used.get(&key).copied().or_else(|| self.archive.as_ref()?.get(key))
+    }
+
+    /// The recent idempotency entries, as `(key, use)`, for the engine to archive; they stay
+    /// here until [`Self::forget_archived`] is told the archive holds them.
+    pub fn recent_ids(&self) -> impl Iterator<Item = (u128, IdUse)> + '_ {
+        self.used.iter().map(|(key, value)| (*key, *value))
+    }
+
+    /// A copy without the archive handle, to keep after the ledger closes (the archive's
+    /// storage stays locked while any handle lives). Its archived ids are not answerable.
+    pub fn detached(&self) -> Self {
+        Self { archive: None, ..self.clone() }
+    }
+
+    /// Installs the archive of older idempotency entries.
+    pub fn set_archive(&mut self, archive: std::sync::Arc<dyn IdArchive>) {
+        self.archive = Some(archive);
+    }
+
+    /// Forgets recent entries that the archive now holds (exactly these values).
+    pub fn forget_archived(&mut self, archived: &[(u128, IdUse)]) {
+        for (key, value) in archived {
+            if self.used.get(key) == Some(value) {
+                self.used.remove(key);
+            }
+        }
+    }
+
+    /// How many idempotency entries are held in memory.
+    pub fn recent_id_count(&self) -> usize {
+        self.used.len()
     }
 
     /// The log index the next event will have: the number of log entries this state reflects.
@@ -755,7 +836,17 @@ impl State {
     fn claim_id(&mut self, id: &Id, used: &Used<'_>) -> Result<(), Inconsistency> {
         let entry =
             IdUse { kind: used.kind(), index: self.next_index, content: used.fingerprint() };
-        match self.used.entry(id_key(id)) {
+        let key = id_key(id);
+        if let Some(archived) = self.archive.as_ref().and_then(|archive| archive.get(key)) {
+            // Replaying entries the archive already took in (it ran ahead of the snapshot) is
+            // fine; anything else is an id used twice.
+            return if archived == entry {
+                Ok(())
+            } else {
+                Err(Inconsistency(format!("transfer id {id} used twice")))
+            };
+        }
+        match self.used.entry(key) {
             std::collections::hash_map::Entry::Occupied(_) => {
                 Err(Inconsistency(format!("transfer id {id} used twice")))
             }
@@ -776,7 +867,8 @@ impl State {
     ) -> Result<TransferRecord, Rejection> {
         let not_found = || Rejection::TransferNotFound(original.clone());
         let posted = posted.ok_or_else(not_found)?;
-        let known = self.used.get(&id_key(original)).ok_or_else(not_found)?;
+        let known = self.used_get(id_key(original)).ok_or_else(not_found)?;
+        let known = &known;
         if !Used::Transfer(posted).matches(known) {
             return Err(not_found());
         }
@@ -852,10 +944,35 @@ impl State {
         let mut events = Vec::new();
         let next_index = self.next_index;
         for (index, command) in commands.iter().enumerate() {
-            let decided = if matches!(command, Command::ExpireDue { .. }) {
-                Err(Rejection::NotLinkable)
-            } else {
-                decide(self, command, context)
+            let decided = match command {
+                Command::ExpireDue { .. } => Err(Rejection::NotLinkable),
+                // A reversal of a transfer made earlier in this group finds it among the
+                // group's own events: it is not in the log yet.
+                Command::Reverse { id, original, actor, original_transfer: None } => {
+                    let earlier = events.iter().find_map(|event| match event {
+                        Event::TransferPosted {
+                            transfer,
+                            from,
+                            to,
+                            amount,
+                            programme,
+                            actor,
+                            reference,
+                            ..
+                        } if transfer == original => {
+                            Some(TransferRecord::of(from, to, amount, programme, *actor, reference))
+                        }
+                        _ => None,
+                    });
+                    let filled = Command::Reverse {
+                        id: id.clone(),
+                        original: original.clone(),
+                        actor: *actor,
+                        original_transfer: earlier,
+                    };
+                    decide(self, &filled, context)
+                }
+                _ => decide(self, command, context),
             };
             match decided {
                 Ok(decided) => {
@@ -1267,7 +1384,7 @@ fn check_limit_amounts(owner: &Id, currency: Currency, limits: &Limits) -> Resul
 /// Answers a retry: `Ok(true)` when `id` was used for exactly `used` before (nothing to do),
 /// `Ok(false)` when it is new, a rejection when it was used for something else.
 fn retried(ledger: &State, id: &Id, used: &Used<'_>) -> Result<bool, Rejection> {
-    match ledger.used.get(&id_key(id)) {
+    match ledger.used_get(id_key(id)).as_ref() {
         None => Ok(false),
         Some(existing) if used.matches(existing) => Ok(true),
         Some(_) => Err(Rejection::IdempotencyKeyReused(id.clone())),

@@ -47,6 +47,7 @@ pub use crate::export::ExportSummary;
 use crate::group::{Group, Operation, Outcome, Queue};
 use crate::integrate::Integration;
 use crate::limits::{BATCH_BYTES_MAX, BATCH_ENTRIES_MAX, INTEGRATION_QUEUE_MAX};
+pub use crate::store::open_sled;
 use crate::store::{Head, Store, StoreTiles};
 
 /// File name of the signing key inside a log's data folder.

@@ -42,6 +42,32 @@ const TILE_PREFIX: u8 = b'T';
 /// How often `open` tries for sled's lock, 20 ms apart (one second in all).
 const OPEN_LOCK_ATTEMPTS: u32 = 50;
 
+/// Opens a sled database, waiting up to a second for its file lock: sled releases it only when
+/// its background threads let go, a moment after the last handle is dropped, so reopening in
+/// the same process right away can find it still held. Another process holding it keeps it,
+/// and then the answer is [`Error::InUse`].
+///
+/// # Errors
+/// [`Error::InUse`]; [`Error::Storage`].
+pub fn open_sled(config: &sled::Config, path: &Path) -> Result<sled::Db, Error> {
+    let mut attempts = 0;
+    loop {
+        match config.open() {
+            Ok(db) => return Ok(db),
+            Err(sled::Error::Io(e))
+                if e.kind() == std::io::ErrorKind::WouldBlock || is_lock_error(&e) =>
+            {
+                attempts += 1;
+                if attempts >= OPEN_LOCK_ATTEMPTS {
+                    return Err(Error::InUse(path.to_owned()));
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(e) => return Err(Error::storage(e)),
+        }
+    }
+}
+
 /// sled reports a held lock as a custom I/O error wrapping `WouldBlock`.
 fn is_lock_error(error: &std::io::Error) -> bool {
     error.to_string().contains("could not acquire lock")
@@ -97,22 +123,7 @@ impl Store {
         // database, a moment after the last handle is dropped; reopening in the same process
         // right away can find it still held. Another process holding it keeps it, and then
         // the error stands.
-        let mut attempts = 0;
-        let db = loop {
-            match config.open() {
-                Ok(db) => break db,
-                Err(sled::Error::Io(e))
-                    if e.kind() == std::io::ErrorKind::WouldBlock || is_lock_error(&e) =>
-                {
-                    attempts += 1;
-                    if attempts >= OPEN_LOCK_ATTEMPTS {
-                        return Err(Error::InUse(path.to_owned()));
-                    }
-                    std::thread::sleep(std::time::Duration::from_millis(20));
-                }
-                Err(e) => return Err(Error::storage(e)),
-            }
-        };
+        let db = open_sled(&config, path)?;
         let tree = db.open_tree("log").map_err(Error::storage)?;
         Ok(Self { db, tree })
     }
