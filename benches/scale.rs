@@ -119,7 +119,7 @@ fn reopen(dir: &std::path::Path) {
     let page = ledger.history(&id("w1"), None, 10).unwrap();
     assert!(!page.items.is_empty());
     println!(
-        "reopened in {opened:.2} s (snapshot of {} entries{}, {} replayed); w1 holds {}; peak resident memory {:.0} MiB",
+        "reopened in {opened:.2} s (snapshot of {} entries{}, {} replayed; {:?}); w1 holds {}; peak resident memory {:.0} MiB",
         ledger.open_report().snapshot_size,
         ledger
             .open_report()
@@ -128,6 +128,7 @@ fn reopen(dir: &std::path::Path) {
             .map(|why| format!(" — ignored: {why}"))
             .unwrap_or_default(),
         ledger.open_report().replayed,
+        (ledger.open_report().log_ms, ledger.open_report().load_ms, ledger.open_report().replay_ms),
         wallet.balance(),
         status_mib("VmHWM:")
     );

@@ -4,8 +4,9 @@
 //! When the state holds [`Options::recent_ids_max`](crate::Options) entries, the writer moves
 //! them here as one **set**: sorted by key and stored in sled in chunks of at most 12 KiB (key
 //! `c` + set number + first key of the chunk), with a Bloom filter (10 bits per entry, 7
-//! probes, about 1 % false positives) kept in memory and stored beside them (`b` + set + chunk
-//! number). A lookup asks each set's filter and reads one chunk only where it says "maybe":
+//! probes, about 2 % false positives) kept in memory and stored beside them (`b` + set + chunk
+//! number; blocked, so one cache line per set is read). A lookup asks each set's filter and
+//! reads one chunk only where it says "maybe":
 //! a new id — the common case — touches no disk at all. The archive is derived data: the log
 //! holds every id, and a snapshot names how many sets it relies on.
 
@@ -27,32 +28,39 @@ const BLOOM_CHUNK_WORDS: usize = 12 * 1024 / 8;
 const KINDS: [UseKind; 5] =
     [UseKind::Transfer, UseKind::Pending, UseKind::Posted, UseKind::Voided, UseKind::Reversed];
 
+/// A blocked Bloom filter: every probe of a key falls in one 64-byte block, so a lookup costs
+/// one cache miss per set rather than seven.
 struct Bloom {
     words: Vec<u64>,
 }
 
+const BLOCK_WORDS: usize = 8;
+
 impl Bloom {
     fn with_entries(entries: usize) -> Self {
-        Self { words: vec![0; (entries * BLOOM_BITS_PER_ENTRY).div_ceil(64).max(1)] }
+        let words = (entries * BLOOM_BITS_PER_ENTRY).div_ceil(64).max(1);
+        Self { words: vec![0; words.div_ceil(BLOCK_WORDS) * BLOCK_WORDS] }
     }
 
-    /// The probe positions: the key is already uniformly random (a SHA-256 prefix), so its
-    /// halves serve as the two hashes of double hashing.
-    fn positions(&self, key: u128) -> impl Iterator<Item = usize> {
-        let bits = self.words.len() as u64 * 64;
-        let (h1, h2) = (key as u64, ((key >> 64) as u64) | 1);
-        (0..BLOOM_PROBES).map(move |i| (h1.wrapping_add(i.wrapping_mul(h2)) % bits) as usize)
+    /// The block and the probe bits within it: the key is already uniformly random (a SHA-256
+    /// prefix), so its low half picks the block and 9-bit slices of its high half the bits.
+    fn probes(&self, key: u128) -> (usize, impl Iterator<Item = usize> + use<>) {
+        let blocks = (self.words.len() / BLOCK_WORDS) as u64;
+        let block = ((key as u64) % blocks) as usize * BLOCK_WORDS;
+        let bits = (key >> 64) as u64;
+        (block, (0..BLOOM_PROBES).map(move |i| ((bits >> (i * 9)) & 511) as usize))
     }
 
     fn insert(&mut self, key: u128) {
-        let positions: Vec<usize> = self.positions(key).collect();
-        for position in positions {
-            self.words[position / 64] |= 1 << (position % 64);
+        let (block, bits) = self.probes(key);
+        for bit in bits {
+            self.words[block + bit / 64] |= 1 << (bit % 64);
         }
     }
 
     fn may_contain(&self, key: u128) -> bool {
-        self.positions(key).all(|position| self.words[position / 64] & (1 << (position % 64)) != 0)
+        let (block, mut bits) = self.probes(key);
+        bits.all(|bit| self.words[block + bit / 64] & (1 << (bit % 64)) != 0)
     }
 }
 
@@ -143,7 +151,7 @@ impl Archive {
                         .map(|w| u64::from_be_bytes(w.try_into().unwrap_or_default())),
                 );
             }
-            if bloom.len() != words {
+            if bloom.len() != words || words % BLOCK_WORDS != 0 {
                 return Err(Error::Corrupt(format!("archive set {number}: filter incomplete")));
             }
             sets.push(Set { number, bloom: Bloom { words: bloom } });

@@ -183,6 +183,12 @@ pub struct OpenReport {
     pub snapshot_ignored: Option<String>,
     /// Entries replayed after the snapshot.
     pub replayed: u64,
+    /// Time spent opening the log, in ms.
+    pub log_ms: u64,
+    /// Time spent reading the snapshot and the idempotency archive's filters, in ms.
+    pub load_ms: u64,
+    /// Time spent replaying, in ms.
+    pub replay_ms: u64,
 }
 
 /// A page of an account's history.
@@ -310,8 +316,12 @@ impl Ledger {
     /// # Errors
     /// As [`Log::open`]; [`Error::Inconsistent`] when an entry does not replay.
     pub fn open(dir: &Path, options: Options) -> Result<Self, Error> {
+        let started = std::time::Instant::now();
         let log = Log::open(dir)?;
-        Self::start(dir, log, options)
+        let log_ms = started.elapsed().as_millis() as u64;
+        let mut ledger = Self::start(dir, log, options)?;
+        ledger.report.log_ms = log_ms;
+        Ok(ledger)
     }
 
     fn start(dir: &Path, log: Log, options: Options) -> Result<Self, Error> {
@@ -324,6 +334,7 @@ impl Ledger {
             at_ms: 0,
         };
         let mut view = empty();
+        let loading = std::time::Instant::now();
         let archive = Arc::new(archive::Archive::open(dir)?);
         match snapshot::read(dir) {
             Ok(Some(snapshot)) => {
@@ -349,6 +360,8 @@ impl Ledger {
             Ok(None) => {}
             Err(problem) => report.snapshot_ignored = Some(problem),
         }
+        report.load_ms = loading.elapsed().as_millis() as u64;
+        let replaying = std::time::Instant::now();
         if view.size == 0 {
             // Rebuilding from the whole log: the archive is rebuilt with it.
             archive.clear()?;
@@ -379,6 +392,7 @@ impl Ledger {
             return Err(inconsistency.into());
         }
         report.replayed = size - view.size;
+        report.replay_ms = replaying.elapsed().as_millis() as u64;
         view.size = size;
         let snapshot_size = report.snapshot_size;
         let shared = Arc::new(Shared {

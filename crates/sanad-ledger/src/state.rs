@@ -58,7 +58,9 @@ pub struct Account {
     // While an outflow limit applies (the account's own or its tier's): the money that left
     // the account in the last 30 days, as (time in ms, minor units), oldest first. Empty
     // otherwise, so that busy accounts without such limits remember nothing.
-    outflows: VecDeque<(u64, i64)>,
+    // Boxed: most accounts have no outflow limit, and a million accounts should not carry an
+    // empty queue each.
+    outflows: Option<Box<VecDeque<(u64, i64)>>>,
 }
 
 const NO_LIMITS: Limits = Limits {
@@ -116,7 +118,12 @@ impl Account {
 
     /// What left the account within `window_ms` before `now_ms`.
     fn outflow_within(&self, window_ms: u64, now_ms: u64) -> i64 {
-        self.outflows.iter().filter(|(at, _)| at + window_ms > now_ms).map(|(_, minor)| minor).sum()
+        self.outflows
+            .iter()
+            .flat_map(|outflows| outflows.iter())
+            .filter(|(at, _)| at + window_ms > now_ms)
+            .map(|(_, minor)| minor)
+            .sum()
     }
 }
 
@@ -822,22 +829,26 @@ impl State {
         let debit = self.account_mut(from)?;
         debit.balance_minor -= minor;
         if remember {
-            while debit.outflows.front().is_some_and(|(at, _)| at + MONTH_MS <= at_ms) {
-                debit.outflows.pop_front();
+            let outflows = debit.outflows.get_or_insert_with(Box::default);
+            while outflows.front().is_some_and(|(at, _)| at + MONTH_MS <= at_ms) {
+                outflows.pop_front();
             }
-            debit.outflows.push_back((at_ms, minor));
+            outflows.push_back((at_ms, minor));
         } else {
-            debit.outflows.clear();
+            debit.outflows = None;
         }
         self.account_mut(to)?.balance_minor += minor;
         Ok(())
     }
 
-    fn claim_id(&mut self, id: &Id, used: &Used<'_>) -> Result<(), Inconsistency> {
+    /// Records what `id` is used for. `verify` checks the archive too: only an event `decide`
+    /// just produced (which looked there) may skip it.
+    fn claim_id(&mut self, id: &Id, used: &Used<'_>, verify: bool) -> Result<(), Inconsistency> {
         let entry =
             IdUse { kind: used.kind(), index: self.next_index, content: used.fingerprint() };
         let key = id_key(id);
-        if let Some(archived) = self.archive.as_ref().and_then(|archive| archive.get(key)) {
+        let archived = if verify { self.archive.as_ref().and_then(|a| a.get(key)) } else { None };
+        if let Some(archived) = archived {
             // Replaying entries the archive already took in (it ran ahead of the snapshot) is
             // fine; anything else is an id used twice.
             return if archived == entry {
@@ -1168,7 +1179,7 @@ impl State {
                     closed: false,
                     limits: None,
                     tier: None,
-                    outflows: VecDeque::new(),
+                    outflows: None,
                 };
                 self.accounts.insert(account.clone(), opened);
             }
@@ -1186,7 +1197,7 @@ impl State {
                 if verify {
                     self.check_movement(&record, 0, *at_ms)?;
                 }
-                self.claim_id(transfer, &Used::Transfer(&record))?;
+                self.claim_id(transfer, &Used::Transfer(&record), verify)?;
                 self.count(&record, amount.minor_units(), false);
                 self.move_money(from, to, amount.minor_units(), *at_ms)?;
             }
@@ -1205,7 +1216,7 @@ impl State {
                 if verify {
                     self.check_movement(&record, 0, *at_ms)?;
                 }
-                self.claim_id(transfer, &Used::Pending(&record))?;
+                self.claim_id(transfer, &Used::Pending(&record), verify)?;
                 self.account_mut(from)?.held_minor += amount.minor_units();
                 let pending =
                     Pending { record, expires_at_ms: *expires_at_ms, state: PendingState::Open };
@@ -1223,14 +1234,14 @@ impl State {
                 if verify {
                     self.check_movement(&posted, held.amount.minor_units(), *at_ms)?;
                 }
-                self.claim_id(transfer, &Used::Posted { pending, amount })?;
+                self.claim_id(transfer, &Used::Posted { pending, amount }, verify)?;
                 self.finish_pending(pending, PendingState::Posted)?;
                 self.count(&posted, amount.minor_units(), false);
                 self.move_money(&held.from, &held.to, amount.minor_units(), *at_ms)?;
             }
             Event::PendingVoided { transfer, pending, .. } => {
                 self.open_pending(pending)?;
-                self.claim_id(transfer, &Used::Voided { pending })?;
+                self.claim_id(transfer, &Used::Voided { pending }, verify)?;
                 self.finish_pending(pending, PendingState::Voided)?;
             }
             Event::PendingExpired { pending, .. } => {
@@ -1241,7 +1252,7 @@ impl State {
                 if verify {
                     self.check_movement(&back, 0, *at_ms)?;
                 }
-                self.claim_id(transfer, &Used::Reversed { original })?;
+                self.claim_id(transfer, &Used::Reversed { original }, verify)?;
                 self.move_money(&back.from, &back.to, back.amount.minor_units(), *at_ms)?;
                 self.count(&back, back.amount.minor_units(), true);
                 self.reversed.insert(original.clone());
