@@ -60,6 +60,7 @@ pub struct Account {
     // otherwise, so that busy accounts without such limits remember nothing.
     // Boxed: most accounts have no outflow limit, and a million accounts should not carry an
     // empty queue each.
+    #[allow(clippy::box_collection, reason = "one pointer instead of an empty queue per account")]
     outflows: Option<Box<VecDeque<(u64, i64)>>>,
 }
 
