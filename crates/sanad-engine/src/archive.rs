@@ -151,7 +151,7 @@ impl Archive {
                         .map(|w| u64::from_be_bytes(w.try_into().unwrap_or_default())),
                 );
             }
-            if bloom.len() != words || words % BLOCK_WORDS != 0 {
+            if bloom.len() != words || !words.is_multiple_of(BLOCK_WORDS) {
                 return Err(Error::Corrupt(format!("archive set {number}: filter incomplete")));
             }
             sets.push(Set { number, bloom: Bloom { words: bloom } });
