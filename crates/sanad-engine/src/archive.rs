@@ -126,7 +126,7 @@ impl Archive {
     /// Opens (or creates) the archive, loading every set's filter.
     pub(crate) fn open(dir: &Path) -> Result<Self, Error> {
         let path = dir.join(ARCHIVE_DIR);
-        let config = sled::Config::new().path(&path).cache_capacity(32 << 20).flush_every_ms(None);
+        let config = sled::Config::new().path(&path).cache_capacity(8 << 20).flush_every_ms(None);
         let db = sanad_log::open_sled(&config, &path)?;
         let mut sets = Vec::new();
         for item in db.scan_prefix(b"m") {

@@ -22,8 +22,10 @@ struct History {
     last: u64,
     count: u64,
     deltas: Vec<u8>,
-    // (index of an entry, offset of the delta after it), every MARK_EVERY entries.
-    marks: Vec<(u64, usize)>,
+    // (index of an entry, offset of the delta after it), every MARK_EVERY entries; boxed, as
+    // most accounts never have one.
+    #[allow(clippy::box_collection, reason = "one pointer per account instead of an empty Vec")]
+    marks: Option<Box<Vec<(u64, usize)>>>,
 }
 
 impl History {
@@ -42,7 +44,7 @@ impl History {
         self.last = index;
         self.count += 1;
         if self.count.is_multiple_of(MARK_EVERY) {
-            self.marks.push((index, self.deltas.len()));
+            self.marks.get_or_insert_with(Box::default).push((index, self.deltas.len()));
         }
     }
 
@@ -50,8 +52,9 @@ impl History {
     fn page(&self, after: Option<u64>, limit: usize) -> Vec<u64> {
         let (mut value, mut offset) = match after {
             Some(after) => {
-                let before = self.marks.partition_point(|(index, _)| *index <= after);
-                before.checked_sub(1).map_or((0, 0), |mark| self.marks[mark])
+                let marks = self.marks.as_deref().map_or(&[][..], Vec::as_slice);
+                let before = marks.partition_point(|(index, _)| *index <= after);
+                before.checked_sub(1).map_or((0, 0), |mark| marks[mark])
             }
             None => (0, 0),
         };
@@ -78,6 +81,7 @@ impl History {
 /// Every account's history.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Histories {
+    #[serde(with = "sanad_ledger::sized_map")]
     accounts: HashMap<Id, History>,
 }
 

@@ -160,7 +160,7 @@ impl Default for Options {
             }),
             snapshot_every: 1_000_000,
             snapshot_on_close: true,
-            recent_ids_max: 1_000_000,
+            recent_ids_max: 500_000,
         }
     }
 }

@@ -55,6 +55,7 @@
 //! ```
 
 mod event;
+pub mod sized_map;
 mod state;
 
 pub use event::{ENTRY_VERSION, EntryError, Event};

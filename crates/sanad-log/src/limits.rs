@@ -18,7 +18,7 @@ const _: () = assert!(BATCH_BYTES_MAX >= sanad_tlog::limits::ENTRY_SIZE_MAX + 2)
 pub const INTEGRATION_QUEUE_MAX: usize = 64;
 
 /// The storage engine's page cache, in bytes.
-pub const STORE_CACHE_BYTES: u64 = 64 << 20;
+pub const STORE_CACHE_BYTES: u64 = 16 << 20;
 
 /// The most entry bytes stored under one key: below sled's blob size, so that sled's page cache
 /// can evict them (see the `store` module).
