@@ -11,8 +11,6 @@
 use sanad_money::Id;
 use serde::{Deserialize, Serialize};
 
-type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
-
 /// Entries between marks.
 const MARK_EVERY: u64 = 256;
 
@@ -81,8 +79,7 @@ impl History {
 /// Every account's history.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Histories {
-    #[serde(with = "sanad_ledger::sized_map")]
-    accounts: HashMap<Id, History>,
+    accounts: sanad_ledger::ShardedMap<Id, History>,
 }
 
 impl Histories {

@@ -55,10 +55,11 @@
 //! ```
 
 mod event;
-pub mod sized_map;
+mod sharded;
 mod state;
 
 pub use event::{ENTRY_VERSION, EntryError, Event};
+pub use sharded::ShardedMap;
 pub use state::{
     Account, AccountKind, Beneficiary, GroupRejection, IdArchive, IdUse, Inconsistency, Pending,
     PendingState, Programme, ProgrammeTotals, State, TransferRecord, UseKind, replay,

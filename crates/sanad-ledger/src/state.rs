@@ -423,8 +423,7 @@ pub struct Beneficiary {
 /// The whole state: rebuilt by replaying the log, changed only by [`State::apply`].
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct State {
-    #[serde(with = "crate::sized_map")]
-    accounts: HashMap<Id, Account>,
+    accounts: crate::ShardedMap<Id, Account>,
     pendings: BTreeMap<Id, Pending>,
     // Invariant: exactly the open pendings, as (expires_at_ms, id): expiry reads only the due.
     expiries: std::collections::BTreeSet<(u64, Id)>,
