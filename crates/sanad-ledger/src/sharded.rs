@@ -43,6 +43,16 @@ impl<K, V> Default for ShardedMap<K, V> {
 }
 
 impl<K: Hash + Eq, V> ShardedMap<K, V> {
+    /// An empty map with room for about `entries` (at most 2^26 reserved up front).
+    pub fn with_capacity(entries: usize) -> Self {
+        let share = entries.min(RESERVE_MAX) / SHARDS;
+        let mut map = Self::default();
+        for shard in &mut map.shards {
+            shard.reserve(share + share / 8);
+        }
+        map
+    }
+
     fn shard<Q: Hash + ?Sized>(&self, key: &Q) -> &Shard<K, V> {
         &self.shards[shard_of(key)]
     }
@@ -142,11 +152,7 @@ impl<'de, K: Deserialize<'de> + Hash + Eq, V: Deserialize<'de>> Visitor<'de> for
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Self::Value, A::Error> {
-        let share = access.size_hint().unwrap_or(0).min(RESERVE_MAX) / SHARDS;
-        let mut map = ShardedMap::default();
-        for shard in &mut map.shards {
-            shard.reserve(share + share / 8);
-        }
+        let mut map = ShardedMap::with_capacity(access.size_hint().unwrap_or(0));
         while let Some((key, value)) = access.next_entry()? {
             map.insert(key, value);
         }

@@ -260,6 +260,53 @@ pub struct IdUse {
     pub content: u64,
 }
 
+/// The accounts in snapshots: a sequence of accounts, each keyed by its own id on the way back
+/// (so the key and the account share one id, decoded once).
+mod accounts_by_id {
+    use serde::de::{SeqAccess, Visitor};
+    use serde::ser::SerializeSeq as _;
+    use serde::{Deserializer, Serializer};
+
+    use super::Account;
+    use crate::ShardedMap;
+    use sanad_money::Id;
+
+    pub(super) fn serialize<S: Serializer>(
+        accounts: &ShardedMap<Id, Account>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        let mut seq = serializer.serialize_seq(Some(accounts.len()))?;
+        for account in accounts.values() {
+            seq.serialize_element(account)?;
+        }
+        seq.end()
+    }
+
+    struct Accounts;
+
+    impl<'de> Visitor<'de> for Accounts {
+        type Value = ShardedMap<Id, Account>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("accounts")
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            let mut accounts = ShardedMap::with_capacity(seq.size_hint().unwrap_or(0));
+            while let Some(account) = seq.next_element::<Account>()? {
+                accounts.insert(account.id.clone(), account);
+            }
+            Ok(accounts)
+        }
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<ShardedMap<Id, Account>, D::Error> {
+        deserializer.deserialize_seq(Accounts)
+    }
+}
+
 /// The idempotency index in snapshots: a sequence of plain tuples (key, kind, index, content),
 /// which binary formats stream without building an object per entry.
 mod used_records {
@@ -423,6 +470,7 @@ pub struct Beneficiary {
 /// The whole state: rebuilt by replaying the log, changed only by [`State::apply`].
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct State {
+    #[serde(with = "accounts_by_id")]
     accounts: crate::ShardedMap<Id, Account>,
     pendings: BTreeMap<Id, Pending>,
     // Invariant: exactly the open pendings, as (expires_at_ms, id): expiry reads only the due.
