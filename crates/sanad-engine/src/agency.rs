@@ -22,10 +22,11 @@ pub struct Agency {
     registry: Registry,
 }
 
-/// `prefix` and 16 random Crockford base32 characters.
-pub(crate) fn random_id(prefix: &str) -> Id {
+/// `prefix` and `length` random Crockford base32 characters (5 bits each, from the OS's
+/// CSPRNG): unguessable, and readable out loud without ambiguous letters.
+pub(crate) fn random_id(prefix: &str, length: usize) -> Id {
     const ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
-    let mut bytes = [0u8; 16];
+    let mut bytes = vec![0u8; length];
     rand::rngs::OsRng.fill_bytes(&mut bytes);
     let mut text = prefix.to_owned();
     text.extend(bytes.iter().map(|b| char::from(ALPHABET[usize::from(b & 31)])));
@@ -129,7 +130,7 @@ impl Agency {
         let currency = budget.currency();
         let issuance = Self::issuance_account(currency);
         self.ensure_account(issuance.clone(), AccountKind::External, currency, id(AGENCY_OWNER))?;
-        let programme = random_id("prog-");
+        let programme = random_id("prog-", 16);
         let mut group = vec![
             Command::OpenAccount {
                 id: programme.clone(),

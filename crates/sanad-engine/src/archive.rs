@@ -25,8 +25,6 @@ const CHUNK_RECORDS: usize = 12 * 1024 / RECORD;
 const BLOOM_BITS_PER_ENTRY: usize = 10;
 const BLOOM_PROBES: u64 = 7;
 const BLOOM_CHUNK_WORDS: usize = 12 * 1024 / 8;
-const KINDS: [UseKind; 5] =
-    [UseKind::Transfer, UseKind::Pending, UseKind::Posted, UseKind::Voided, UseKind::Reversed];
 
 /// A blocked Bloom filter: every probe of a key falls in one 64-byte block, so a lookup costs
 /// one cache miss per set rather than seven.
@@ -109,14 +107,14 @@ fn meta_key(set: u32) -> [u8; 5] {
 
 fn encode(key: u128, value: IdUse, out: &mut Vec<u8>) {
     out.extend_from_slice(&key.to_be_bytes());
-    out.push(KINDS.iter().position(|k| *k == value.kind).unwrap_or(0) as u8);
+    out.push(value.kind.code());
     out.extend_from_slice(&value.index.to_be_bytes());
     out.extend_from_slice(&value.content.to_be_bytes());
 }
 
 fn decode(record: &[u8]) -> Option<(u128, IdUse)> {
     let key = u128::from_be_bytes(record.get(..16)?.try_into().ok()?);
-    let kind = *KINDS.get(usize::from(*record.get(16)?))?;
+    let kind = UseKind::from_code(*record.get(16)?)?;
     let index = u64::from_be_bytes(record.get(17..25)?.try_into().ok()?);
     let content = u64::from_be_bytes(record.get(25..33)?.try_into().ok()?);
     Some((key, IdUse { kind, index, content }))

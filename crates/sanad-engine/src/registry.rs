@@ -515,11 +515,5 @@ fn hash_pin(pin: &str) -> Result<String, Error> {
 
 /// `b-` and 20 Crockford base32 characters: 100 random bits, unguessable and unlinkable.
 fn new_beneficiary_id() -> Id {
-    const ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
-    let mut bytes = [0u8; 20];
-    rand::rngs::OsRng.fill_bytes(&mut bytes);
-    let text: String = std::iter::once("b-".to_owned())
-        .chain(bytes.iter().map(|b| (ALPHABET[usize::from(b & 31)] as char).to_string()))
-        .collect();
-    Id::parse(&text).unwrap_or_else(|_| unreachable!("the alphabet is within the id alphabet"))
+    crate::agency::random_id("b-", 20)
 }

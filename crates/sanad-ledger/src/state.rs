@@ -246,6 +246,21 @@ pub enum UseKind {
     Reversed,
 }
 
+impl UseKind {
+    const ALL: [Self; 5] =
+        [Self::Transfer, Self::Pending, Self::Posted, Self::Voided, Self::Reversed];
+
+    /// A one-byte code for compact storage.
+    pub fn code(self) -> u8 {
+        Self::ALL.iter().position(|kind| *kind == self).unwrap_or(0) as u8
+    }
+
+    /// The kind with this code.
+    pub fn from_code(code: u8) -> Option<Self> {
+        Self::ALL.get(usize::from(code)).copied()
+    }
+}
+
 /// One entry of the idempotency index: what an id was used for, a fingerprint of the content
 /// (to tell a retry from a reuse), and the log index of its entry (where the full content is).
 /// Keyed by a fingerprint of the id, an entry costs about 50 bytes, so that tens of millions of
@@ -316,17 +331,13 @@ mod used_records {
 
     use super::{HashMap, IdUse, UseKind};
 
-    const KINDS: [UseKind; 5] =
-        [UseKind::Transfer, UseKind::Pending, UseKind::Posted, UseKind::Voided, UseKind::Reversed];
-
     pub(super) fn serialize<S: Serializer>(
         used: &HashMap<u128, IdUse>,
         serializer: S,
     ) -> Result<S::Ok, S::Error> {
         let mut seq = serializer.serialize_seq(Some(used.len()))?;
         for (key, value) in used {
-            let kind = KINDS.iter().position(|k| *k == value.kind).unwrap_or(0) as u8;
-            seq.serialize_element(&(key, kind, value.index, value.content))?;
+            seq.serialize_element(&(key, value.kind.code(), value.index, value.content))?;
         }
         seq.end()
     }
@@ -346,8 +357,7 @@ mod used_records {
             while let Some((key, kind, index, content)) =
                 seq.next_element::<(u128, u8, u64, u64)>()?
             {
-                let kind = *KINDS
-                    .get(usize::from(kind))
+                let kind = UseKind::from_code(kind)
                     .ok_or_else(|| serde::de::Error::custom("unknown id use"))?;
                 used.insert(key, IdUse { kind, index, content });
             }
