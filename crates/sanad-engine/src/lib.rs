@@ -327,13 +327,12 @@ impl Ledger {
     fn start(dir: &Path, log: Log, options: Options) -> Result<Self, Error> {
         let mut report = OpenReport::default();
         let size = log.size();
-        let empty = || View {
+        let mut view = View {
             state: State::default(),
             histories: history::Histories::default(),
             size: 0,
             at_ms: 0,
         };
-        let mut view = empty();
         let loading = std::time::Instant::now();
         let archive = Arc::new(archive::Archive::open(dir)?);
         match snapshot::read(dir) {
@@ -368,32 +367,9 @@ impl Ledger {
         }
         view.state.set_archive(Arc::clone(&archive) as Arc<dyn sanad_ledger::IdArchive>);
         let recent_ids_max = options.recent_ids_max.max(1);
-        let mut failure = None;
-        log.for_each_entry(view.size, size, |index, entry| {
-            match view.state.replay_entry(index, entry) {
-                Ok(Some(event)) => {
-                    view.at_ms = view.at_ms.max(event.at_ms());
-                    view.histories.record(index, view.state.accounts_of(&event));
-                    if view.state.recent_id_count() >= recent_ids_max {
-                        archive_recent(&archive, &mut view.state)
-                            .map_err(|e| sanad_log::Error::Corrupt(e.to_string()))?;
-                    }
-                    Ok(())
-                }
-                Ok(None) => Ok(()),
-                Err(inconsistency) => {
-                    failure = Some(inconsistency);
-                    Err(sanad_log::Error::Corrupt("stop".into()))
-                }
-            }
-        })
-        .or_else(|error| if failure.is_some() { Ok(()) } else { Err(error) })?;
-        if let Some(inconsistency) = failure {
-            return Err(inconsistency.into());
-        }
-        report.replayed = size - view.size;
+        replay_tail(&log, &mut view, &archive, recent_ids_max)?;
+        report.replayed = size - report.snapshot_size;
         report.replay_ms = replaying.elapsed().as_millis() as u64;
-        view.size = size;
         let snapshot_size = report.snapshot_size;
         let shared = Arc::new(Shared {
             dir: dir.to_owned(),
@@ -617,6 +593,40 @@ impl Drop for Ledger {
     fn drop(&mut self) {
         // Closing writes a snapshot; a failure to do so only costs a longer replay next time.
         let _ = self.close();
+    }
+}
+
+/// Applies the log's entries after the view's size to the view (state, history, time), moving
+/// idempotency entries to the archive as they accumulate.
+fn replay_tail(
+    log: &Log,
+    view: &mut View,
+    archive: &archive::Archive,
+    recent_ids_max: usize,
+) -> Result<(), Error> {
+    let mut failure = None;
+    let start = view.size;
+    let mut apply = |index: u64, entry: &[u8]| -> Result<(), Error> {
+        if let Some(event) = view.state.replay_entry(index, entry)? {
+            view.at_ms = view.at_ms.max(event.at_ms());
+            view.histories.record(index, view.state.accounts_of(&event));
+            if view.state.recent_id_count() >= recent_ids_max {
+                archive_recent(archive, &mut view.state)?;
+            }
+        }
+        view.size = index + 1;
+        Ok(())
+    };
+    let read = log.for_each_entry(start, log.size(), |index, entry| {
+        apply(index, entry).map_err(|error| {
+            failure = Some(error);
+            // Stops the scan; the failure above is what is reported.
+            sanad_log::Error::Corrupt(String::new())
+        })
+    });
+    match (failure, read) {
+        (Some(failure), _) => Err(failure),
+        (None, read) => Ok(read?),
     }
 }
 
