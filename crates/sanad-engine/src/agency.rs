@@ -9,7 +9,7 @@ use rand::RngCore as _;
 use sanad_ledger::{Account, AccountKind, Actor, Command, ProgrammeKind, Rejection};
 use sanad_money::{Amount, Currency, Id};
 
-use crate::registry::{NewPerson, Registry};
+use crate::registry::{NewPerson, Registry, Work};
 use crate::{Error, Ledger, Options};
 
 /// The owner reference of the agency's own accounts (issuance, programme funding).
@@ -54,19 +54,22 @@ impl Agency {
         Ok(Self { ledger, registry })
     }
 
-    /// Opens the ledger and registry in `dir`, then repairs what a crash between the two
-    /// stores may have left: a registry record whose registration never reached the log is
-    /// destroyed (it was never acknowledged), and one whose erasure is in the log is shredded.
+    /// Opens the ledger and registry in `dir`, then finishes or undoes what a crash between
+    /// the two stores may have left, as the registry's pending marks say: a registration that
+    /// never reached the log is undone (it was never acknowledged); an erasure that did is
+    /// completed, one that did not is dropped (it was never acknowledged either).
     ///
     /// # Errors
     /// As [`Ledger::open`] and [`Registry::open`].
     pub fn open(dir: &Path, options: Options) -> Result<Self, Error> {
         let ledger = Ledger::open(dir, options)?;
         let registry = Registry::open(dir, None)?;
-        for person in registry.ids()? {
+        for (person, work) in registry.pending()? {
             let logged = ledger.read(|state| state.beneficiary(&person).map(|b| b.erased));
-            if logged != Some(false) {
-                registry.erase(&person)?;
+            match (work, logged) {
+                (Work::Registration, Some(false)) => registry.confirm(&person)?,
+                (Work::Erasure, Some(false)) => registry.confirm(&person)?,
+                (Work::Registration | Work::Erasure, _) => registry.erase(&person)?,
             }
         }
         Ok(Self { ledger, registry })
@@ -181,7 +184,9 @@ impl Agency {
             },
         ];
         let logged = self.ledger.execute_linked(group);
-        if !matches!(logged, Ok(Ok(_))) {
+        if matches!(logged, Ok(Ok(_))) {
+            self.registry.confirm(&registered.id)?;
+        } else {
             self.registry.erase(&registered.id)?;
         }
         logged??;
@@ -209,8 +214,14 @@ impl Agency {
     /// # Errors
     /// [`Error::Rejected`] for an unknown beneficiary; storage errors.
     pub fn erase(&self, beneficiary: &Id) -> Result<(), Error> {
-        self.ledger.execute(Command::EraseBeneficiary { id: beneficiary.clone() })??;
-        self.registry.erase(beneficiary)
+        self.registry.begin_erasure(beneficiary)?;
+        match self.ledger.execute(Command::EraseBeneficiary { id: beneficiary.clone() })? {
+            Ok(_) => self.registry.erase(beneficiary),
+            Err(rejection) => {
+                self.registry.confirm(beneficiary)?;
+                Err(rejection.into())
+            }
+        }
     }
 
     /// The beneficiary registered with a phone number (in any format the registry accepts).

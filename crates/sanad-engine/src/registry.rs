@@ -44,6 +44,7 @@ pub const SECRETS_DIR: &str = "registry.secrets";
 const REGISTRY_CACHE_BYTES: u64 = 32 << 20;
 
 const PEOPLE: &str = "people";
+const PENDING: &str = "pending";
 const LOOKUP: &str = "lookup";
 const META: &str = "meta";
 const REGION: &[u8] = b"region";
@@ -80,6 +81,15 @@ pub struct Person {
     pin_hash: Option<String>,
 }
 
+/// Work begun in the registry that the log has yet to record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Work {
+    /// A registration: the record exists, its `beneficiary.registered` may not.
+    Registration = 0,
+    /// An erasure: `beneficiary.erased` may be logged while the record still exists.
+    Erasure = 1,
+}
+
 /// A registration: the pseudonymous id and the commitment the log will carry.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Registered {
@@ -92,6 +102,9 @@ pub struct Registered {
 /// The registry. Share it with an `Arc`; sled makes every method safe to call concurrently.
 pub struct Registry {
     people: sled::Tree,
+    // Registrations and erasures begun here and not yet confirmed by the log: what a crash
+    // between the two stores can leave half done (see `Agency::open`).
+    pending: sled::Tree,
     lookup: sled::Tree,
     meta: sled::Tree,
     db: sled::Db,
@@ -207,6 +220,7 @@ impl Registry {
         let db = sanad_log::open_sled(&config, &path)?;
         let registry = Self {
             people: db.open_tree(PEOPLE).map_err(storage)?,
+            pending: db.open_tree(PENDING).map_err(storage)?,
             lookup: db.open_tree(LOOKUP).map_err(storage)?,
             meta: db.open_tree(META).map_err(storage)?,
             db,
@@ -372,6 +386,8 @@ impl Registry {
             pin_hash,
         };
         let id = new_beneficiary_id();
+        // Marked first, durably, so that a crash after any of what follows is found and undone.
+        self.mark(&id, Work::Registration)?;
         let mut secret = Zeroizing::new([0u8; 32]);
         rand::rngs::OsRng.fill_bytes(secret.as_mut());
         write_private(&self.secret_path(&id), hex(secret.as_ref()).as_bytes())?;
@@ -467,6 +483,7 @@ impl Registry {
             }
         }
         self.destroy(id)?;
+        self.pending.remove(id.as_str()).map_err(storage)?;
         self.db.flush().map_err(storage)?;
         Ok(())
     }
@@ -488,17 +505,47 @@ impl Registry {
         Ok(())
     }
 
-    /// Ids of every person with a record (to reconcile with the log after a crash).
+    fn mark(&self, id: &Id, work: Work) -> Result<(), Error> {
+        self.pending.insert(id.as_str(), &[work as u8][..]).map_err(storage)?;
+        self.db.flush().map_err(storage)?;
+        Ok(())
+    }
+
+    /// The log has recorded the registration or erasure of `id`: nothing is pending for it.
+    /// (Not flushed: if the removal is lost, the next open finds the work done in the log.)
     ///
     /// # Errors
     /// Storage errors.
-    pub fn ids(&self) -> Result<Vec<Id>, Error> {
-        self.people
+    pub fn confirm(&self, id: &Id) -> Result<(), Error> {
+        self.pending.remove(id.as_str()).map_err(storage)?;
+        Ok(())
+    }
+
+    /// Marks `id` as being erased, before the erasure is logged.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub fn begin_erasure(&self, id: &Id) -> Result<(), Error> {
+        self.mark(id, Work::Erasure)
+    }
+
+    /// Registrations and erasures begun and not confirmed (to reconcile with the log on open).
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub fn pending(&self) -> Result<Vec<(Id, Work)>, Error> {
+        self.pending
             .iter()
-            .keys()
-            .map(|key| {
-                let key = key.map_err(storage)?;
-                Id::parse(&String::from_utf8_lossy(&key)).map_err(|e| Error::Corrupt(e.to_string()))
+            .map(|item| {
+                let (key, value) = item.map_err(storage)?;
+                let id = Id::parse(&String::from_utf8_lossy(&key))
+                    .map_err(|e| Error::Corrupt(e.to_string()))?;
+                let work = match value.first() {
+                    Some(0) => Work::Registration,
+                    Some(1) => Work::Erasure,
+                    _ => return Err(Error::Corrupt(format!("pending work for {id}"))),
+                };
+                Ok((id, work))
             })
             .collect()
     }

@@ -181,3 +181,27 @@ fn disbursement_validates_every_row_first_and_never_pays_twice() {
     let header = disburse(&agency, &programme, b"telephone,amount\n1,2\n", options, &mut |_, _| {});
     assert!(matches!(header, Err(Error::Disbursement(m)) if m.contains("`phone`")));
 }
+
+#[test]
+fn opening_repairs_what_a_crash_between_registry_and_log_left() {
+    let dir = tempfile::tempdir().unwrap();
+    let agency = agency(dir.path());
+    let currency = Currency::parse("JOD").unwrap();
+    let kept = agency.register(&person("0791234567", None), currency).unwrap();
+    // As if the process died after the registry wrote a record but before the log took it.
+    let orphan = agency.registry().register(&person("0781234567", None)).unwrap().id;
+    // And after the log recorded an erasure but before the registry shredded the record.
+    let half_erased = agency.register(&person("0771234567", None), currency).unwrap();
+    agency.registry().begin_erasure(&half_erased).unwrap();
+    let erase = sanad_ledger::Command::EraseBeneficiary { id: half_erased.clone() };
+    agency.ledger().execute(erase).unwrap().unwrap();
+    drop(agency);
+
+    let agency = Agency::open(dir.path(), Options::default()).unwrap();
+    assert!(agency.registry().person(&kept).unwrap().is_some());
+    assert_eq!(agency.registry().person(&orphan).unwrap(), None, "never acknowledged: undone");
+    assert_eq!(agency.registry().person(&half_erased).unwrap(), None, "logged: completed");
+    assert!(agency.registry().pending().unwrap().is_empty());
+    // The orphan's phone is free again.
+    assert!(agency.register(&person("0781234567", None), currency).is_ok());
+}
