@@ -694,11 +694,6 @@ impl State {
         }
     }
 
-    /// How many transfer ids are in use (for sizing and tests).
-    pub fn used_ids(&self) -> usize {
-        self.used.len()
-    }
-
     /// The sum of all posted balances per currency; zero for every currency in a consistent
     /// ledger.
     pub fn totals(&self) -> BTreeMap<&'static str, i128> {
