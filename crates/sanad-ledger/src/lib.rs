@@ -57,6 +57,7 @@
 mod event;
 mod sharded;
 mod state;
+mod table;
 
 pub use event::{ENTRY_VERSION, EntryError, Event};
 pub use sharded::ShardedMap;
@@ -64,6 +65,7 @@ pub use state::{
     Account, AccountKind, Beneficiary, GroupRejection, IdArchive, IdUse, Inconsistency, Pending,
     PendingState, Programme, ProgrammeTotals, State, TransferRecord, UseKind, replay,
 };
+pub use table::{AccountNumber, Paged};
 
 use sanad_money::{Amount, Currency, Id};
 use serde::{Deserialize, Serialize};

@@ -275,53 +275,6 @@ pub struct IdUse {
     pub content: u64,
 }
 
-/// The accounts in snapshots: a sequence of accounts, each keyed by its own id on the way back
-/// (so the key and the account share one id, decoded once).
-mod accounts_by_id {
-    use serde::de::{SeqAccess, Visitor};
-    use serde::ser::SerializeSeq as _;
-    use serde::{Deserializer, Serializer};
-
-    use super::Account;
-    use crate::ShardedMap;
-    use sanad_money::Id;
-
-    pub(super) fn serialize<S: Serializer>(
-        accounts: &ShardedMap<Id, Account>,
-        serializer: S,
-    ) -> Result<S::Ok, S::Error> {
-        let mut seq = serializer.serialize_seq(Some(accounts.len()))?;
-        for account in accounts.values() {
-            seq.serialize_element(account)?;
-        }
-        seq.end()
-    }
-
-    struct Accounts;
-
-    impl<'de> Visitor<'de> for Accounts {
-        type Value = ShardedMap<Id, Account>;
-
-        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.write_str("accounts")
-        }
-
-        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-            let mut accounts = ShardedMap::with_capacity(seq.size_hint().unwrap_or(0));
-            while let Some(account) = seq.next_element::<Account>()? {
-                accounts.insert(account.id.clone(), account);
-            }
-            Ok(accounts)
-        }
-    }
-
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
-        deserializer: D,
-    ) -> Result<ShardedMap<Id, Account>, D::Error> {
-        deserializer.deserialize_seq(Accounts)
-    }
-}
-
 /// The idempotency index in snapshots: a sequence of plain tuples (key, kind, index, content),
 /// which binary formats stream without building an object per entry.
 mod used_records {
@@ -480,8 +433,7 @@ pub struct Beneficiary {
 /// The whole state: rebuilt by replaying the log, changed only by [`State::apply`].
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct State {
-    #[serde(with = "accounts_by_id")]
-    accounts: crate::ShardedMap<Id, Account>,
+    accounts: crate::table::AccountTable,
     pendings: BTreeMap<Id, Pending>,
     // Invariant: exactly the open pendings, as (expires_at_ms, id): expiry reads only the due.
     expiries: std::collections::BTreeSet<(u64, Id)>,
@@ -583,9 +535,19 @@ impl State {
         self.accounts.get(id)
     }
 
-    /// All accounts, by id.
+    /// All accounts, in the order they were opened.
     pub fn accounts(&self) -> impl Iterator<Item = &Account> {
-        self.accounts.values()
+        self.accounts.iter()
+    }
+
+    /// An account's number: its place in the order of opening, the same on every replay.
+    pub fn account_number(&self, id: &Id) -> Option<crate::AccountNumber> {
+        self.accounts.number_of(id)
+    }
+
+    /// How many accounts were opened.
+    pub fn account_count(&self) -> usize {
+        self.accounts.len()
     }
 
     /// What a transfer id (or hold, or operation on one) was used for, and the log index of its
@@ -698,7 +660,7 @@ impl State {
     /// ledger.
     pub fn totals(&self) -> BTreeMap<&'static str, i128> {
         let mut totals = BTreeMap::new();
-        for account in self.accounts.values() {
+        for account in self.accounts.iter() {
             *totals.entry(account.currency.code()).or_insert(0) +=
                 i128::from(account.balance_minor);
         }
@@ -1166,11 +1128,9 @@ impl State {
             match value {
                 Saved::Account(id, account) => match account {
                     Some(account) => {
-                        self.accounts.insert(id, account);
+                        *self.accounts.get_mut(&id).expect("accounts are never removed") = account;
                     }
-                    None => {
-                        self.accounts.remove(&id);
-                    }
+                    None => self.accounts.pop(&id),
                 },
                 Saved::Pending(id, pending) => {
                     if let Some(current) = self.pendings.get(&id) {
@@ -1219,7 +1179,7 @@ impl State {
     fn apply_event(&mut self, event: &Event, verify: bool) -> Result<(), Inconsistency> {
         match event {
             Event::AccountOpened { account, kind, currency, owner, .. } => {
-                if self.accounts.contains_key(account) {
+                if self.accounts.contains(account) {
                     return Err(Inconsistency(format!("account {account} opened twice")));
                 }
                 let opened = Account {
@@ -1235,7 +1195,7 @@ impl State {
                     tier: None,
                     outflows: None,
                 };
-                self.accounts.insert(account.clone(), opened);
+                self.accounts.push(opened);
             }
             Event::TransferPosted {
                 transfer,
@@ -1464,7 +1424,7 @@ pub(crate) fn decide(
     let at_ms = context.now_ms;
     match command {
         Command::OpenAccount { id, kind, currency, owner } => {
-            if ledger.accounts.contains_key(id) {
+            if ledger.accounts.contains(id) {
                 return Err(Rejection::AccountExists(id.clone()));
             }
             Ok(vec![Event::AccountOpened {
