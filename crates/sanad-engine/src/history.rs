@@ -8,7 +8,7 @@
 //! writer as it commits, and saved with each snapshot (so opening does not re-read the log).
 //! The entries themselves are read from the log when a page is asked for.
 
-use sanad_money::Id;
+use sanad_ledger::{AccountNumber, Event, State};
 use serde::{Deserialize, Serialize};
 
 /// Entries between marks.
@@ -19,6 +19,7 @@ const MARK_EVERY: u64 = 256;
 struct History {
     last: u64,
     count: u64,
+    #[serde(with = "serde_bytes")]
     deltas: Vec<u8>,
     // (index of an entry, offset of the delta after it), every MARK_EVERY entries; boxed, as
     // most accounts never have one.
@@ -76,29 +77,49 @@ impl History {
     }
 }
 
-/// Every account's history.
+/// Every account's history, by account number (see [`sanad_ledger::AccountNumber`]): a
+/// dense table, as every account has at least its opening in its history.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Histories {
-    accounts: sanad_ledger::ShardedMap<Id, History>,
+    // Invariant: accounts[n] is the history of account number n.
+    accounts: sanad_ledger::Paged<History>,
 }
 
 impl Histories {
-    /// Records that entry `index` touched `accounts`.
-    pub(crate) fn record(&mut self, index: u64, accounts: [Option<&Id>; 2]) {
-        for account in accounts.into_iter().flatten() {
-            match self.accounts.get_mut(account) {
+    /// Records that entry `index`, applied to `state`, touched the accounts it names.
+    pub(crate) fn record(&mut self, index: u64, state: &State, event: &Event) {
+        for account in state.accounts_of(event).into_iter().flatten() {
+            let AccountNumber(number) =
+                state.account_number(account).expect("an event names accounts that were opened");
+            let number = number as usize;
+            match self.accounts.get_mut(number) {
                 Some(history) => history.push(index),
                 None => {
+                    // An account's first entry is its opening, so it comes next in order.
+                    assert_eq!(number, self.accounts.len(), "histories follow the opening order");
                     let mut history = History::default();
                     history.push(index);
-                    self.accounts.insert(account.clone(), history);
+                    self.accounts.push(history);
                 }
             }
         }
     }
 
-    pub(crate) fn page(&self, account: &Id, after: Option<u64>, limit: usize) -> Vec<u64> {
-        self.accounts.get(account).map(|history| history.page(after, limit)).unwrap_or_default()
+    /// How many accounts have a history.
+    pub(crate) fn len(&self) -> usize {
+        self.accounts.len()
+    }
+
+    pub(crate) fn page(
+        &self,
+        account: AccountNumber,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Vec<u64> {
+        self.accounts
+            .get(account.0 as usize)
+            .map(|history| history.page(after, limit))
+            .unwrap_or_default()
     }
 }
 

@@ -146,7 +146,9 @@ pub struct Options {
     /// Write a snapshot when the ledger closes (turned off to test recovery after a crash).
     pub snapshot_on_close: bool,
     /// Keep at most about this many idempotency entries in memory; older ones move to the
-    /// on-disk archive (see the `archive` module).
+    /// on-disk archive (see the `archive` module). The default, 448,000 plus a batch, stays
+    /// under what a hash table of 2^19 slots holds (458,752), so the table never doubles to
+    /// 2^20 slots (24 MB more) on its way to the limit.
     pub recent_ids_max: usize,
 }
 
@@ -160,7 +162,7 @@ impl Default for Options {
             }),
             snapshot_every: 1_000_000,
             snapshot_on_close: true,
-            recent_ids_max: 500_000,
+            recent_ids_max: 448_000,
         }
     }
 }
@@ -343,6 +345,9 @@ impl Ledger {
                 if snapshot.archive_sets > archive.set_count() {
                     report.snapshot_ignored =
                         Some("the idempotency archive lacks sets the snapshot relies on".into());
+                } else if snapshot.histories.len() != snapshot.state.account_count() {
+                    report.snapshot_ignored =
+                        Some("the snapshot's histories do not match its accounts".into());
                 } else if matches {
                     report.snapshot_size = snapshot.size;
                     view = View {
@@ -542,7 +547,13 @@ impl Ledger {
         after: Option<u64>,
         limit: usize,
     ) -> Result<HistoryPage, Error> {
-        let indexes = self.shared.read_view().histories.page(account, after, limit);
+        let indexes = {
+            let view = self.shared.read_view();
+            view.state
+                .account_number(account)
+                .map(|number| view.histories.page(number, after, limit))
+                .unwrap_or_default()
+        };
         let mut items = Vec::with_capacity(indexes.len());
         for index in indexes {
             let entry = self.shared.log.entry(index)?;
@@ -609,7 +620,7 @@ fn replay_tail(
     let mut apply = |index: u64, entry: &[u8]| -> Result<(), Error> {
         if let Some(event) = view.state.replay_entry(index, entry)? {
             view.at_ms = view.at_ms.max(event.at_ms());
-            view.histories.record(index, view.state.accounts_of(&event));
+            view.histories.record(index, &view.state, &event);
             if view.state.recent_id_count() >= recent_ids_max {
                 archive_recent(archive, &mut view.state)?;
             }

@@ -5,9 +5,9 @@
 //! rebuilt from the whole log: the log is the truth, a snapshot only saves time.
 //!
 //! File: `ledger.snapshot`, written to a temporary file, fsynced and renamed into place.
-//! Bytes: `sanad-snapshot/v3\n`, a postcard-encoded [`Snapshot`], then SHA-256 of all before.
+//! Bytes: `sanad-snapshot/v4\n`, a postcard-encoded [`Snapshot`], then SHA-256 of all before.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::Path;
 
 use sanad_ledger::State;
@@ -20,7 +20,7 @@ use crate::Error;
 
 /// The snapshot's file in the data folder.
 pub const SNAPSHOT_FILE: &str = "ledger.snapshot";
-const MAGIC: &[u8] = b"sanad-snapshot/v3\n";
+const MAGIC: &[u8] = b"sanad-snapshot/v4\n";
 
 /// A snapshot as read.
 #[derive(Deserialize)]
@@ -66,14 +66,6 @@ impl<W: Write> Write for Hashing<W> {
     }
 }
 
-impl<R: Read> Read for Hashing<R> {
-    fn read(&mut self, buffer: &mut [u8]) -> std::io::Result<usize> {
-        let read = self.inner.read(buffer)?;
-        self.hash.update(&buffer[..read]);
-        Ok(read)
-    }
-}
-
 /// Streams the snapshot to a temporary file, syncs it and renames it into place.
 pub(crate) fn write(dir: &Path, snapshot: &SnapshotOf<'_>) -> Result<(), Error> {
     let path = dir.join(SNAPSHOT_FILE);
@@ -94,33 +86,21 @@ pub(crate) fn write(dir: &Path, snapshot: &SnapshotOf<'_>) -> Result<(), Error> 
 }
 
 /// The snapshot in `dir`, if there is one and it is intact; `Err` explains why one present
-/// cannot be used. Decoded as it streams in, and used only if the checksum at its end holds.
+/// cannot be used. Read whole and checked before it is decoded: postcard reads varints a byte
+/// at a time, which through a reader costs a call per byte (a million accounts decoded in
+/// 3.5 s that way); the file is a fraction of the state it decodes to.
 pub(crate) fn read(dir: &Path) -> Result<Option<Snapshot>, String> {
     let path = dir.join(SNAPSHOT_FILE);
-    let file = match std::fs::File::open(&path) {
-        Ok(file) => file,
+    let bytes = match std::fs::read(&path) {
+        Ok(bytes) => bytes,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
     };
-    let length = file.metadata().map_err(|e| e.to_string())?.len();
-    let body = length.checked_sub(32).ok_or("snapshot is truncated")?;
-    let mut reader = std::io::BufReader::with_capacity(1 << 20, file);
-    let mut input = Hashing { inner: (&mut reader).take(body), hash: Sha256::new() };
-    let mut magic = vec![0u8; MAGIC.len()];
-    input.read_exact(&mut magic).map_err(|e| format!("snapshot is truncated: {e}"))?;
-    if magic != MAGIC {
-        return Err("not a version 3 snapshot".into());
-    }
-    let mut scratch = vec![0u8; 1 << 16];
-    let decoded: Result<Snapshot, _> =
-        postcard::from_io((&mut input, &mut scratch)).map(|(snapshot, _)| snapshot);
-    // Hash whatever of the body decoding left, then compare with the stored checksum.
-    std::io::copy(&mut input, &mut std::io::sink()).map_err(|e| e.to_string())?;
-    let computed = input.hash.finalize();
-    let mut stored = [0u8; 32];
-    reader.read_exact(&mut stored).map_err(|e| format!("snapshot is truncated: {e}"))?;
-    if computed.as_slice() != stored {
+    let body = bytes.len().checked_sub(32).ok_or("snapshot is truncated")?;
+    let (body, stored) = bytes.split_at(body);
+    if Sha256::digest(body).as_slice() != stored {
         return Err("snapshot checksum does not match".into());
     }
-    decoded.map(Some).map_err(|e| format!("snapshot does not decode: {e}"))
+    let encoded = body.strip_prefix(MAGIC).ok_or("not a version 4 snapshot")?;
+    postcard::from_bytes(encoded).map(Some).map_err(|e| format!("snapshot does not decode: {e}"))
 }

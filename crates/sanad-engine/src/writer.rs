@@ -171,7 +171,7 @@ fn commit(shared: &Shared, mut jobs: Vec<Job>) -> Result<(), Error> {
         view.at_ms = now_ms;
         let View { state, histories, .. } = &mut *view;
         for (offset, event) in events.iter().enumerate() {
-            histories.record(first_index + offset as u64, state.accounts_of(event));
+            histories.record(first_index + offset as u64, state, event);
         }
         if view.state.recent_id_count() >= shared.recent_ids_max {
             crate::archive_recent(&shared.archive, &mut view.state)?;
