@@ -158,10 +158,13 @@ fn main() {
         "sanad scale benchmark: {accounts} accounts, {transfers} transfers{}",
         if quick { " (quick)" } else { "" }
     );
-    let dir = tempfile::tempdir().unwrap();
-    build(dir.path(), accounts, transfers);
+    // SANAD_SCALE_DIR keeps the built ledger for profiling its reopening (`--reopen DIR`).
+    let kept = std::env::var_os("SANAD_SCALE_DIR").map(std::path::PathBuf::from);
+    let temporary = tempfile::tempdir().unwrap();
+    let dir = kept.as_deref().unwrap_or(temporary.path());
+    build(dir, accounts, transfers);
     let child = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--reopen", dir.path().to_str().unwrap()])
+        .args(["--reopen", dir.to_str().unwrap()])
         .status()
         .unwrap();
     assert!(child.success());
