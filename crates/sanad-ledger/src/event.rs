@@ -239,29 +239,51 @@ fn transfer_posted_entry(
         serde_json::to_writer(&mut *out, text)
             .unwrap_or_else(|_| unreachable!("writing to a Vec cannot fail"));
     }
+    // Ids are ASCII letters, digits and `-_.:` (see `Id::parse`): nothing to escape.
+    fn id(out: &mut Vec<u8>, id: &Id) {
+        debug_assert!(!id.as_str().bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20));
+        out.push(b'"');
+        out.extend_from_slice(id.as_str().as_bytes());
+        out.push(b'"');
+    }
+    fn number(out: &mut Vec<u8>, value: u64) {
+        let mut digits = [0u8; 20];
+        let mut at = digits.len();
+        let mut rest = value;
+        loop {
+            at -= 1;
+            digits[at] = b'0' + (rest % 10) as u8;
+            rest /= 10;
+            if rest == 0 {
+                break;
+            }
+        }
+        out.extend_from_slice(&digits[at..]);
+    }
     let mut out = Vec::with_capacity(192 + reference.map_or(0, str::len));
-    out.extend_from_slice(b"{\"actor\":");
-    serde_json::to_writer(&mut out, &actor).unwrap_or_else(|_| unreachable!("an actor serializes"));
-    out.extend_from_slice(b",\"amount\":{\"amount\":");
-    string(&mut out, &amount.to_decimal_string());
-    out.extend_from_slice(b",\"currency\":");
-    string(&mut out, amount.currency().code());
-    out.extend_from_slice(b"},\"at_ms\":");
-    out.extend_from_slice(at_ms.to_string().as_bytes());
+    out.extend_from_slice(b"{\"actor\":\"");
+    out.extend_from_slice(actor.as_str().as_bytes());
+    out.extend_from_slice(b"\",\"amount\":{\"amount\":\"");
+    // A decimal string: digits, a sign and a point, nothing to escape.
+    out.extend_from_slice(amount.to_decimal_string().as_bytes());
+    out.extend_from_slice(b"\",\"currency\":\"");
+    out.extend_from_slice(amount.currency().code().as_bytes());
+    out.extend_from_slice(b"\"},\"at_ms\":");
+    number(&mut out, at_ms);
     out.extend_from_slice(b",\"from\":");
-    string(&mut out, from.as_str());
+    id(&mut out, from);
     out.extend_from_slice(b",\"programme\":");
-    string(&mut out, programme.as_str());
+    id(&mut out, programme);
     if let Some(reference) = reference {
         out.extend_from_slice(b",\"reference\":");
         string(&mut out, reference);
     }
     out.extend_from_slice(b",\"to\":");
-    string(&mut out, to.as_str());
+    id(&mut out, to);
     out.extend_from_slice(b",\"transfer\":");
-    string(&mut out, transfer.as_str());
+    id(&mut out, transfer);
     out.extend_from_slice(b",\"type\":\"transfer.posted\",\"v\":");
-    out.extend_from_slice(ENTRY_VERSION.to_string().as_bytes());
+    number(&mut out, ENTRY_VERSION);
     out.push(b'}');
     out
 }
@@ -393,12 +415,13 @@ mod tests {
             reference in prop::option::of(".{0,40}"),
             actor in prop::sample::select(vec![Actor::Operator, Actor::Vendor, Actor::Beneficiary, Actor::System]),
             currency in prop::sample::select(vec!["JOD", "USD", "XOF", "KWD", "EUR"]),
+            ids in prop::array::uniform3("[A-Za-z0-9_.:-]{1,64}"),
         ) {
             let id = |s: &str| Id::parse(s).unwrap();
             let event = Event::TransferPosted {
-                transfer: id("t-1:a.b_c"),
-                from: id("prog-1"),
-                to: id("b-XYZ.JOD"),
+                transfer: id(&ids[0]),
+                from: id(&ids[1]),
+                to: id(&ids[2]),
                 amount: Amount::from_minor_units(minor, Currency::parse(currency).unwrap()),
                 programme: id("prog-1"),
                 actor,

@@ -815,11 +815,11 @@ impl State {
     }
 
     fn count(&mut self, record: &TransferRecord, minor: i64, reversal: bool) {
-        if !self.totals.contains_key(&record.programme) {
-            self.totals.insert(record.programme.clone(), BTreeMap::new());
-        }
-        let Some(totals) = self.totals.get_mut(&record.programme) else { return };
-        let totals = totals.entry(record.amount.currency()).or_default();
+        let by_currency = match self.totals.get_mut(&record.programme) {
+            Some(by_currency) => by_currency,
+            None => self.totals.entry(record.programme.clone()).or_default(),
+        };
+        let totals = by_currency.entry(record.amount.currency()).or_default();
         if reversal {
             totals.reversals += 1;
             totals.reversed_minor += i128::from(minor);
