@@ -430,7 +430,7 @@ impl Ledger {
     /// # Errors
     /// Storage failures, after which the ledger refuses writes until reopened.
     pub fn execute(&self, command: Command) -> Result<Result<Applied, Rejection>, Error> {
-        let id = retry_id(&command);
+        let id = command.claimed_id().cloned();
         let mut results = self.execute_each(vec![command])?;
         let result = results.pop().ok_or_else(|| Error::Corrupt("an empty answer".into()))?;
         Ok(match result {
@@ -648,16 +648,4 @@ fn archive_recent(archive: &archive::Archive, state: &mut State) -> Result<(), E
     archive.add_set(&mut recent)?;
     state.forget_archived(&recent);
     Ok(())
-}
-
-/// The id under which a retried command's original can be found.
-fn retry_id(command: &Command) -> Option<Id> {
-    match command {
-        Command::Transfer { id, .. }
-        | Command::Reserve { id, .. }
-        | Command::PostPending { id, .. }
-        | Command::VoidPending { id, .. }
-        | Command::Reverse { id, .. } => Some(id.clone()),
-        _ => None,
-    }
 }

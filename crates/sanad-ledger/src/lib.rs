@@ -316,6 +316,21 @@ pub enum Command {
     },
 }
 
+impl Command {
+    /// The transfer id the command claims in the idempotency index (a retry with the same id
+    /// and content is answered with the original), if it is a command that claims one.
+    pub fn claimed_id(&self) -> Option<&Id> {
+        match self {
+            Self::Transfer { id, .. }
+            | Self::Reserve { id, .. }
+            | Self::PostPending { id, .. }
+            | Self::VoidPending { id, .. }
+            | Self::Reverse { id, .. } => Some(id),
+            _ => None,
+        }
+    }
+}
+
 /// Why a command was refused. Nothing changed. Codes are stable and in precedence order.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]

@@ -571,14 +571,7 @@ impl State {
 
     /// Remembers the key of the id `command` claims, for its decision and its application.
     fn memo_key(&mut self, command: &Command) {
-        let (Command::Transfer { id, .. }
-        | Command::Reserve { id, .. }
-        | Command::PostPending { id, .. }
-        | Command::VoidPending { id, .. }
-        | Command::Reverse { id, .. }) = command
-        else {
-            return;
-        };
+        let Some(id) = command.claimed_id() else { return };
         if self.key_memo.as_ref().is_none_or(|(memo, _)| memo != id) {
             self.key_memo = Some((id.clone(), id_key(id)));
         }
