@@ -37,55 +37,6 @@ impl Work {
     }
 }
 
-/// From this many events a batch is encoded on two threads, and its histories are recorded
-/// while the log writes it: the fsync leaves the processor idle, and one caller sending a
-/// thousand transfers at a time waits for every step in turn. Below it, starting a thread
-/// costs more than it saves.
-const OVERLAP_EVENTS_MIN: usize = 256;
-
-/// The batch's log entries, in order.
-fn encode(events: &[Event]) -> Vec<Vec<u8>> {
-    if events.len() < OVERLAP_EVENTS_MIN {
-        return events.iter().map(Event::to_entry).collect();
-    }
-    let (first, second) = events.split_at(events.len() / 2);
-    std::thread::scope(|scope| {
-        let later = scope.spawn(|| second.iter().map(Event::to_entry).collect::<Vec<_>>());
-        let mut entries: Vec<Vec<u8>> = Vec::with_capacity(events.len());
-        entries.extend(first.iter().map(Event::to_entry));
-        entries.extend(later.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)));
-        entries
-    })
-}
-
-/// Appends the batch's entries and records which accounts each touched, the latter while the
-/// log writes (histories are behind the same lock as the state, so nobody sees them early; if
-/// the append fails, the writer stops, as the state is ahead of the log anyway).
-fn append_recording(
-    shared: &Shared,
-    entries: Vec<Vec<u8>>,
-    events: &[Event],
-    first_index: u64,
-    state: &sanad_ledger::State,
-    histories: &mut crate::history::Histories,
-) -> Result<sanad_log::Appended, sanad_log::Error> {
-    let record = |histories: &mut crate::history::Histories| {
-        for (offset, event) in events.iter().enumerate() {
-            histories.record(first_index + offset as u64, state, event);
-        }
-    };
-    if events.len() < OVERLAP_EVENTS_MIN {
-        let appended = shared.log.append(entries)?;
-        record(histories);
-        return Ok(appended);
-    }
-    std::thread::scope(|scope| {
-        let appending = scope.spawn(|| shared.log.append(entries));
-        record(histories);
-        appending.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-    })
-}
-
 /// The answer to one job, before log indexes are known: entry offsets within the batch.
 enum Decided {
     Each(Vec<Result<std::ops::Range<usize>, Rejection>>),
@@ -207,19 +158,21 @@ fn commit(shared: &Shared, mut jobs: Vec<Job>) -> Result<(), Error> {
     }
     let first_index = view.size;
     if !events.is_empty() {
-        let entries = encode(&events);
+        let entries: Vec<Vec<u8>> = events.iter().map(Event::to_entry).collect();
         let count = entries.len() as u64;
-        let View { state, histories, .. } = &mut *view;
-        let appended = append_recording(shared, entries, &events, first_index, state, histories)
-            .inspect_err(|error| {
-                // The state is ahead of the log; answer everyone, then stop.
-                for job in &jobs {
-                    let _ = job.reply.send(Err(Error::Stopped(error.to_string())));
-                }
-            })?;
+        let appended = shared.log.append(entries).inspect_err(|error| {
+            // The state is ahead of the log; answer everyone, then stop.
+            for job in &jobs {
+                let _ = job.reply.send(Err(Error::Stopped(error.to_string())));
+            }
+        })?;
         assert_eq!(appended.first_index, first_index, "the ledger is the log's only writer");
         view.size = first_index + count;
         view.at_ms = now_ms;
+        let View { state, histories, .. } = &mut *view;
+        for (offset, event) in events.iter().enumerate() {
+            histories.record(first_index + offset as u64, state, event);
+        }
         if view.state.recent_id_count() >= shared.recent_ids_max {
             crate::archive_recent(&shared.archive, &mut view.state)?;
         }
