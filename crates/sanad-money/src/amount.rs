@@ -171,7 +171,29 @@ impl Amount {
     /// The decimal text without the currency, at full scale (`"12.500"`), as amounts travel in
     /// JSON and CSV.
     pub fn to_decimal_string(&self) -> String {
-        self.value.to_string()
+        // From the minor units: every log entry of a transfer writes one, and the general
+        // decimal formatter cost a sixth of encoding the entry. The same text as `Decimal`'s
+        // `Display` (tested below).
+        let minor = self.minor_units();
+        let scale = self.currency.minor_units() as usize;
+        let digits = minor.unsigned_abs().to_string();
+        let mut text = String::with_capacity(digits.len().saturating_add(scale).saturating_add(3));
+        if minor < 0 {
+            text.push('-');
+        }
+        if digits.len() > scale {
+            let (whole, fraction) = digits.split_at(digits.len().saturating_sub(scale));
+            text.push_str(whole);
+            if scale > 0 {
+                text.push('.');
+                text.push_str(fraction);
+            }
+        } else {
+            text.push_str("0.");
+            text.extend(std::iter::repeat_n('0', scale.saturating_sub(digits.len())));
+            text.push_str(&digits);
+        }
+        text
     }
 }
 
@@ -210,6 +232,18 @@ impl<'de> Deserialize<'de> for Amount {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn decimal_text_is_what_the_decimal_type_prints(
+            minor in prop_oneof![any::<i64>(), -100_000i64..100_000, Just(i64::MIN), Just(0)],
+            code in prop::sample::select(vec!["JOD", "USD", "XOF", "KWD", "CLF", "JPY"]),
+        ) {
+            let amount = Amount::from_minor_units(minor, c(code));
+            prop_assert_eq!(amount.to_decimal_string(), amount.value().to_string());
+        }
+    }
 
     fn c(code: &str) -> Currency {
         Currency::parse(code).unwrap()
