@@ -643,10 +643,11 @@ impl State {
     }
 
     /// The limits in force on an account: its own, with each one left out taken from its tier.
-    pub fn limits_of(&self, account: &Account) -> Limits {
+    pub fn limits_of<'a>(&'a self, account: &'a Account) -> std::borrow::Cow<'a, Limits> {
         match account.tier.as_ref().and_then(|tier| self.tiers.get(tier)) {
-            Some((_, tier)) => account.limits().or(tier),
-            None => account.limits().clone(),
+            Some((_, tier)) => std::borrow::Cow::Owned(account.limits().or(tier)),
+            // Most accounts: no tier, and their own limits (or none) as they are.
+            None => std::borrow::Cow::Borrowed(account.limits()),
         }
     }
 
