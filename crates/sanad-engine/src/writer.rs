@@ -141,6 +141,9 @@ fn commit(shared: &Shared, mut jobs: Vec<Job>) -> Result<(), Error> {
                     .iter()
                     .map(|command| {
                         let start = events.len();
+                        // A reversal of a transfer earlier in this batch: not in the log yet.
+                        let filled = command.with_original_among(&events);
+                        let command = filled.as_ref().unwrap_or(command);
                         events.extend(view.state.execute(command, &context)?);
                         Ok(start..events.len())
                     })

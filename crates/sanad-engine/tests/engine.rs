@@ -227,6 +227,12 @@ fn a_reversal_reads_its_original_from_the_log() {
     assert_eq!(again.code(), "already_reversed");
     let missing = ledger.execute(reverse("r3", "nope")).unwrap().unwrap_err();
     assert_eq!(missing.code(), "transfer_not_found");
+    // A transfer and its reversal in one call: the original is found in the same batch, as
+    // it would be in two calls (how calls are batched must not change their answers).
+    let both =
+        ledger.execute_each(vec![transfer("t2", "prog", "w0", "20"), reverse("r4", "t2")]).unwrap();
+    assert!(both.iter().all(Result::is_ok), "{both:?}");
+    assert_eq!(ledger.account(&id("w0")).unwrap().balance(), jod("0"));
     // The reversal's entry names what it undid; replaying it checks that against the original.
     drop(ledger);
     std::fs::remove_file(dir.path().join("ledger.snapshot")).unwrap();

@@ -329,6 +329,36 @@ impl Command {
             _ => None,
         }
     }
+
+    /// A reversal without its original's content, filled in from `earlier` when the original
+    /// transfer is among them: events decided in the same batch or group, not in the log yet
+    /// (where the engine otherwise reads it). `None` for anything else.
+    pub fn with_original_among(&self, earlier: &[Event]) -> Option<Self> {
+        let Self::Reverse { id, original, actor, original_transfer: None } = self else {
+            return None;
+        };
+        let found = earlier.iter().rev().find_map(|event| match event {
+            Event::TransferPosted {
+                transfer,
+                from,
+                to,
+                amount,
+                programme,
+                actor,
+                reference,
+                ..
+            } if transfer == original => {
+                Some(TransferRecord::of(from, to, amount, programme, *actor, reference))
+            }
+            _ => None,
+        })?;
+        Some(Self::Reverse {
+            id: id.clone(),
+            original: original.clone(),
+            actor: *actor,
+            original_transfer: Some(found),
+        })
+    }
 }
 
 /// Why a command was refused. Nothing changed. Codes are stable and in precedence order.

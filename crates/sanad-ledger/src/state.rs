@@ -998,31 +998,10 @@ impl State {
                 Command::ExpireDue { .. } => Err(Rejection::NotLinkable),
                 // A reversal of a transfer made earlier in this group finds it among the
                 // group's own events: it is not in the log yet.
-                Command::Reverse { id, original, actor, original_transfer: None } => {
-                    let earlier = events.iter().find_map(|event| match event {
-                        Event::TransferPosted {
-                            transfer,
-                            from,
-                            to,
-                            amount,
-                            programme,
-                            actor,
-                            reference,
-                            ..
-                        } if transfer == original => {
-                            Some(TransferRecord::of(from, to, amount, programme, *actor, reference))
-                        }
-                        _ => None,
-                    });
-                    let filled = Command::Reverse {
-                        id: id.clone(),
-                        original: original.clone(),
-                        actor: *actor,
-                        original_transfer: earlier,
-                    };
-                    decide(self, &filled, context)
-                }
-                _ => decide(self, command, context),
+                _ => match command.with_original_among(&events) {
+                    Some(filled) => decide(self, &filled, context),
+                    None => decide(self, command, context),
+                },
             };
             match decided {
                 Ok(decided) => {
