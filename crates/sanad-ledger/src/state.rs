@@ -523,6 +523,18 @@ enum Saved {
     Beneficiary(Id, Option<Beneficiary>),
 }
 
+/// The limits in force on `account` given the defined tiers (see [`State::limits_of`]).
+fn limits_with_tiers<'a>(
+    account: &'a Account,
+    tiers: &'a BTreeMap<Id, (Currency, Limits)>,
+) -> std::borrow::Cow<'a, Limits> {
+    match account.tier.as_ref().and_then(|tier| tiers.get(tier)) {
+        Some((_, tier)) => std::borrow::Cow::Owned(account.limits().or(tier)),
+        // Most accounts: no tier, and their own limits (or none) as they are.
+        None => std::borrow::Cow::Borrowed(account.limits()),
+    }
+}
+
 /// An event that cannot apply to the state: in a replayed log, a bad log; in the engine, a bug.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("event does not apply: {0}")]
@@ -644,11 +656,7 @@ impl State {
 
     /// The limits in force on an account: its own, with each one left out taken from its tier.
     pub fn limits_of<'a>(&'a self, account: &'a Account) -> std::borrow::Cow<'a, Limits> {
-        match account.tier.as_ref().and_then(|tier| self.tiers.get(tier)) {
-            Some((_, tier)) => std::borrow::Cow::Owned(account.limits().or(tier)),
-            // Most accounts: no tier, and their own limits (or none) as they are.
-            None => std::borrow::Cow::Borrowed(account.limits()),
-        }
+        limits_with_tiers(account, &self.tiers)
     }
 
     /// The accounts an applied event moved money in or changed: what an account's history
@@ -860,11 +868,8 @@ impl State {
         minor: i64,
         at_ms: u64,
     ) -> Result<(), Inconsistency> {
-        let remember = {
-            let debit = self.accounts.get(from).ok_or_else(|| unknown_account(from))?;
-            self.limits_of(debit).limits_outflow()
-        };
-        let debit = self.account_mut(from)?;
+        let debit = self.accounts.get_mut(from).ok_or_else(|| unknown_account(from))?;
+        let remember = limits_with_tiers(debit, &self.tiers).limits_outflow();
         debit.balance_minor -= minor;
         if remember {
             let outflows = debit.outflows.get_or_insert_with(Box::default);
