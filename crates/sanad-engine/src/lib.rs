@@ -26,9 +26,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard, mpsc};
 use std::thread::JoinHandle;
 
-use sanad_ledger::{
-    Account, Command, Event, GroupRejection, Inconsistency, Rejection, State, TransferRecord,
-};
+use sanad_ledger::{Account, Command, Event, GroupRejection, Inconsistency, Rejection, State};
 use sanad_log::Log;
 use sanad_money::Id;
 
@@ -525,13 +523,9 @@ impl Ledger {
     fn prepare(&self, mut command: Command) -> Result<Command, Error> {
         if let Command::Reverse { original, original_transfer: original_transfer @ None, .. } =
             &mut command
-            && let Some((
-                _,
-                Event::TransferPosted { from, to, amount, programme, actor, reference, .. },
-            )) = self.transfer(original)?
+            && let Some((_, event)) = self.transfer(original)?
         {
-            *original_transfer =
-                Some(TransferRecord::of(&from, &to, &amount, &programme, actor, &reference));
+            *original_transfer = event.posted_transfer().map(|(_, record)| record);
         }
         Ok(command)
     }

@@ -7,7 +7,7 @@
 use sanad_money::{Amount, Currency, Id};
 use serde::{Deserialize, Serialize};
 
-use crate::{AccountKind, Actor, Limits, ProgrammeKind};
+use crate::{AccountKind, Actor, Limits, ProgrammeKind, TransferRecord};
 
 /// Schema version written in every entry.
 pub const ENTRY_VERSION: u64 = 1;
@@ -113,7 +113,7 @@ pub enum Event {
         original: Id,
         /// The original's content (so the entry stands on its own; a replay checks it against
         /// the original's fingerprint): the reversal moves its amount from `to` back to `from`.
-        reverses: crate::TransferRecord,
+        reverses: TransferRecord,
         /// Who asked.
         actor: Actor,
         /// When.
@@ -324,6 +324,18 @@ impl Event {
             | Self::BeneficiaryRegistered { at_ms, .. }
             | Self::BeneficiaryErased { at_ms, .. } => *at_ms,
         }
+    }
+
+    /// A posted single-phase transfer's id and content (what a reversal of it needs); `None`
+    /// for any other event.
+    pub fn posted_transfer(&self) -> Option<(&Id, TransferRecord)> {
+        let Self::TransferPosted {
+            transfer, from, to, amount, programme, actor, reference, ..
+        } = self
+        else {
+            return None;
+        };
+        Some((transfer, TransferRecord::of(from, to, amount, programme, *actor, reference)))
     }
 
     /// The client-chosen id the event answers for (transfers, holds and operations on them),

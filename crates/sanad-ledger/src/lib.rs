@@ -337,20 +337,10 @@ impl Command {
         let Self::Reverse { id, original, actor, original_transfer: None } = self else {
             return None;
         };
-        let found = earlier.iter().rev().find_map(|event| match event {
-            Event::TransferPosted {
-                transfer,
-                from,
-                to,
-                amount,
-                programme,
-                actor,
-                reference,
-                ..
-            } if transfer == original => {
-                Some(TransferRecord::of(from, to, amount, programme, *actor, reference))
-            }
-            _ => None,
+        let found = earlier.iter().rev().find_map(|event| {
+            event
+                .posted_transfer()
+                .and_then(|(transfer, record)| (transfer == original).then_some(record))
         })?;
         Some(Self::Reverse {
             id: id.clone(),

@@ -305,30 +305,12 @@ fn id(text: &str) -> Id {
 
 /// What the engine does before a reversal: read the original's content from the log.
 fn with_original(command: &Command, log: &[Vec<u8>]) -> Command {
-    let Command::Reverse { id, original, actor, original_transfer: None } = command else {
+    if !matches!(command, Command::Reverse { original_transfer: None, .. }) {
         return command.clone();
-    };
-    let found = log.iter().find_map(|entry| match sanad_ledger::Event::from_entry(entry) {
-        Ok(sanad_ledger::Event::TransferPosted {
-            transfer,
-            from,
-            to,
-            amount,
-            programme,
-            actor,
-            reference,
-            ..
-        }) if transfer == *original => Some(sanad_ledger::TransferRecord::of(
-            &from, &to, &amount, &programme, actor, &reference,
-        )),
-        _ => None,
-    });
-    Command::Reverse {
-        id: id.clone(),
-        original: original.clone(),
-        actor: *actor,
-        original_transfer: found,
     }
+    let events: Vec<sanad_ledger::Event> =
+        log.iter().filter_map(|entry| sanad_ledger::Event::from_entry(entry).ok()).collect();
+    command.with_original_among(&events).unwrap_or_else(|| command.clone())
 }
 
 /// One step of a run: a command on its own, or a linked group.
