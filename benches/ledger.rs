@@ -22,20 +22,12 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{compare, median, per_second, raw_sled};
+use common::{compare, funded_programme, id, jod, median, open, per_second, raw_sled};
 use sanad::engine::{Ledger, Options};
-use sanad::ledger::{AccountKind, Actor, Command, Event, ProgrammeKind};
-use sanad::money::{Amount, Currency, Id};
+use sanad::ledger::{AccountKind, Actor, Command, Event};
+use sanad::money::Amount;
 
 const WALLETS: usize = 1_000;
-
-fn id(text: &str) -> Id {
-    Id::parse(text).unwrap()
-}
-
-fn jod() -> Currency {
-    Currency::parse("JOD").unwrap()
-}
 
 fn transfer(caller: usize, n: usize) -> Command {
     Command::Transfer {
@@ -75,31 +67,7 @@ fn transfer_entries(count: usize) -> Vec<Vec<u8>> {
 
 fn funded(dir: &std::path::Path) -> Ledger {
     let ledger = Ledger::create(dir, "bench.example/ledger", Options::default()).unwrap();
-    let open = |name: &str, kind| Command::OpenAccount {
-        id: id(name),
-        kind,
-        currency: jod(),
-        owner: id("agency"),
-    };
-    let mut setup = vec![
-        open("donor", AccountKind::External),
-        open("prog", AccountKind::ProgrammeFunding),
-        Command::CreateProgramme {
-            id: id("prog"),
-            name: "Bench".into(),
-            kind: ProgrammeKind::Cash,
-            funding: id("prog"),
-        },
-        Command::Transfer {
-            id: id("budget"),
-            from: id("donor"),
-            to: id("prog"),
-            amount: Amount::parse("1000000000000", jod()).unwrap(),
-            programme: id("prog"),
-            actor: Actor::Operator,
-            reference: None,
-        },
-    ];
+    let mut setup = funded_programme("Bench", "1000000000000");
     setup.extend((0..WALLETS).map(|w| open(&format!("w{w}"), AccountKind::Wallet)));
     for chunk in setup.chunks(4_000) {
         for result in ledger.execute_each(chunk.to_vec()).unwrap() {

@@ -12,22 +12,17 @@
 // Bench code: a failed unwrap is a failed run.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::time::Instant;
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+use common::{funded_programme, id, jod, open};
 use sanad::engine::{Ledger, Options};
-use sanad::ledger::{AccountKind, Actor, Command, ProgrammeKind};
-use sanad::money::{Amount, Currency, Id};
-
-fn id(text: &str) -> Id {
-    Id::parse(text).unwrap()
-}
-
-fn jod() -> Currency {
-    Currency::parse("JOD").unwrap()
-}
+use sanad::ledger::{AccountKind, Actor, Command};
+use sanad::money::Amount;
 
 /// A line of /proc/self/status, in MiB.
 fn status_mib(field: &str) -> f64 {
@@ -45,39 +40,12 @@ fn execute(ledger: &Ledger, commands: Vec<Command>) {
 
 fn build(dir: &std::path::Path, accounts: usize, transfers: usize) {
     let ledger = Ledger::create(dir, "bench.example/scale", Options::default()).unwrap();
-    let open = |name: String, kind| Command::OpenAccount {
-        id: id(&name),
-        kind,
-        currency: jod(),
-        owner: id("agency"),
-    };
-    execute(
-        &ledger,
-        vec![
-            open("donor".into(), AccountKind::External),
-            open("prog".into(), AccountKind::ProgrammeFunding),
-            Command::CreateProgramme {
-                id: id("prog"),
-                name: "Scale".into(),
-                kind: ProgrammeKind::Cash,
-                funding: id("prog"),
-            },
-            Command::Transfer {
-                id: id("budget"),
-                from: id("donor"),
-                to: id("prog"),
-                amount: Amount::parse("10000000000000", jod()).unwrap(),
-                programme: id("prog"),
-                actor: Actor::Operator,
-                reference: None,
-            },
-        ],
-    );
+    execute(&ledger, funded_programme("Scale", "10000000000000"));
     let start = Instant::now();
     for chunk in (0..accounts).collect::<Vec<_>>().chunks(8_000) {
         execute(
             &ledger,
-            chunk.iter().map(|w| open(format!("w{w}"), AccountKind::Wallet)).collect(),
+            chunk.iter().map(|w| open(&format!("w{w}"), AccountKind::Wallet)).collect(),
         );
     }
     println!(

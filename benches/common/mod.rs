@@ -6,6 +6,9 @@
 
 use std::time::{Duration, Instant};
 
+use sanad::ledger::{AccountKind, Actor, Command, ProgrammeKind};
+use sanad::money::{Amount, Currency, Id};
+
 /// Entries written per value by the raw-sled baseline.
 pub(crate) const BASELINE_BATCH: usize = 1_000;
 
@@ -60,4 +63,40 @@ pub(crate) fn compare(
         median(b),
         100.0 * median(r)
     );
+}
+
+pub(crate) fn id(text: &str) -> Id {
+    Id::parse(text).unwrap()
+}
+
+pub(crate) fn jod() -> Currency {
+    Currency::parse("JOD").unwrap()
+}
+
+/// Opens a JOD account of the agency's.
+pub(crate) fn open(name: &str, kind: AccountKind) -> Command {
+    Command::OpenAccount { id: id(name), kind, currency: jod(), owner: id("agency") }
+}
+
+/// The ledger benches' programme `prog`, funded with `budget` JOD from the external `donor`.
+pub(crate) fn funded_programme(name: &str, budget: &str) -> Vec<Command> {
+    vec![
+        open("donor", AccountKind::External),
+        open("prog", AccountKind::ProgrammeFunding),
+        Command::CreateProgramme {
+            id: id("prog"),
+            name: name.into(),
+            kind: ProgrammeKind::Cash,
+            funding: id("prog"),
+        },
+        Command::Transfer {
+            id: id("budget"),
+            from: id("donor"),
+            to: id("prog"),
+            amount: Amount::parse(budget, jod()).unwrap(),
+            programme: id("prog"),
+            actor: Actor::Operator,
+            reference: None,
+        },
+    ]
 }
