@@ -60,7 +60,6 @@ mod state;
 mod table;
 
 pub use event::{ENTRY_VERSION, EntryError, Event};
-pub use sharded::ShardedMap;
 pub use state::{
     Account, AccountKind, Beneficiary, GroupRejection, IdArchive, IdUse, Inconsistency, Pending,
     PendingState, Programme, ProgrammeTotals, State, TransferRecord, UseKind, replay,

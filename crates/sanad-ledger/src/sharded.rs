@@ -1,15 +1,11 @@
 //! [`ShardedMap`]: a hash map split into 64 shards that grow one at a time. A single map of a
 //! million accounts doubles in one step, holding the old and the new table at once (a third
-//! more memory at the peak than at rest); shards spread that over 64 small steps. Serialized as
-//! one ordinary map; decoding reserves each shard's share of the length up front.
+//! more memory at the peak than at rest); shards spread that over 64 small steps. It holds the
+//! account table's numbers (`table.rs`), which are rebuilt from the accounts when a snapshot is
+//! read, so the map itself is never serialized.
 
 use std::borrow::Borrow;
 use std::hash::{BuildHasher, Hash};
-use std::marker::PhantomData;
-
-use serde::de::{MapAccess, Visitor};
-use serde::ser::SerializeMap as _;
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 type Shard<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
@@ -23,7 +19,7 @@ fn shard_of<Q: Hash + ?Sized>(key: &Q) -> usize {
 
 /// A hash map in 64 shards (see the module docs).
 #[derive(Clone, Debug)]
-pub struct ShardedMap<K, V> {
+pub(crate) struct ShardedMap<K, V> {
     shards: Vec<Shard<K, V>>,
 }
 
@@ -44,7 +40,7 @@ impl<K, V> Default for ShardedMap<K, V> {
 
 impl<K: Hash + Eq, V> ShardedMap<K, V> {
     /// An empty map with room for about `entries` (at most 2^26 reserved up front).
-    pub fn with_capacity(entries: usize) -> Self {
+    pub(crate) fn with_capacity(entries: usize) -> Self {
         let share = entries.min(RESERVE_MAX) / SHARDS;
         let mut map = Self::default();
         for shard in &mut map.shards {
@@ -58,7 +54,7 @@ impl<K: Hash + Eq, V> ShardedMap<K, V> {
     }
 
     /// The value for `key`.
-    pub fn get<Q>(&self, key: &Q) -> Option<&V>
+    pub(crate) fn get<Q>(&self, key: &Q) -> Option<&V>
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
@@ -66,26 +62,8 @@ impl<K: Hash + Eq, V> ShardedMap<K, V> {
         self.shard(key).get(key)
     }
 
-    /// The stored key and value for `key`.
-    pub fn get_key_value<Q>(&self, key: &Q) -> Option<(&K, &V)>
-    where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
-    {
-        self.shard(key).get_key_value(key)
-    }
-
-    /// The value for `key`, to change.
-    pub fn get_mut<Q>(&mut self, key: &Q) -> Option<&mut V>
-    where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
-    {
-        self.shards[shard_of(key)].get_mut(key)
-    }
-
     /// Whether `key` is present.
-    pub fn contains_key<Q>(&self, key: &Q) -> bool
+    pub(crate) fn contains_key<Q>(&self, key: &Q) -> bool
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
@@ -94,98 +72,42 @@ impl<K: Hash + Eq, V> ShardedMap<K, V> {
     }
 
     /// Inserts, returning the value replaced.
-    pub fn insert(&mut self, key: K, value: V) -> Option<V> {
+    pub(crate) fn insert(&mut self, key: K, value: V) -> Option<V> {
         self.shards[shard_of(&key)].insert(key, value)
     }
 
     /// Removes, returning the value.
-    pub fn remove<Q>(&mut self, key: &Q) -> Option<V>
+    pub(crate) fn remove<Q>(&mut self, key: &Q) -> Option<V>
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
         self.shards[shard_of(key)].remove(key)
     }
-
-    /// Every entry, in no particular order.
-    pub fn iter(&self) -> impl Iterator<Item = (&K, &V)> {
-        self.shards.iter().flat_map(|shard| shard.iter())
-    }
-
-    /// Every value, in no particular order.
-    pub fn values(&self) -> impl Iterator<Item = &V> {
-        self.shards.iter().flat_map(|shard| shard.values())
-    }
-
-    /// How many entries.
-    pub fn len(&self) -> usize {
-        self.shards.iter().map(Shard::len).sum()
-    }
-
-    /// Whether there are none.
-    pub fn is_empty(&self) -> bool {
-        self.shards.iter().all(Shard::is_empty)
-    }
-}
-
-impl<K: Serialize + Hash + Eq, V: Serialize> Serialize for ShardedMap<K, V> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        // Length first: compact formats need it.
-        let mut map = serializer.serialize_map(Some(self.len()))?;
-        for (key, value) in self.iter() {
-            map.serialize_entry(key, value)?;
-        }
-        map.end()
-    }
 }
 
 /// At most this many entries are reserved up front, whatever a length claims.
 const RESERVE_MAX: usize = 1 << 26;
-
-struct Entries<K, V>(PhantomData<(K, V)>);
-
-impl<'de, K: Deserialize<'de> + Hash + Eq, V: Deserialize<'de>> Visitor<'de> for Entries<K, V> {
-    type Value = ShardedMap<K, V>;
-
-    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("a map")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Self::Value, A::Error> {
-        let mut map = ShardedMap::with_capacity(access.size_hint().unwrap_or(0));
-        while let Some((key, value)) = access.next_entry()? {
-            map.insert(key, value);
-        }
-        Ok(map)
-    }
-}
-
-impl<'de, K: Deserialize<'de> + Hash + Eq, V: Deserialize<'de>> Deserialize<'de>
-    for ShardedMap<K, V>
-{
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_map(Entries(PhantomData))
-    }
-}
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn behaves_as_a_map_and_round_trips() {
+    fn behaves_as_a_map_and_equals_one_built_otherwise() {
         let mut map = ShardedMap::default();
         for n in 0..1_000u32 {
             assert_eq!(map.insert(n.to_string(), n), None);
         }
-        assert_eq!(map.len(), 1_000);
         assert_eq!(map.get("417"), Some(&417));
-        *map.get_mut("417").unwrap() = 7;
+        assert_eq!(map.insert("417".into(), 7), Some(417));
         assert_eq!(map.remove("417"), Some(7));
-        assert!(!map.contains_key("417") && map.len() == 999);
-        let bytes = serde_json::to_vec(&map).unwrap();
-        let back: ShardedMap<String, u32> = serde_json::from_slice(&bytes).unwrap();
-        assert_eq!(back, map);
+        assert!(!map.contains_key("417") && map.contains_key("418"));
+        let mut copy = ShardedMap::with_capacity(1_000);
+        for n in (0..1_000u32).filter(|n| *n != 417) {
+            copy.insert(n.to_string(), n);
+        }
+        assert_eq!(copy, map);
         assert!(map.shards.iter().all(|shard| shard.len() > 3), "keys spread over the shards");
     }
 }

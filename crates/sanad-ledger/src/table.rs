@@ -14,7 +14,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use sanad_money::Id;
 
-use crate::ShardedMap;
+use crate::sharded::ShardedMap;
 use crate::state::Account;
 
 /// Items per page: pages are allocated whole and never moved, so growing never copies.
