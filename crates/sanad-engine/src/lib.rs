@@ -615,9 +615,7 @@ fn replay_tail(
         if let Some(event) = view.state.replay_entry(index, entry)? {
             view.at_ms = view.at_ms.max(event.at_ms());
             view.histories.record(index, &view.state, &event);
-            if view.state.recent_id_count() >= recent_ids_max {
-                archive_recent(archive, &mut view.state)?;
-            }
+            archive_when_full(archive, &mut view.state, recent_ids_max)?;
         }
         view.size = index + 1;
         Ok(())
@@ -635,9 +633,16 @@ fn replay_tail(
     }
 }
 
-/// Moves the state's recent idempotency entries to the archive: written durably first, then
-/// forgotten in memory.
-fn archive_recent(archive: &archive::Archive, state: &mut State) -> Result<(), Error> {
+/// Once the state holds `recent_ids_max` idempotency entries, moves them to the archive:
+/// written durably first, then forgotten in memory.
+fn archive_when_full(
+    archive: &archive::Archive,
+    state: &mut State,
+    recent_ids_max: usize,
+) -> Result<(), Error> {
+    if state.recent_id_count() < recent_ids_max {
+        return Ok(());
+    }
     let mut recent: Vec<_> = state.recent_ids().collect();
     archive.add_set(&mut recent)?;
     state.forget_archived(&recent);

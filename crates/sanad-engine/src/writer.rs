@@ -176,9 +176,7 @@ fn commit(shared: &Shared, mut jobs: Vec<Job>) -> Result<(), Error> {
         for (offset, event) in events.iter().enumerate() {
             histories.record(first_index + offset as u64, state, event);
         }
-        if view.state.recent_id_count() >= shared.recent_ids_max {
-            crate::archive_recent(&shared.archive, &mut view.state)?;
-        }
+        crate::archive_when_full(&shared.archive, &mut view.state, shared.recent_ids_max)?;
     }
     drop(view);
     // The ranges come in order and do not overlap: hand each caller its events, moved.
