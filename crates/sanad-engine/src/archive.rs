@@ -286,8 +286,7 @@ impl Archive {
         file.write_all(&head).map_err(io(&temporary))?;
         file.write_all(&records).map_err(io(&temporary))?;
         file.sync_all().map_err(io(&temporary))?;
-        std::fs::rename(&temporary, &path).map_err(io(&path))?;
-        File::open(&self.dir).and_then(|d| d.sync_all()).map_err(io(&self.dir))?;
+        crate::replace_durably(&temporary, &path).map_err(io(&path))?;
         let set = Set {
             file: File::open(&path).map_err(io(&path))?,
             entries: entries.len() as u64,
@@ -307,7 +306,7 @@ impl Archive {
             let path = item.map_err(io(&self.dir))?.path();
             std::fs::remove_file(&path).map_err(io(&path))?;
         }
-        File::open(&self.dir).and_then(|d| d.sync_all()).map_err(io(&self.dir))
+        crate::sync_dir(&self.dir).map_err(io(&self.dir))
     }
 }
 

@@ -633,6 +633,18 @@ fn replay_tail(
     }
 }
 
+/// Makes a directory's entries (files created, renamed or removed in it) durable.
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::File::open(dir).and_then(|d| d.sync_all())
+}
+
+/// Puts a written and synced `temporary` file in place of `path`, durably: after a crash the
+/// old file or the new one is there, whole.
+fn replace_durably(temporary: &Path, path: &Path) -> std::io::Result<()> {
+    std::fs::rename(temporary, path)?;
+    sync_dir(path.parent().unwrap_or(Path::new(".")))
+}
+
 /// Once the state holds `recent_ids_max` idempotency entries, moves them to the archive:
 /// written durably first, then forgotten in memory.
 fn archive_when_full(

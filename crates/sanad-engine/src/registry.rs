@@ -500,7 +500,7 @@ impl Registry {
                 .and_then(|()| file.sync_all())
                 .map_err(io)?;
             fs::remove_file(&path).map_err(io)?;
-            fs::File::open(&self.secrets).and_then(|d| d.sync_all()).map_err(io)?;
+            crate::sync_dir(&self.secrets).map_err(io)?;
         }
         Ok(())
     }

@@ -81,8 +81,7 @@ pub(crate) fn write(dir: &Path, snapshot: &SnapshotOf<'_>) -> Result<(), Error> 
     buffered.write_all(&hash.finalize()).map_err(io)?;
     let file = buffered.into_inner().map_err(|e| io(e.into_error()))?;
     file.sync_all().map_err(io)?;
-    std::fs::rename(&temporary, &path).map_err(io)?;
-    std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io)
+    crate::replace_durably(&temporary, &path).map_err(io)
 }
 
 /// The snapshot in `dir`, if there is one and it is intact; `Err` explains why one present
