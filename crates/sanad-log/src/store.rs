@@ -5,7 +5,7 @@
 //! | key                         | value                                                 |
 //! |-----------------------------|-------------------------------------------------------|
 //! | `O`                         | the origin                                            |
-//! | `B` + first index (u64 BE)  | a run of consecutive entries (a chunk of at most about 12 KiB of a committed batch), as an entry bundle (u16 BE length prefixes) |
+//! | `B` + first index (u64 BE)  | a run of consecutive entries (a chunk of at most about 7 KiB of a committed batch), as an entry bundle (u16 BE length prefixes) |
 //! | `T` + level (u8) + index (u64 BE) | one full tile of level 1 or above (8,192 bytes) |
 //! | `C`                         | the latest signed checkpoint                          |
 //!
@@ -17,7 +17,9 @@
 //! per chunk of a batch rather than one key per entry is what makes appends fast (sled's per-key
 //! cost is about 14 times the per-byte cost for small entries); chunks rather than one value per
 //! batch because sled keeps every value above its blob size in memory for good (a log of two
-//! million 190-byte entries held 370 MB), while it evicts smaller ones from its page cache. Level-0 tiles are not stored: they are
+//! million 190-byte entries held 370 MB), while it evicts smaller ones from its page cache;
+//! and small enough that a whole leaf page of them stays below the blob size too (see
+//! [`STORE_CHUNK_BYTES`]). Level-0 tiles are not stored: they are
 //! the leaf hashes of the entries, recomputed when read, which saves 32 bytes per entry on
 //! every append. Partial tiles are never stored either: they are rebuilt on open from the last
 //! entries and the full tiles below them.
