@@ -130,7 +130,47 @@ pub struct Applied {
     /// account).
     pub log_index: Option<u64>,
     /// The events it caused (none for a retry).
-    pub events: Vec<Event>,
+    pub events: Events,
+}
+
+/// The events one command caused, in order: its part of its batch's events, which every
+/// answer from the batch shares. A vector of its own for each command cost the writer an
+/// allocation and a copy per command, and the callers as many frees. Read it as a slice.
+#[derive(Clone)]
+pub struct Events {
+    batch: Arc<Vec<Event>>,
+    // Invariant: within `batch`.
+    range: std::ops::Range<usize>,
+}
+
+impl Events {
+    /// Events `range` of `batch`.
+    fn of(batch: &Arc<Vec<Event>>, range: std::ops::Range<usize>) -> Self {
+        assert!(range.end <= batch.len(), "a command's events lie within its batch");
+        Self { batch: Arc::clone(batch), range }
+    }
+}
+
+impl std::ops::Deref for Events {
+    type Target = [Event];
+
+    fn deref(&self) -> &[Event] {
+        &self.batch[self.range.clone()]
+    }
+}
+
+impl PartialEq for Events {
+    fn eq(&self, other: &Self) -> bool {
+        **self == **other
+    }
+}
+
+impl Eq for Events {}
+
+impl std::fmt::Debug for Events {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
 }
 
 /// How a ledger is run; [`Options::default`] for production.
@@ -428,13 +468,8 @@ impl Ledger {
     /// # Errors
     /// Storage failures, after which the ledger refuses writes until reopened.
     pub fn execute(&self, command: Command) -> Result<Result<Applied, Rejection>, Error> {
-        let id = command.claimed_id().cloned();
         let mut results = self.execute_each(vec![command])?;
-        let result = results.pop().ok_or_else(|| Error::Corrupt("an empty answer".into()))?;
-        Ok(match result {
-            Ok(applied) if applied.events.is_empty() => Ok(self.original(applied, id.as_ref())),
-            other => other,
-        })
+        results.pop().ok_or_else(|| Error::Corrupt("an empty answer".into()))
     }
 
     /// Executes independent commands in one call (and usually one commit): each is decided
@@ -477,14 +512,6 @@ impl Ledger {
             writer::Answer::Rotated(verifier) => Ok(*verifier),
             _ => Err(Error::Corrupt("another answer to a key rotation".into())),
         }
-    }
-
-    /// Fills in the original's log index for an answered retry.
-    fn original(&self, mut applied: Applied, id: Option<&Id>) -> Applied {
-        if let Some(id) = id {
-            applied.log_index = self.log_index_of(id);
-        }
-        applied
     }
 
     /// Reads the state (a consistent view: only durable changes).

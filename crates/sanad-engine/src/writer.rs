@@ -1,16 +1,17 @@
 //! The one writer. Callers queue jobs; the writer takes every job waiting (up to a batch's
 //! worth), decides them in order against the in-memory state (each sees the ones before it),
 //! appends all their entries to the log in one append (one commit, one fsync), and only then
-//! answers. The state lock is held from the first decision until the append is durable, so
-//! queries never see an unacknowledged change. If the append fails, the state is ahead of the
+//! answers; it records the batch in the account histories after answering, while the callers
+//! read their answers. The state lock is held from the first decision until the histories are
+//! recorded, so queries never see an unacknowledged change or a batch without its histories. If the append fails, the state is ahead of the
 //! log: the writer stops and every later call is refused until the ledger is reopened (which
 //! rebuilds the state from what is durable).
 
-use std::sync::mpsc;
+use std::sync::{Arc, mpsc};
 
 use sanad_ledger::{Command, Context, Event, GroupRejection, Rejection};
 
-use crate::{Applied, Error, Shared, View};
+use crate::{Applied, Error, Events, Shared, View};
 
 /// The most commands one call may carry; a batch is at least one call and at most about this
 /// many commands (plus expiries), which keeps it within the log's batch limits.
@@ -160,6 +161,7 @@ fn commit(shared: &Shared, mut jobs: Vec<Job>) -> Result<(), Error> {
         });
     }
     let first_index = view.size;
+    let events = Arc::new(events);
     if !events.is_empty() {
         let entries: Vec<Vec<u8>> = events.iter().map(Event::to_entry).collect();
         let count = entries.len() as u64;
@@ -172,32 +174,43 @@ fn commit(shared: &Shared, mut jobs: Vec<Job>) -> Result<(), Error> {
         assert_eq!(appended.first_index, first_index, "the ledger is the log's only writer");
         view.size = first_index + count;
         view.at_ms = now_ms;
-        let View { state, histories, .. } = &mut *view;
-        for (offset, event) in events.iter().enumerate() {
-            histories.record(first_index + offset as u64, state, event);
-        }
-        crate::archive_when_full(&shared.archive, &mut view.state, shared.recent_ids_max)?;
     }
-    drop(view);
-    // The ranges come in order and do not overlap: hand each caller its events, moved.
-    let mut remaining = events.into_iter();
-    let mut position = 0;
-    let mut applied = |range: std::ops::Range<usize>| {
-        let skipped = range.start - position;
-        let events: Vec<Event> = remaining.by_ref().skip(skipped).take(range.len()).collect();
-        position = range.end;
-        Applied { log_index: (!range.is_empty()).then(|| first_index + range.start as u64), events }
-    };
+    // Durable: answer now, and record histories while the callers read their answers. The
+    // write lock is still held, so no query sees the batch before its histories.
     for (job, decided) in jobs.into_iter().zip(decided) {
-        let answer = match decided {
-            Decided::Each(results) => {
-                Answer::Each(results.into_iter().map(|result| result.map(&mut applied)).collect())
-            }
-            Decided::Linked(result) => Answer::Linked(result.map(&mut applied)),
+        // An answered retry names its original's entry (applied earlier, or in this batch).
+        let applied = |range: std::ops::Range<usize>, claimed: Option<&sanad_money::Id>| Applied {
+            log_index: if range.is_empty() {
+                claimed.and_then(|id| view.state.id_use(id)).map(|used| used.index)
+            } else {
+                Some(first_index + range.start as u64)
+            },
+            events: Events::of(&events, range),
+        };
+        let answer = match (decided, &job.work) {
+            (Decided::Each(results), Work::Each(commands)) => Answer::Each(
+                results
+                    .into_iter()
+                    .zip(commands)
+                    .map(|(result, command)| {
+                        result.map(|range| applied(range, command.claimed_id()))
+                    })
+                    .collect(),
+            ),
+            (Decided::Linked(result), Work::Linked(commands)) => Answer::Linked(
+                result.map(|range| applied(range, commands.iter().find_map(Command::claimed_id))),
+            ),
+            _ => unreachable!("a job is answered as the kind of work it brought"),
         };
         // A caller that gave up waiting is not an error: its work is durable.
         let _ = job.reply.send(Ok(answer));
     }
+    let View { state, histories, .. } = &mut *view;
+    for (offset, event) in events.iter().enumerate() {
+        histories.record(first_index + offset as u64, state, event);
+    }
+    crate::archive_when_full(&shared.archive, &mut view.state, shared.recent_ids_max)?;
+    drop(view);
     shared.maybe_snapshot()?;
     Ok(())
 }

@@ -161,9 +161,32 @@ fn holds_expire_by_the_engine_clock_as_logged_events() {
         "insufficient_funds"
     );
     now.fetch_add(5_000, Ordering::SeqCst);
-    // The next batch releases the hold first, then pays.
-    ledger.execute(transfer("t", "prog", "w0", "50")).unwrap().unwrap();
-    assert_eq!(ledger.account(&id("prog")).unwrap().available(), jod("50"));
+    // The next batch releases the hold first, then decides the call: each answer carries its
+    // own events and the index of the first, past the expiry's entry.
+    let size = ledger.size();
+    let answers = ledger
+        .execute_each(vec![
+            transfer("t", "prog", "w0", "50"),
+            transfer("t-too-much", "prog", "w0", "51"),
+            transfer("t", "prog", "w0", "50"),
+            transfer("t2", "w0", "prog", "1"),
+        ])
+        .unwrap();
+    let paid = answers[0].as_ref().unwrap();
+    assert_eq!(paid.log_index, Some(size + 1), "the expiry's entry comes first");
+    assert!(
+        matches!(paid.events[..], [sanad_ledger::Event::TransferPosted { ref transfer, .. }] if *transfer == id("t"))
+    );
+    assert_eq!(answers[1].as_ref().unwrap_err().code(), "insufficient_funds");
+    let retry = answers[2].as_ref().unwrap();
+    assert_eq!((retry.log_index, retry.events.len()), (Some(size + 1), 0));
+    let returned = answers[3].as_ref().unwrap();
+    assert_eq!(returned.log_index, Some(size + 2));
+    assert!(
+        matches!(returned.events[..], [sanad_ledger::Event::TransferPosted { ref transfer, .. }] if *transfer == id("t2"))
+    );
+    assert_eq!(ledger.size(), size + 3);
+    assert_eq!(ledger.account(&id("prog")).unwrap().available(), jod("51"));
     let expired = ledger.history(&id("prog"), None, 100).unwrap();
     assert!(
         expired.items.iter().any(|(_, e)| matches!(e, sanad_ledger::Event::PendingExpired { .. }))
