@@ -24,6 +24,7 @@
 //! receipt.verify(b"second", &log.verifier()).unwrap();
 //! ```
 
+pub mod chunk;
 mod export;
 mod group;
 mod integrate;
@@ -210,6 +211,7 @@ impl Log {
             return Err(Error::NotFound(dir.to_owned()));
         }
         let store = Store::open(&dir.join(DB_DIR))?;
+        store.check_format()?;
         keys::finish_rotation(dir, &store.checkpoint_bytes()?)?;
         let signer = keys::load_key_file(&key_path)?;
         match store.origin()? {

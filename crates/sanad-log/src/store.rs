@@ -5,7 +5,8 @@
 //! | key                         | value                                                 |
 //! |-----------------------------|-------------------------------------------------------|
 //! | `O`                         | the origin                                            |
-//! | `B` + first index (u64 BE)  | a run of consecutive entries (a chunk of at most about 7 KiB of a committed batch), as an entry bundle (u16 BE length prefixes) |
+//! | `F`                         | the layout: `sanad-log-store/2`                       |
+//! | `B` + first index (u64 BE)  | a chunk: consecutive entries of a committed batch, at most 7 KiB stored, LZ4-compressed when that is smaller (see `chunk.rs`) |
 //! | `T` + level (u8) + index (u64 BE) | one full tile of level 1 or above (8,192 bytes) |
 //! | `C`                         | the latest signed checkpoint                          |
 //!
@@ -19,7 +20,7 @@
 //! batch because sled keeps every value above its blob size in memory for good (a log of two
 //! million 190-byte entries held 370 MB), while it evicts smaller ones from its page cache;
 //! and small enough that a whole leaf page of them stays below the blob size too (see
-//! [`STORE_CHUNK_BYTES`]). Level-0 tiles are not stored: they are
+//! [`STORE_CHUNK_BYTES`](crate::limits::STORE_CHUNK_BYTES)). Level-0 tiles are not stored: they are
 //! the leaf hashes of the entries, recomputed when read, which saves 32 bytes per entry on
 //! every append. Partial tiles are never stored either: they are rebuilt on open from the last
 //! entries and the full tiles below them.
@@ -34,9 +35,13 @@ use sanad_tlog::tile::{
 use sanad_tlog::{NoteSigner, NoteVerifier};
 
 use crate::Error;
-use crate::limits::STORE_CHUNK_BYTES;
+use crate::chunk::{self, ChunkSizer};
 
 const ORIGIN_KEY: &[u8] = b"O";
+const FORMAT_KEY: &[u8] = b"F";
+/// The layout written here. A store without it is from before chunks were tagged and
+/// compressed (no release wrote one).
+const FORMAT: &[u8] = b"sanad-log-store/2";
 const CHECKPOINT_KEY: &[u8] = b"C";
 const BATCH_PREFIX: u8 = b'B';
 const TILE_PREFIX: u8 = b'T';
@@ -110,6 +115,7 @@ pub(crate) struct Head {
 pub(crate) struct Store {
     db: sled::Db,
     tree: sled::Tree,
+    sizer: std::sync::Arc<ChunkSizer>,
 }
 
 impl Store {
@@ -127,7 +133,7 @@ impl Store {
         // the error stands.
         let db = open_sled(&config, path)?;
         let tree = db.open_tree("log").map_err(Error::storage)?;
-        Ok(Self { db, tree })
+        Ok(Self { db, tree, sizer: std::sync::Arc::default() })
     }
 
     pub(crate) fn origin(&self) -> Result<Option<String>, Error> {
@@ -143,10 +149,30 @@ impl Store {
         let checkpoint = Checkpoint::new(signer.name(), 0, edge.root())?.sign(&[signer])?;
         let mut batch = sled::Batch::default();
         batch.insert(ORIGIN_KEY, signer.name().as_bytes());
+        batch.insert(FORMAT_KEY, FORMAT);
         batch.insert(CHECKPOINT_KEY, checkpoint.to_bytes());
         self.tree.apply_batch(batch).map_err(Error::storage)?;
         self.db.flush().map_err(Error::storage)?;
         Ok(Head { edge, checkpoint })
+    }
+
+    /// Refuses a store written in another layout.
+    ///
+    /// # Errors
+    /// [`Error::Corrupt`] naming the layout found.
+    pub(crate) fn check_format(&self) -> Result<(), Error> {
+        match self.tree.get(FORMAT_KEY).map_err(Error::storage)? {
+            Some(format) if format == FORMAT => Ok(()),
+            Some(format) => Err(Error::corrupt(format!(
+                "the store's layout is {}, this build reads {}",
+                String::from_utf8_lossy(&format),
+                String::from_utf8_lossy(FORMAT)
+            ))),
+            None => Err(Error::corrupt(format!(
+                "the store has no layout mark: it was written by a development build before {}",
+                String::from_utf8_lossy(FORMAT)
+            ))),
+        }
     }
 
     /// The stored checkpoint's bytes.
@@ -184,7 +210,7 @@ impl Store {
         let Some(item) = last else { return Ok(0) };
         let (key, value) = item.map_err(Error::storage)?;
         let first = parse_batch_key(&key)?;
-        let count = tile::parse_bundle(&value)?.len() as u64;
+        let count = tile::parse_bundle(&chunk::bundle_of(&value)?)?.len() as u64;
         first.checked_add(count).ok_or_else(|| Error::corrupt("tree size overflows"))
     }
 
@@ -250,7 +276,8 @@ impl Store {
         for item in self.tree.range(batch_key(first_batch)..batch_key(end)) {
             let (key, value) = item.map_err(Error::storage)?;
             let first = parse_batch_key(&key)?;
-            for (offset, entry) in tile::parse_bundle(&value)?.into_iter().enumerate() {
+            let bundle = chunk::bundle_of(&value)?;
+            for (offset, entry) in tile::parse_bundle(&bundle)?.into_iter().enumerate() {
                 let index = first + offset as u64;
                 if index >= end {
                     return Ok(());
@@ -267,19 +294,9 @@ impl Store {
     pub(crate) fn write(&self, commit: &Commit<'_>) -> Result<(), Error> {
         let mut batch = sled::Batch::default();
         let mut first = commit.first_index;
-        let mut rest = commit.entries;
-        while !rest.is_empty() {
-            // At least one entry per chunk, then as many as fit.
-            let mut bytes = 2 + rest[0].len();
-            let mut count = 1;
-            while count < rest.len() && bytes + 2 + rest[count].len() <= STORE_CHUNK_BYTES {
-                bytes += 2 + rest[count].len();
-                count += 1;
-            }
-            let bundle = tile::encode_bundle(rest[..count].iter().copied())?;
-            batch.insert(&batch_key(first), bundle);
+        for (count, stored) in self.sizer.chunks(commit.entries)? {
+            batch.insert(&batch_key(first), stored);
             first += count as u64;
-            rest = &rest[count..];
         }
         for tile in commit.tiles.iter().filter(|t| t.id.level > 0) {
             batch.insert(&tile_key(tile.id.level, tile.id.index), tile::tile_bytes(&tile.hashes));

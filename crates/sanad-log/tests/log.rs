@@ -175,12 +175,35 @@ fn a_rewritten_entry_in_storage_is_refused_on_open_not_repaired() {
                 .map(|e| &e[..]),
         )
         .unwrap();
-        tree.insert(key, forged).unwrap();
+        tree.insert(key, sanad_log::chunk::plain(&forged)).unwrap();
         db.flush().unwrap();
     }
     match Log::open(dir.path()) {
         Err(Error::Corrupt(message)) => assert!(message.contains("differs"), "{message}"),
         other => panic!("a rewritten entry was accepted: {other:?}"),
+    }
+}
+
+#[test]
+fn a_store_in_another_layout_is_refused_on_open() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(Log::create(dir.path(), "example.org/test").unwrap());
+    for (layout, message) in
+        [(Some(&b"sanad-log-store/9"[..]), "layout is"), (None, "no layout mark")]
+    {
+        {
+            let db = sled::open(dir.path().join(sanad_log::DB_DIR)).unwrap();
+            let tree = db.open_tree("log").unwrap();
+            match layout {
+                Some(layout) => tree.insert(b"F", layout).unwrap(),
+                None => tree.remove(b"F").unwrap(),
+            };
+            db.flush().unwrap();
+        }
+        match Log::open(dir.path()) {
+            Err(Error::Corrupt(refusal)) => assert!(refusal.contains(message), "{refusal}"),
+            other => panic!("a store in another layout was opened: {other:?}"),
+        }
     }
 }
 
@@ -204,8 +227,8 @@ fn durable_entries_beyond_the_checkpoint_are_integrated_on_open() {
         key.extend_from_slice(&300u64.to_be_bytes());
         let tail: Vec<Vec<u8>> = (300..700u32).map(|i| i.to_be_bytes().to_vec()).collect();
         tail.iter().for_each(|e| reference.push_entry(e));
-        tree.insert(key, sanad_tlog::tile::encode_bundle(tail.iter().map(|e| &e[..])).unwrap())
-            .unwrap();
+        let bundle = sanad_tlog::tile::encode_bundle(tail.iter().map(|e| &e[..])).unwrap();
+        tree.insert(key, sanad_log::chunk::plain(&bundle)).unwrap();
         db.flush().unwrap();
     }
     let log = Log::open(dir.path()).unwrap();
