@@ -11,12 +11,13 @@
 //! Why compress: sled writes each stored byte several times before and during the fsync (as a
 //! delta, in page rewrites and in splits), on the writer's path, and an fsync costs more the
 //! more it carries. Ledger entries are JSON with the same keys in every entry: they shrink
-//! four to seven times, and LZ4 takes about half a microsecond per entry to get there. Entries
-//! that do not compress are stored as they are.
+//! about eight times, and LZ4 takes about a tenth of a microsecond per entry to get there.
 //!
 //! How many entries go in a chunk: as many as should compress to about 85 % of the chunk size,
 //! judged by how well the previous chunk compressed. A guess that comes out too big is halved
-//! and compressed again; a single entry is stored however big it is.
+//! and compressed again; a single entry is stored however big it is. Entries that compression
+//! would shrink by less than a quarter are stored plain, and the next chunks too without trying
+//! (LZ4 is slow to give up on incompressible bytes).
 
 use std::borrow::Cow;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -35,15 +36,25 @@ const LZ4: u8 = 0x01;
 pub const CHUNK_BUNDLE_BYTES_MAX: usize = 1 << 20;
 const _: () = assert!(CHUNK_BUNDLE_BYTES_MAX >= sanad_tlog::limits::ENTRY_SIZE_MAX + 2);
 
-/// What a chunk should hold before compression, learnt from the chunks before it.
+/// After a chunk that compression would shrink by less than a quarter, this many chunks are
+/// stored plain without trying: LZ4 spends as long failing on incompressible entries as the
+/// rest of the commit's processor work.
+const PLAIN_RUN: usize = 64;
+
+/// How the next chunks are stored, learnt from the chunks before them.
 #[derive(Debug)]
 pub(crate) struct ChunkSizer {
+    /// Bundle bytes to try compressing into one chunk.
     bundle_bytes: AtomicUsize,
+    /// Chunks left to store plain before compression is tried again.
+    plain_left: AtomicUsize,
 }
+
+const FIRST_GUESS: usize = 4 * STORE_CHUNK_BYTES;
 
 impl Default for ChunkSizer {
     fn default() -> Self {
-        Self { bundle_bytes: AtomicUsize::new(4 * STORE_CHUNK_BYTES) }
+        Self { bundle_bytes: AtomicUsize::new(FIRST_GUESS), plain_left: AtomicUsize::new(0) }
     }
 }
 
@@ -56,20 +67,40 @@ impl ChunkSizer {
         let mut chunks = Vec::new();
         let mut rest = entries;
         while !rest.is_empty() {
-            let mut count = entries_within(rest, self.bundle_bytes.load(Ordering::Relaxed));
-            loop {
-                let bundle = tile::encode_bundle(rest[..count].iter().copied())?;
-                let stored = smaller_form(&bundle);
-                if stored.len() <= STORE_CHUNK_BYTES || count == 1 {
-                    self.learn(bundle.len(), stored.len());
-                    chunks.push((count, stored));
-                    break;
-                }
-                count /= 2;
-            }
+            let (count, stored) = self.next_chunk(rest)?;
+            chunks.push((count, stored));
             rest = &rest[count..];
         }
         Ok(chunks)
+    }
+
+    /// The chunk at the front of `rest`: its entry count and stored bytes.
+    fn next_chunk(&self, rest: &[&[u8]]) -> Result<(usize, Vec<u8>), Error> {
+        if self.plain_left.load(Ordering::Relaxed) > 0 {
+            self.plain_left.fetch_sub(1, Ordering::Relaxed);
+            return plain_chunk(rest);
+        }
+        let mut count = entries_within(rest, self.bundle_bytes.load(Ordering::Relaxed));
+        loop {
+            let bundle = tile::encode_bundle(rest[..count].iter().copied())?;
+            let compressed = lz4_flex::block::compress(&bundle);
+            let stored_bytes = compressed.len() + 5;
+            if stored_bytes * 4 > bundle.len() * 3 {
+                self.plain_left.store(PLAIN_RUN, Ordering::Relaxed);
+                self.bundle_bytes.store(FIRST_GUESS, Ordering::Relaxed);
+                return plain_chunk(rest);
+            }
+            if stored_bytes <= STORE_CHUNK_BYTES || count == 1 {
+                self.learn(bundle.len(), stored_bytes);
+                let length = u32::try_from(bundle.len()).expect("a bundle is below 4 GiB");
+                let mut stored = Vec::with_capacity(stored_bytes);
+                stored.push(LZ4);
+                stored.extend_from_slice(&length.to_be_bytes());
+                stored.extend_from_slice(&compressed);
+                return Ok((count, stored));
+            }
+            count /= 2;
+        }
     }
 
     /// Aims the next chunk at 85 % of the chunk size, at the ratio this one compressed by.
@@ -81,6 +112,12 @@ impl ChunkSizer {
     }
 }
 
+/// As many entries from the front of `rest` as fit in a chunk stored plain (at least one).
+fn plain_chunk(rest: &[&[u8]]) -> Result<(usize, Vec<u8>), Error> {
+    let count = entries_within(rest, STORE_CHUNK_BYTES - 1);
+    Ok((count, plain(&tile::encode_bundle(rest[..count].iter().copied())?)))
+}
+
 /// How many entries from the front of `entries` fit in `bundle_bytes` (at least one).
 fn entries_within(entries: &[&[u8]], bundle_bytes: usize) -> usize {
     let mut bytes = 2 + entries[0].len();
@@ -90,21 +127,6 @@ fn entries_within(entries: &[&[u8]], bundle_bytes: usize) -> usize {
         count += 1;
     }
     count
-}
-
-/// The bundle as a stored chunk: compressed, unless that is no smaller.
-fn smaller_form(bundle: &[u8]) -> Vec<u8> {
-    let compressed = lz4_flex::block::compress(bundle);
-    if compressed.len() + 5 < bundle.len() + 1 {
-        let length = u32::try_from(bundle.len()).expect("a bundle is below 4 GiB");
-        let mut stored = Vec::with_capacity(compressed.len() + 5);
-        stored.push(LZ4);
-        stored.extend_from_slice(&length.to_be_bytes());
-        stored.extend_from_slice(&compressed);
-        stored
-    } else {
-        plain(bundle)
-    }
 }
 
 /// A bundle stored as it is (tag `0x00`). For tools and tests that write storage themselves.
@@ -209,6 +231,21 @@ mod tests {
     fn incompressible_entries_are_stored_plain_within_the_chunk_size() {
         let chunks = round_trip(&noise(500, 190));
         assert!(chunks.iter().all(|(_, s)| s[0] == PLAIN && s.len() <= STORE_CHUNK_BYTES));
+    }
+
+    #[test]
+    fn compression_is_tried_again_after_a_run_of_plain_chunks() {
+        let sizer = ChunkSizer::default();
+        let noise = noise(1_000, 190);
+        let noise: Vec<&[u8]> = noise.iter().map(Vec::as_slice).collect();
+        let plain = sizer.chunks(&noise).unwrap();
+        assert!(plain.iter().all(|(_, s)| s[0] == PLAIN));
+        let ledger = ledger_like(20_000);
+        let ledger: Vec<&[u8]> = ledger.iter().map(Vec::as_slice).collect();
+        let chunks = sizer.chunks(&ledger).unwrap();
+        let first_compressed = chunks.iter().position(|(_, s)| s[0] == LZ4).unwrap();
+        assert!(first_compressed <= PLAIN_RUN, "tried again after {first_compressed} chunks");
+        assert!(chunks[first_compressed..].iter().all(|(_, s)| s[0] == LZ4));
     }
 
     #[test]
