@@ -6,9 +6,13 @@
 //! |-----------------------------|-------------------------------------------------------|
 //! | `O`                         | the origin                                            |
 //! | `F`                         | the layout: `sanad-log-store/2`                       |
-//! | `B` + first index (u64 BE)  | a chunk: consecutive entries of a committed batch, at most 7 KiB stored, LZ4-compressed when that is smaller (see `chunk.rs`) |
-//! | `T` + level (u8) + index (u64 BE) | one full tile of level 1 or above (8,192 bytes) |
 //! | `C`                         | the latest signed checkpoint                          |
+//! | `T` + level (u8) + index (u64 BE) | one full tile of level 1 or above (8,192 bytes) |
+//! | `e` + first index (u64 BE)  | a chunk: consecutive entries of a committed batch, at most 7 KiB stored, LZ4-compressed when that saves a quarter (see `chunk.rs`) |
+//!
+//! Chunks sort last, so appends only ever touch the rightmost leaf pages, which hold nothing
+//! else: sled rewrites a whole page every ten changes and on each split, and with the
+//! checkpoint and tiles among the chunks it rewrote those too.
 //!
 //! A commit writes its entries, the tiles that integration completed and the checkpoint that
 //! covers them in one atomic sled batch, then flushes (fsync): after a crash either all of it is
@@ -43,7 +47,7 @@ const FORMAT_KEY: &[u8] = b"F";
 /// compressed (no release wrote one).
 const FORMAT: &[u8] = b"sanad-log-store/2";
 const CHECKPOINT_KEY: &[u8] = b"C";
-const BATCH_PREFIX: u8 = b'B';
+const BATCH_PREFIX: u8 = b'e';
 const TILE_PREFIX: u8 = b'T';
 
 /// How often `open` tries for sled's lock, 20 ms apart (one second in all).
@@ -269,7 +273,7 @@ impl Store {
             return Ok(());
         }
         // The batch holding `start` is the last one whose first index is <= start.
-        let first_batch = match self.tree.range(..=batch_key(start)).next_back() {
+        let first_batch = match self.tree.range(batch_key(0)..=batch_key(start)).next_back() {
             Some(item) => parse_batch_key(&item.map_err(Error::storage)?.0)?,
             None => start,
         };

@@ -165,7 +165,7 @@ fn a_rewritten_entry_in_storage_is_refused_on_open_not_repaired() {
     {
         let db = sled::open(dir.path().join(sanad_log::DB_DIR)).unwrap();
         let tree = db.open_tree("log").unwrap();
-        let mut key = vec![b'B'];
+        let mut key = vec![b'e'];
         key.extend_from_slice(&0u64.to_be_bytes());
         let forged = sanad_tlog::tile::encode_bundle(
             (0..300u32)
@@ -223,7 +223,7 @@ fn durable_entries_beyond_the_checkpoint_are_integrated_on_open() {
     {
         let db = sled::open(dir.path().join(sanad_log::DB_DIR)).unwrap();
         let tree = db.open_tree("log").unwrap();
-        let mut key = vec![b'B'];
+        let mut key = vec![b'e'];
         key.extend_from_slice(&300u64.to_be_bytes());
         let tail: Vec<Vec<u8>> = (300..700u32).map(|i| i.to_be_bytes().to_vec()).collect();
         tail.iter().for_each(|e| reference.push_entry(e));
