@@ -3,9 +3,9 @@
 //! appends all their entries to the log in one append (one commit, one fsync), and only then
 //! answers; it records the batch in the account histories after answering, while the callers
 //! read their answers. The state lock is held from the first decision until the histories are
-//! recorded, so queries never see an unacknowledged change or a batch without its histories. If the append fails, the state is ahead of the
-//! log: the writer stops and every later call is refused until the ledger is reopened (which
-//! rebuilds the state from what is durable).
+//! recorded, so queries never see an unacknowledged change or a batch without its histories.
+//! If the append fails, the state is ahead of the log: the writer stops and every later call is
+//! refused until the ledger is reopened (which rebuilds the state from what is durable).
 
 use std::sync::{Arc, mpsc};
 

@@ -11,10 +11,10 @@
 //! The log also serves proofs, C2SP tlog-proof receipts, and a static tlog-tiles export that an
 //! auditor can verify offline with `sanad log verify` or any independent implementation.
 //!
-//! The one design decision: a commit's entries are stored as a few chunks (entry bundles, LZ4-
-//! compressed when smaller; see the `chunk` module) and hashes as full tiles, so the storage
-//! layout is one decompression away from the serving layout, and an append costs a few writes
-//! per commit rather than one per entry.
+//! The one design decision: a commit's entries are stored as a few chunks (entry bundles,
+//! compressed with LZ4 when that pays; see the [`chunk`] module) and hashes as full tiles, so
+//! the storage layout is one decompression away from the serving layout, and an append costs a
+//! few writes per commit rather than one per entry.
 //!
 //! ```
 //! let dir = tempfile::tempdir().unwrap();

@@ -24,9 +24,9 @@
 //! batch because sled keeps every value above its blob size in memory for good (a log of two
 //! million 190-byte entries held 370 MB), while it evicts smaller ones from its page cache;
 //! and small enough that a whole leaf page of them stays below the blob size too (see
-//! [`STORE_CHUNK_BYTES`](crate::limits::STORE_CHUNK_BYTES)). Level-0 tiles are not stored: they are
-//! the leaf hashes of the entries, recomputed when read, which saves 32 bytes per entry on
-//! every append. Partial tiles are never stored either: they are rebuilt on open from the last
+//! [`STORE_CHUNK_BYTES`](crate::limits::STORE_CHUNK_BYTES)). Level-0 tiles are not stored:
+//! they are the leaf hashes of the entries, recomputed when read, which saves 32 bytes per entry
+//! on every append. Partial tiles are never stored either: they are rebuilt on open from the last
 //! entries and the full tiles below them.
 
 use std::path::Path;
@@ -47,7 +47,7 @@ const FORMAT_KEY: &[u8] = b"F";
 /// compressed (no release wrote one).
 const FORMAT: &[u8] = b"sanad-log-store/2";
 const CHECKPOINT_KEY: &[u8] = b"C";
-const BATCH_PREFIX: u8 = b'e';
+const CHUNK_PREFIX: u8 = b'e';
 const TILE_PREFIX: u8 = b'T';
 
 /// How often `open` tries for sled's lock, 20 ms apart (one second in all).
@@ -84,8 +84,8 @@ fn is_lock_error(error: &std::io::Error) -> bool {
     error.to_string().contains("could not acquire lock")
 }
 
-fn batch_key(first_index: u64) -> [u8; 9] {
-    let mut key = [BATCH_PREFIX; 9];
+fn chunk_key(first_index: u64) -> [u8; 9] {
+    let mut key = [CHUNK_PREFIX; 9];
     key[1..].copy_from_slice(&first_index.to_be_bytes());
     key
 }
@@ -97,13 +97,13 @@ fn tile_key(level: u8, index: u64) -> [u8; 10] {
     key
 }
 
-fn parse_batch_key(key: &[u8]) -> Result<u64, Error> {
+fn parse_chunk_key(key: &[u8]) -> Result<u64, Error> {
     match key {
-        [BATCH_PREFIX, rest @ ..] => rest
+        [CHUNK_PREFIX, rest @ ..] => rest
             .try_into()
             .map(u64::from_be_bytes)
-            .map_err(|_| Error::corrupt("malformed batch key")),
-        _ => Err(Error::corrupt("malformed batch key")),
+            .map_err(|_| Error::corrupt("malformed chunk key")),
+        _ => Err(Error::corrupt("malformed chunk key")),
     }
 }
 
@@ -208,12 +208,12 @@ impl Store {
         Ok((Head { edge, checkpoint }, durable))
     }
 
-    /// The tree size implied by the last stored batch.
+    /// The tree size implied by the last stored chunk.
     fn stored_size(&self) -> Result<u64, Error> {
-        let last = self.tree.scan_prefix([BATCH_PREFIX]).next_back();
+        let last = self.tree.scan_prefix([CHUNK_PREFIX]).next_back();
         let Some(item) = last else { return Ok(0) };
         let (key, value) = item.map_err(Error::storage)?;
-        let first = parse_batch_key(&key)?;
+        let first = parse_chunk_key(&key)?;
         let count = tile::parse_bundle(&chunk::bundle_of(&value)?)?.len() as u64;
         first.checked_add(count).ok_or_else(|| Error::corrupt("tree size overflows"))
     }
@@ -272,14 +272,14 @@ impl Store {
         if start >= end {
             return Ok(());
         }
-        // The batch holding `start` is the last one whose first index is <= start.
-        let first_batch = match self.tree.range(batch_key(0)..=batch_key(start)).next_back() {
-            Some(item) => parse_batch_key(&item.map_err(Error::storage)?.0)?,
+        // The chunk holding `start` is the last one whose first index is <= start.
+        let first_chunk = match self.tree.range(chunk_key(0)..=chunk_key(start)).next_back() {
+            Some(item) => parse_chunk_key(&item.map_err(Error::storage)?.0)?,
             None => start,
         };
-        for item in self.tree.range(batch_key(first_batch)..batch_key(end)) {
+        for item in self.tree.range(chunk_key(first_chunk)..chunk_key(end)) {
             let (key, value) = item.map_err(Error::storage)?;
-            let first = parse_batch_key(&key)?;
+            let first = parse_chunk_key(&key)?;
             let bundle = chunk::bundle_of(&value)?;
             for (offset, entry) in tile::parse_bundle(&bundle)?.into_iter().enumerate() {
                 let index = first + offset as u64;
@@ -299,7 +299,7 @@ impl Store {
         let mut batch = sled::Batch::default();
         let mut first = commit.first_index;
         for (count, stored) in self.sizer.chunks(commit.entries)? {
-            batch.insert(&batch_key(first), stored);
+            batch.insert(&chunk_key(first), stored);
             first += count as u64;
         }
         for tile in commit.tiles.iter().filter(|t| t.id.level > 0) {
