@@ -58,6 +58,7 @@ mod event;
 mod sharded;
 mod state;
 mod table;
+pub mod voucher;
 
 pub use event::{ENTRY_VERSION, EntryError, Event};
 pub use state::{
@@ -65,6 +66,7 @@ pub use state::{
     PendingState, Programme, ProgrammeTotals, State, TransferRecord, UseKind, replay,
 };
 pub use table::{AccountNumber, Paged};
+pub use voucher::code::{CodeError, VoucherCode};
 
 use sanad_money::{Amount, Currency, Id};
 use serde::{Deserialize, Serialize};
