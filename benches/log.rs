@@ -58,11 +58,7 @@ fn ours(total: usize, per_append: usize, callers: usize) -> (f64, u64) {
             let log = Arc::clone(&log);
             std::thread::spawn(move || {
                 for batch in mine {
-                    let t = Instant::now();
                     log.append(batch).unwrap();
-                    if std::env::var("PROF").is_ok() {
-                        eprintln!("caller {:?}", t.elapsed());
-                    }
                 }
             })
         })
