@@ -71,16 +71,17 @@ impl VoucherCode {
     /// check.
     pub fn parse(text: &str) -> Result<Self, CodeError> {
         let symbols: Vec<char> = text.chars().filter(|c| !c.is_whitespace() && *c != '-').collect();
-        if let Some(bad) = symbols.iter().find(|c| symbol_value(**c).is_none()) {
-            return Err(CodeError::InvalidCharacter(*bad));
-        }
+        let values = symbols
+            .iter()
+            .map(|c| symbol_value(*c).ok_or(CodeError::InvalidCharacter(*c)))
+            .collect::<Result<Vec<u8>, _>>()?;
         if symbols.len() == DIGITS && symbols.iter().all(char::is_ascii_digit) {
-            return Self::parse_digits(&symbols);
+            // Digits are base32 symbols of the same value, so `values` are the digits.
+            return Self::parse_digits(&values);
         }
         if symbols.len() != LETTER_SYMBOLS {
             return Err(CodeError::WrongLength(symbols.len()));
         }
-        let values: Vec<u8> = symbols.iter().filter_map(|c| symbol_value(*c)).collect();
         if weighted_sum(&values) != 0 {
             return Err(CodeError::Mistyped);
         }
@@ -88,9 +89,8 @@ impl VoucherCode {
         Ok(Self(value))
     }
 
-    fn parse_digits(symbols: &[char]) -> Result<Self, CodeError> {
-        let digits: Vec<u8> = symbols.iter().map(|c| *c as u8 - b'0').collect();
-        if damm(&digits) != 0 {
+    fn parse_digits(digits: &[u8]) -> Result<Self, CodeError> {
+        if damm(digits) != 0 {
             return Err(CodeError::Mistyped);
         }
         let value = digits[..DATA_DIGITS].iter().fold(0u128, |n, d| n * 10 + u128::from(*d));
@@ -192,7 +192,13 @@ fn gf32_alpha_pow(exponent: usize) -> u8 {
 
 /// `Σ αⁱ·dᵢ` over the symbols.
 fn weighted_sum(values: &[u8]) -> u8 {
-    values.iter().enumerate().fold(0, |sum, (i, v)| sum ^ gf32_mul(gf32_alpha_pow(i), *v))
+    let mut power = 1;
+    let mut sum = 0;
+    for value in values {
+        sum ^= gf32_mul(power, *value);
+        power = gf32_mul(power, 2);
+    }
+    sum
 }
 
 /// The check symbol that makes the weighted sum of all 13 symbols zero:
