@@ -177,16 +177,16 @@ fn commit(shared: &Shared, mut jobs: Vec<Job>) -> Result<(), Error> {
     }
     // Durable: answer now, and record histories while the callers read their answers. The
     // write lock is still held, so no query sees the batch before its histories.
+    // An answered retry names its original's entry (applied earlier, or in this batch).
+    let applied = |range: std::ops::Range<usize>, claimed: Option<&sanad_money::Id>| Applied {
+        log_index: if range.is_empty() {
+            claimed.and_then(|id| view.state.id_use(id)).map(|used| used.index)
+        } else {
+            Some(first_index + range.start as u64)
+        },
+        events: Events::of(&events, range),
+    };
     for (job, decided) in jobs.into_iter().zip(decided) {
-        // An answered retry names its original's entry (applied earlier, or in this batch).
-        let applied = |range: std::ops::Range<usize>, claimed: Option<&sanad_money::Id>| Applied {
-            log_index: if range.is_empty() {
-                claimed.and_then(|id| view.state.id_use(id)).map(|used| used.index)
-            } else {
-                Some(first_index + range.start as u64)
-            },
-            events: Events::of(&events, range),
-        };
         let answer = match (decided, &job.work) {
             (Decided::Each(results), Work::Each(commands)) => Answer::Each(
                 results

@@ -83,20 +83,14 @@ impl ChunkSizer {
         let mut count = entries_within(rest, self.bundle_bytes.load(Ordering::Relaxed));
         loop {
             let bundle = tile::encode_bundle(rest[..count].iter().copied())?;
-            let compressed = lz4_flex::block::compress(&bundle);
-            let stored_bytes = compressed.len() + 5;
-            if stored_bytes * 4 > bundle.len() * 3 {
+            let stored = compressed(&bundle);
+            if stored.len() * 4 > bundle.len() * 3 {
                 self.plain_left.store(PLAIN_RUN, Ordering::Relaxed);
                 self.bundle_bytes.store(FIRST_GUESS, Ordering::Relaxed);
                 return plain_chunk(rest);
             }
-            if stored_bytes <= STORE_CHUNK_BYTES || count == 1 {
-                self.learn(bundle.len(), stored_bytes);
-                let length = u32::try_from(bundle.len()).expect("a bundle is below 4 GiB");
-                let mut stored = Vec::with_capacity(stored_bytes);
-                stored.push(LZ4);
-                stored.extend_from_slice(&length.to_be_bytes());
-                stored.extend_from_slice(&compressed);
+            if stored.len() <= STORE_CHUNK_BYTES || count == 1 {
+                self.learn(bundle.len(), stored.len());
                 return Ok((count, stored));
             }
             count /= 2;
@@ -112,10 +106,28 @@ impl ChunkSizer {
     }
 }
 
-/// As many entries from the front of `rest` as fit in a chunk stored plain (at least one).
+/// As many entries from the front of `rest` as fit in a chunk stored plain (at least one),
+/// written straight after the tag.
 fn plain_chunk(rest: &[&[u8]]) -> Result<(usize, Vec<u8>), Error> {
     let count = entries_within(rest, STORE_CHUNK_BYTES - 1);
-    Ok((count, plain(&tile::encode_bundle(rest[..count].iter().copied())?)))
+    let mut stored = Vec::with_capacity(STORE_CHUNK_BYTES);
+    stored.push(PLAIN);
+    for entry in &rest[..count] {
+        tile::append_to_bundle(&mut stored, entry)?;
+    }
+    Ok((count, stored))
+}
+
+/// The bundle as a stored LZ4 chunk (tag `0x01`), compressed straight into place.
+fn compressed(bundle: &[u8]) -> Vec<u8> {
+    let length = u32::try_from(bundle.len()).expect("a bundle is below 4 GiB");
+    let mut stored = vec![0; 5 + lz4_flex::block::get_maximum_output_size(bundle.len())];
+    stored[0] = LZ4;
+    stored[1..5].copy_from_slice(&length.to_be_bytes());
+    let written = lz4_flex::block::compress_into(bundle, &mut stored[5..])
+        .expect("the output has LZ4's worst-case size");
+    stored.truncate(5 + written);
+    stored
 }
 
 /// How many entries from the front of `entries` fit in `bundle_bytes` (at least one).
