@@ -178,9 +178,10 @@ fn commit(shared: &Shared, mut jobs: Vec<Job>) -> Result<(), Error> {
     // Durable: answer now, and record histories while the callers read their answers. The
     // write lock is still held, so no query sees the batch before its histories.
     // An answered retry names its original's entry (applied earlier, or in this batch).
-    let applied = |range: std::ops::Range<usize>, claimed: Option<&sanad_money::Id>| Applied {
+    // `answered` is asked only for an answered retry: it costs a hash of the id.
+    let applied = |range: std::ops::Range<usize>, answered: &dyn Fn() -> Option<u64>| Applied {
         log_index: if range.is_empty() {
-            claimed.and_then(|id| view.state.id_use(id)).map(|used| used.index)
+            answered()
         } else {
             Some(first_index + range.start as u64)
         },
@@ -193,13 +194,15 @@ fn commit(shared: &Shared, mut jobs: Vec<Job>) -> Result<(), Error> {
                     .into_iter()
                     .zip(commands)
                     .map(|(result, command)| {
-                        result.map(|range| applied(range, command.claimed_id()))
+                        result.map(|range| applied(range, &|| view.state.answer_index(command)))
                     })
                     .collect(),
             ),
-            (Decided::Linked(result), Work::Linked(commands)) => Answer::Linked(
-                result.map(|range| applied(range, commands.iter().find_map(Command::claimed_id))),
-            ),
+            (Decided::Linked(result), Work::Linked(commands)) => {
+                Answer::Linked(result.map(|range| {
+                    applied(range, &|| commands.iter().find_map(|c| view.state.answer_index(c)))
+                }))
+            }
             _ => unreachable!("a job is answered as the kind of work it brought"),
         };
         // A caller that gave up waiting is not an error: its work is durable.

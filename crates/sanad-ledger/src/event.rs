@@ -7,6 +7,9 @@
 use sanad_money::{Amount, Currency, Id};
 use serde::{Deserialize, Serialize};
 
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::voucher::{Authorisation, CloseReason, ItemQuantity, VoidReason, VoucherTerms};
 use crate::{AccountKind, Actor, Limits, ProgrammeKind, TransferRecord};
 
 /// Schema version written in every entry.
@@ -210,6 +213,159 @@ pub enum Event {
         /// When.
         at_ms: u64,
     },
+    /// A voucher programme's terms were set.
+    #[serde(rename = "programme.voucher_terms_set")]
+    VoucherTermsSet {
+        /// The programme.
+        programme: Id,
+        /// Its terms.
+        terms: VoucherTerms,
+        /// When.
+        at_ms: u64,
+    },
+    /// A vendor's categories were set (none: removed).
+    #[serde(rename = "vendor.categories_set")]
+    VendorCategoriesSet {
+        /// The vendor's account.
+        vendor: Id,
+        /// Its categories.
+        categories: BTreeSet<Id>,
+        /// When.
+        at_ms: u64,
+    },
+    /// A vendor was enrolled in a voucher programme, with its agreed prices.
+    #[serde(rename = "vendor.enrolled")]
+    VendorEnrolled {
+        /// The programme.
+        programme: Id,
+        /// The vendor's account.
+        vendor: Id,
+        /// Commodity programmes: the price per unit of each item it sells.
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        prices: BTreeMap<Id, Amount>,
+        /// When.
+        at_ms: u64,
+    },
+    /// A vendor was withdrawn from a voucher programme.
+    #[serde(rename = "vendor.withdrawn")]
+    VendorWithdrawn {
+        /// The programme.
+        programme: Id,
+        /// The vendor's account.
+        vendor: Id,
+        /// When.
+        at_ms: u64,
+    },
+    /// A voucher was issued: its value moved from the programme's funding account to escrow.
+    #[serde(rename = "voucher.issued")]
+    VoucherIssued {
+        /// The voucher's id (never its code).
+        voucher: Id,
+        /// The programme.
+        programme: Id,
+        /// The beneficiary's pseudonymous id.
+        beneficiary: Id,
+        /// The value reserved.
+        value: Amount,
+        /// Commodity vouchers: the items.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        items: Vec<ItemQuantity>,
+        /// When it expires.
+        expires_at_ms: u64,
+        /// Who asked.
+        actor: Actor,
+        /// When.
+        at_ms: u64,
+    },
+    /// A vendor asked to redeem a voucher: the amount is held on escrow for it.
+    #[serde(rename = "redemption.requested")]
+    RedemptionRequested {
+        /// The redemption's id.
+        redemption: Id,
+        /// The voucher.
+        voucher: Id,
+        /// The vendor's account.
+        vendor: Id,
+        /// What the vendor will be paid.
+        amount: Amount,
+        /// Commodity vouchers: the items.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        items: Vec<ItemQuantity>,
+        /// When the hold lapses unless authorised.
+        expires_at_ms: u64,
+        /// Who asked.
+        actor: Actor,
+        /// When.
+        at_ms: u64,
+    },
+    /// The beneficiary authorised a redemption: the vendor was paid from escrow.
+    #[serde(rename = "redemption.authorised")]
+    RedemptionAuthorised {
+        /// The redemption.
+        redemption: Id,
+        /// How the beneficiary authorised it.
+        by: Authorisation,
+        /// When.
+        at_ms: u64,
+    },
+    /// A wrong PIN was given for a redemption; at the programme's limit, the voucher locks.
+    #[serde(rename = "redemption.pin_failed")]
+    RedemptionPinFailed {
+        /// The redemption.
+        redemption: Id,
+        /// Wrong PINs in a row on the voucher, this one included.
+        failures: u8,
+        /// When this failure locked the voucher: until when.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        locked_until_ms: Option<u64>,
+        /// When.
+        at_ms: u64,
+    },
+    /// A redemption's hold was released without paying the vendor.
+    #[serde(rename = "redemption.voided")]
+    RedemptionVoided {
+        /// The redemption.
+        redemption: Id,
+        /// Why.
+        reason: VoidReason,
+        /// When.
+        at_ms: u64,
+    },
+    /// A voucher closed; what it still had in escrow returned to the programme's funding.
+    #[serde(rename = "voucher.closed")]
+    VoucherClosed {
+        /// The voucher.
+        voucher: Id,
+        /// Why.
+        reason: CloseReason,
+        /// The value returned to the programme (may be zero).
+        returned: Amount,
+        /// When.
+        at_ms: u64,
+    },
+    /// A vendor was paid what it redeemed in a programme since its last settlement.
+    #[serde(rename = "vendor.settled")]
+    VendorSettled {
+        /// The settlement's id.
+        settlement: Id,
+        /// The programme.
+        programme: Id,
+        /// The vendor's account.
+        vendor: Id,
+        /// The settlement account paid into.
+        to: Id,
+        /// How much.
+        amount: Amount,
+        /// How many redemptions it covers.
+        redemptions: u64,
+        /// The log index of the vendor's previous settlement in the programme.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        since_index: Option<u64>,
+        /// Who asked.
+        actor: Actor,
+        /// When.
+        at_ms: u64,
+    },
 }
 
 fn strip_nulls(object: &mut serde_json::Map<String, serde_json::Value>) {
@@ -322,8 +478,37 @@ impl Event {
             | Self::TierDefined { at_ms, .. }
             | Self::TierSet { at_ms, .. }
             | Self::BeneficiaryRegistered { at_ms, .. }
-            | Self::BeneficiaryErased { at_ms, .. } => *at_ms,
+            | Self::BeneficiaryErased { at_ms, .. }
+            | Self::VoucherTermsSet { at_ms, .. }
+            | Self::VendorCategoriesSet { at_ms, .. }
+            | Self::VendorEnrolled { at_ms, .. }
+            | Self::VendorWithdrawn { at_ms, .. }
+            | Self::VoucherIssued { at_ms, .. }
+            | Self::RedemptionRequested { at_ms, .. }
+            | Self::RedemptionAuthorised { at_ms, .. }
+            | Self::RedemptionPinFailed { at_ms, .. }
+            | Self::RedemptionVoided { at_ms, .. }
+            | Self::VoucherClosed { at_ms, .. }
+            | Self::VendorSettled { at_ms, .. } => *at_ms,
         }
+    }
+
+    /// Whether it is a voucher event (see [`crate::voucher`]).
+    pub fn is_voucher(&self) -> bool {
+        matches!(
+            self,
+            Self::VoucherTermsSet { .. }
+                | Self::VendorCategoriesSet { .. }
+                | Self::VendorEnrolled { .. }
+                | Self::VendorWithdrawn { .. }
+                | Self::VoucherIssued { .. }
+                | Self::RedemptionRequested { .. }
+                | Self::RedemptionAuthorised { .. }
+                | Self::RedemptionPinFailed { .. }
+                | Self::RedemptionVoided { .. }
+                | Self::VoucherClosed { .. }
+                | Self::VendorSettled { .. }
+        )
     }
 
     /// A posted single-phase transfer's id and content (what a reversal of it needs); `None`

@@ -67,6 +67,12 @@ pub use state::{
 };
 pub use table::{AccountNumber, Paged};
 pub use voucher::code::{CodeError, VoucherCode};
+pub use voucher::{
+    Authorisation, CloseReason, Item, ItemBalance, ItemQuantity, ProgrammeVendor, Redemption,
+    RedemptionState, Settlement, Vendors, VoidReason, Voucher, VoucherTerms, VoucherTotals,
+};
+
+use std::collections::{BTreeMap, BTreeSet};
 
 use sanad_money::{Amount, Currency, Id};
 use serde::{Deserialize, Serialize};
@@ -315,6 +321,113 @@ pub enum Command {
         /// The pseudonymous id.
         id: Id,
     },
+    /// Set (or change) a voucher programme's terms. Its escrow account never changes; changed
+    /// terms apply to vouchers issued afterwards.
+    SetVoucherTerms {
+        /// The programme (of a voucher kind).
+        programme: Id,
+        /// Its terms.
+        terms: VoucherTerms,
+    },
+    /// Set (replace) the categories a vendor belongs to; none removes them.
+    SetVendorCategories {
+        /// The vendor's account.
+        vendor: Id,
+        /// At most [`voucher::CATEGORIES_MAX`] categories.
+        categories: BTreeSet<Id>,
+    },
+    /// Enrol a vendor in a voucher programme (or again, after a withdrawal), with its agreed
+    /// prices per item for a commodity programme (none for a value programme).
+    EnrolVendor {
+        /// The programme.
+        programme: Id,
+        /// The vendor's account.
+        vendor: Id,
+        /// The price per unit of each item it sells: at most the item's `unit_value`.
+        prices: BTreeMap<Id, Amount>,
+    },
+    /// Withdraw a vendor from a programme: it may redeem no more of its vouchers, whatever its
+    /// category. What it redeemed is still settled.
+    WithdrawVendor {
+        /// The programme.
+        programme: Id,
+        /// The vendor's account.
+        vendor: Id,
+    },
+    /// Issue a voucher to a beneficiary: its value moves from the programme's funding account
+    /// to escrow.
+    IssueVoucher {
+        /// The voucher's id (random, from the engine; a retry with the same id is answered).
+        id: Id,
+        /// The programme.
+        programme: Id,
+        /// The beneficiary's pseudonymous id.
+        beneficiary: Id,
+        /// Value vouchers: the value. Commodity vouchers: `None`.
+        value: Option<Amount>,
+        /// Commodity vouchers: the items, or none for the programme's standard basket.
+        items: Vec<ItemQuantity>,
+        /// An expiry before the programme's end, if wanted.
+        expires_at_ms: Option<u64>,
+        /// Who asked.
+        actor: Actor,
+    },
+    /// A vendor asks to redeem a voucher: the amount (value vouchers) or items (commodity
+    /// vouchers) are held until the beneficiary authorises, refuses, or time runs out.
+    RequestRedemption {
+        /// The redemption's id (a retry with the same id is answered).
+        id: Id,
+        /// The voucher.
+        voucher: Id,
+        /// The vendor's account.
+        vendor: Id,
+        /// Value vouchers: the amount; `None` for all that remains.
+        amount: Option<Amount>,
+        /// Commodity vouchers: the items; none for all that remain.
+        items: Vec<ItemQuantity>,
+        /// How long the beneficiary has to authorise, in ms.
+        timeout_ms: u64,
+        /// Who asked.
+        actor: Actor,
+    },
+    /// The beneficiary authorised a redemption (the engine checked the PIN or confirmation):
+    /// the vendor is paid.
+    AuthoriseRedemption {
+        /// The redemption.
+        redemption: Id,
+        /// How.
+        by: Authorisation,
+    },
+    /// A wrong PIN was given for a redemption; the last allowed one locks the voucher and
+    /// releases the redemption.
+    RecordPinFailure {
+        /// The redemption.
+        redemption: Id,
+    },
+    /// The beneficiary refused a redemption (or the vendor withdrew it): the hold is released.
+    RefuseRedemption {
+        /// The redemption.
+        redemption: Id,
+    },
+    /// Revoke a voucher: open redemptions are released and its value returns to the programme.
+    RevokeVoucher {
+        /// The voucher.
+        voucher: Id,
+    },
+    /// Pay a vendor what it redeemed in a programme since its last settlement, into a
+    /// settlement account.
+    Settle {
+        /// The settlement's id (a retry with the same id is answered).
+        id: Id,
+        /// The programme.
+        programme: Id,
+        /// The vendor's account.
+        vendor: Id,
+        /// The settlement (payout) account.
+        to: Id,
+        /// Who asked.
+        actor: Actor,
+    },
 }
 
 impl Command {
@@ -326,9 +439,28 @@ impl Command {
             | Self::Reserve { id, .. }
             | Self::PostPending { id, .. }
             | Self::VoidPending { id, .. }
-            | Self::Reverse { id, .. } => Some(id),
+            | Self::Reverse { id, .. }
+            | Self::IssueVoucher { id, .. }
+            | Self::RequestRedemption { id, .. }
+            | Self::Settle { id, .. } => Some(id),
             _ => None,
         }
+    }
+
+    /// Whether the command may be part of a linked group: the ones that set things up.
+    /// Expiry and the voucher steps that move money are applied one by one.
+    pub fn is_linkable(&self) -> bool {
+        !matches!(
+            self,
+            Self::ExpireDue { .. }
+                | Self::IssueVoucher { .. }
+                | Self::RequestRedemption { .. }
+                | Self::AuthoriseRedemption { .. }
+                | Self::RecordPinFailure { .. }
+                | Self::RefuseRedemption { .. }
+                | Self::RevokeVoucher { .. }
+                | Self::Settle { .. }
+        )
     }
 
     /// A reversal without its original's content, filled in from `earlier` when the original
@@ -459,6 +591,92 @@ pub enum Rejection {
     /// A command that cannot be part of a linked group.
     #[error("this command cannot be part of a linked group")]
     NotLinkable,
+    /// Generic transfers never touch an escrow account: only voucher steps move its money.
+    #[error("account {0} is an escrow account; only voucher operations move its money")]
+    EscrowAccount(Id),
+    /// A redemption's hold is ended by authorisation, refusal or timeout, not as a plain hold.
+    #[error("{0} is a voucher redemption; it is authorised or refused, not posted or voided")]
+    IsARedemption(Id),
+    /// A cash programme has no vouchers.
+    #[error("programme {0} is not a voucher programme")]
+    NotAVoucherProgramme(Id),
+    /// A voucher programme without terms yet.
+    #[error("programme {0} has no voucher terms yet")]
+    VoucherTermsMissing(Id),
+    /// Voucher terms that do not hold together.
+    #[error("invalid voucher terms: {0}")]
+    InvalidVoucherTerms(&'static str),
+    /// A voucher request of the wrong shape.
+    #[error("invalid voucher request: {0}")]
+    InvalidVoucherRequest(&'static str),
+    /// Not an open escrow account of the programme's currency serving no other programme.
+    #[error("account {0} cannot be the programme's escrow account")]
+    NotAnEscrowAccount(Id),
+    /// Not a vendor account.
+    #[error("account {0} is not a vendor")]
+    NotAVendor(Id),
+    /// Not a settlement account.
+    #[error("account {0} is not a settlement account")]
+    NotASettlementAccount(Id),
+    /// A vendor price above what the voucher reserves for the item.
+    #[error("the price of {0} is above its value in the voucher")]
+    PriceAboveValue(Id),
+    /// No voucher programme accepts new vouchers after its end.
+    #[error("programme {0} has ended")]
+    ProgrammeEnded(Id),
+    /// No voucher with this id.
+    #[error("voucher {0} not found")]
+    VoucherNotFound(Id),
+    /// The voucher expired.
+    #[error("voucher {0} has expired")]
+    VoucherExpired(Id),
+    /// The voucher was revoked.
+    #[error("voucher {0} was revoked")]
+    VoucherRevoked(Id),
+    /// Too many wrong PINs locked the voucher for a while.
+    #[error("voucher {voucher} is locked after wrong PINs")]
+    VoucherLocked {
+        /// The voucher.
+        voucher: Id,
+        /// Until when, in ms since the Unix epoch.
+        until_ms: u64,
+    },
+    /// Nothing is left on the voucher.
+    #[error("voucher {0} is used up")]
+    VoucherExhausted(Id),
+    /// The voucher's programme has not started.
+    #[error("voucher {0} is not valid yet")]
+    VoucherNotYetValid(Id),
+    /// The vendor may not redeem this programme's vouchers.
+    #[error("vendor {0} may not redeem this voucher")]
+    VendorNotEligible(Id),
+    /// More than the voucher has available.
+    #[error("the voucher has only {0} available")]
+    AmountExceedsVoucher(Amount),
+    /// The programme's vouchers are redeemed whole.
+    #[error("this voucher must be redeemed for all that remains")]
+    PartialRedemptionNotAllowed,
+    /// An item the voucher does not give.
+    #[error("item {0} is not on this voucher")]
+    ItemUnknown(Id),
+    /// More of an item than the voucher has left.
+    #[error("the voucher has not that much {0} left")]
+    ItemExceedsVoucher(Id),
+    /// An item the vendor has no agreed price for.
+    #[error("the vendor has no agreed price for {0}")]
+    ItemNotPriced(Id),
+    /// Another redemption of the voucher awaits authorisation.
+    #[error("a redemption of voucher {0} is awaiting authorisation")]
+    RedemptionPending(Id),
+    /// No redemption with this id.
+    #[error("redemption {0} not found")]
+    RedemptionNotFound(Id),
+    /// The redemption was authorised, released or timed out already.
+    #[error("redemption {0} is no longer awaiting authorisation")]
+    RedemptionNotPending(Id),
+    /// The vendor has nothing redeemed and unsettled in the programme.
+    #[error("vendor {0} has nothing to settle")]
+    NothingToSettle(Id),
 }
 
 impl Rejection {
@@ -494,6 +712,33 @@ impl Rejection {
             Self::InvalidCommitment => "invalid_commitment",
             Self::InvalidText { .. } => "invalid_text",
             Self::NotLinkable => "not_linkable",
+            Self::EscrowAccount(_) => "escrow_account",
+            Self::IsARedemption(_) => "is_a_redemption",
+            Self::NotAVoucherProgramme(_) => "not_a_voucher_programme",
+            Self::VoucherTermsMissing(_) => "voucher_terms_missing",
+            Self::InvalidVoucherTerms(_) => "invalid_voucher_terms",
+            Self::InvalidVoucherRequest(_) => "invalid_voucher_request",
+            Self::NotAnEscrowAccount(_) => "not_an_escrow_account",
+            Self::NotAVendor(_) => "not_a_vendor",
+            Self::NotASettlementAccount(_) => "not_a_settlement_account",
+            Self::PriceAboveValue(_) => "price_above_value",
+            Self::ProgrammeEnded(_) => "programme_ended",
+            Self::VoucherNotFound(_) => "voucher_not_found",
+            Self::VoucherExpired(_) => "voucher_expired",
+            Self::VoucherRevoked(_) => "voucher_revoked",
+            Self::VoucherLocked { .. } => "voucher_locked",
+            Self::VoucherExhausted(_) => "voucher_exhausted",
+            Self::VoucherNotYetValid(_) => "voucher_not_yet_valid",
+            Self::VendorNotEligible(_) => "vendor_not_eligible",
+            Self::AmountExceedsVoucher(_) => "amount_exceeds_voucher",
+            Self::PartialRedemptionNotAllowed => "partial_redemption_not_allowed",
+            Self::ItemUnknown(_) => "item_unknown",
+            Self::ItemExceedsVoucher(_) => "item_exceeds_voucher",
+            Self::ItemNotPriced(_) => "item_not_priced",
+            Self::RedemptionPending(_) => "redemption_pending",
+            Self::RedemptionNotFound(_) => "redemption_not_found",
+            Self::RedemptionNotPending(_) => "redemption_not_pending",
+            Self::NothingToSettle(_) => "nothing_to_settle",
         }
     }
 }

@@ -30,6 +30,8 @@ pub enum AccountKind {
     /// Money entering or leaving the system (a donor, a bank): the only kind that may go
     /// negative, since issuance is a transfer out of it.
     External,
+    /// The value of a voucher programme's outstanding vouchers; only voucher steps move it.
+    Escrow,
 }
 
 impl AccountKind {
@@ -223,12 +225,17 @@ pub struct Pending {
 
 /// What a client-chosen id is used for, described by its content: the idempotency index keeps
 /// only a fingerprint of it (see [`IdUse`]).
-enum Used<'a> {
+pub(crate) enum Used<'a> {
     Transfer(&'a TransferRecord),
     Pending(&'a TransferRecord),
     Posted { pending: &'a Id, amount: &'a Amount },
     Voided { pending: &'a Id },
     Reversed { original: &'a Id },
+    // Vouchers, redemptions and settlements keep their full records in the state, which
+    // is where retries are told from reuses; the index makes their ids unique among all.
+    Voucher { programme: &'a Id, beneficiary: &'a Id },
+    Redemption { voucher: &'a Id, vendor: &'a Id },
+    Settled { programme: &'a Id, vendor: &'a Id, to: &'a Id },
 }
 
 /// What kind of operation an id was used for.
@@ -244,11 +251,26 @@ pub enum UseKind {
     Voided,
     /// A reversal.
     Reversed,
+    /// A voucher's issuance.
+    Voucher,
+    /// A redemption request.
+    Redemption,
+    /// A vendor settlement.
+    Settled,
 }
 
 impl UseKind {
-    const ALL: [Self; 5] =
-        [Self::Transfer, Self::Pending, Self::Posted, Self::Voided, Self::Reversed];
+    // Codes are positions here and stored in snapshots and the archive: only append.
+    const ALL: [Self; 8] = [
+        Self::Transfer,
+        Self::Pending,
+        Self::Posted,
+        Self::Voided,
+        Self::Reversed,
+        Self::Voucher,
+        Self::Redemption,
+        Self::Settled,
+    ];
 
     /// A one-byte code for compact storage.
     pub fn code(self) -> u8 {
@@ -342,6 +364,9 @@ impl Used<'_> {
             Self::Posted { .. } => UseKind::Posted,
             Self::Voided { .. } => UseKind::Voided,
             Self::Reversed { .. } => UseKind::Reversed,
+            Self::Voucher { .. } => UseKind::Voucher,
+            Self::Redemption { .. } => UseKind::Redemption,
+            Self::Settled { .. } => UseKind::Settled,
         }
     }
 
@@ -381,6 +406,22 @@ impl Used<'_> {
             Self::Reversed { original } => {
                 field(b"reversed");
                 field(original.as_str().as_bytes());
+            }
+            Self::Voucher { programme, beneficiary } => {
+                field(b"voucher");
+                field(programme.as_str().as_bytes());
+                field(beneficiary.as_str().as_bytes());
+            }
+            Self::Redemption { voucher, vendor } => {
+                field(b"redemption");
+                field(voucher.as_str().as_bytes());
+                field(vendor.as_str().as_bytes());
+            }
+            Self::Settled { programme, vendor, to } => {
+                field(b"settled");
+                field(programme.as_str().as_bytes());
+                field(vendor.as_str().as_bytes());
+                field(to.as_str().as_bytes());
             }
         }
         let digest = hash.finalize();
@@ -433,8 +474,8 @@ pub struct Beneficiary {
 /// The whole state: rebuilt by replaying the log, changed only by [`State::apply`].
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct State {
-    accounts: crate::table::AccountTable,
-    pendings: BTreeMap<Id, Pending>,
+    pub(crate) accounts: crate::table::AccountTable,
+    pub(crate) pendings: BTreeMap<Id, Pending>,
     // Invariant: exactly the open pendings, as (expires_at_ms, id): expiry reads only the due.
     expiries: std::collections::BTreeSet<(u64, Id)>,
     // The idempotency index's recent part; older parts move to `archive` (see `IdArchive`).
@@ -447,15 +488,16 @@ pub struct State {
     #[serde(skip)]
     key_memo: Option<(Id, u128)>,
     // The log index the next event will have.
-    next_index: u64,
+    pub(crate) next_index: u64,
     // Invariant: every id here names a posted single-phase transfer.
     reversed: HashSet<Id>,
-    programmes: BTreeMap<Id, Programme>,
+    pub(crate) programmes: BTreeMap<Id, Programme>,
     // Invariant: every funding account here funds exactly one programme.
     funding_accounts: HashSet<Id>,
     totals: BTreeMap<Id, BTreeMap<Currency, ProgrammeTotals>>,
     tiers: BTreeMap<Id, (Currency, Limits)>,
-    beneficiaries: BTreeMap<Id, Beneficiary>,
+    pub(crate) beneficiaries: BTreeMap<Id, Beneficiary>,
+    pub(crate) vouchers: crate::voucher::VoucherBook,
 }
 
 /// The idempotency index's older part, kept out of memory by the engine (on disk). The state
@@ -484,6 +526,7 @@ impl PartialEq for State {
             totals,
             tiers,
             beneficiaries,
+            vouchers,
         } = self;
         *accounts == other.accounts
             && *pendings == other.pendings
@@ -496,6 +539,7 @@ impl PartialEq for State {
             && *totals == other.totals
             && *tiers == other.tiers
             && *beneficiaries == other.beneficiaries
+            && *vouchers == other.vouchers
     }
 }
 
@@ -521,6 +565,15 @@ enum Saved {
     Totals(Id, Option<BTreeMap<Currency, ProgrammeTotals>>),
     Tier(Id, Option<(Currency, Limits)>),
     Beneficiary(Id, Option<Beneficiary>),
+    VoucherTerms {
+        programme: Id,
+        terms: Option<crate::VoucherTerms>,
+        escrow: Id,
+        escrow_of: Option<Id>,
+        totals: Option<crate::VoucherTotals>,
+    },
+    VendorCategories(Id, Option<std::collections::BTreeSet<Id>>),
+    ProgrammeVendor((Id, Id), Option<crate::ProgrammeVendor>),
 }
 
 /// The limits in force on `account` given the defined tiers (see [`State::limits_of`]).
@@ -573,8 +626,65 @@ impl State {
         self.used_get(id_key(id))
     }
 
+    /// The log index of the entry that already did what `command` asks, when it was answered
+    /// as a retry (decided to no events): the original's, for a command with a claimed id;
+    /// the authorisation's, refusal's or closing's for the voucher steps on a redemption or a
+    /// voucher.
+    pub fn answer_index(&self, command: &Command) -> Option<u64> {
+        self.voucher_answer_index(command)
+            .or_else(|| command.claimed_id().and_then(|id| self.id_use(id)).map(|used| used.index))
+    }
+
+    /// A voucher by id.
+    pub fn voucher(&self, id: &Id) -> Option<&crate::Voucher> {
+        self.vouchers.vouchers.get(id)
+    }
+
+    /// All vouchers, by id.
+    pub fn vouchers(&self) -> impl Iterator<Item = (&Id, &crate::Voucher)> {
+        self.vouchers.vouchers.iter()
+    }
+
+    /// A redemption by id.
+    pub fn redemption(&self, id: &Id) -> Option<&crate::Redemption> {
+        self.vouchers.redemptions.get(id)
+    }
+
+    /// A voucher programme's terms.
+    pub fn voucher_terms(&self, programme: &Id) -> Option<&crate::VoucherTerms> {
+        self.vouchers.terms.get(programme)
+    }
+
+    /// What a voucher programme's vouchers did.
+    pub fn voucher_totals(&self, programme: &Id) -> Option<crate::VoucherTotals> {
+        self.vouchers.totals.get(programme).copied()
+    }
+
+    /// The vendors a voucher programme knows (enrolled, withdrawn, or with redemptions), with
+    /// their records.
+    pub fn programme_vendors<'a>(
+        &'a self,
+        programme: &'a Id,
+    ) -> impl Iterator<Item = (&'a Id, &'a crate::ProgrammeVendor)> + 'a {
+        self.vouchers
+            .vendors
+            .iter()
+            .filter(move |((owner, _), _)| owner == programme)
+            .map(|((_, vendor), record)| (vendor, record))
+    }
+
+    /// A settlement by id.
+    pub fn settlement(&self, id: &Id) -> Option<&crate::Settlement> {
+        self.vouchers.settlements.get(id)
+    }
+
+    /// A vendor's categories.
+    pub fn vendor_categories(&self, vendor: &Id) -> Option<&std::collections::BTreeSet<Id>> {
+        self.vouchers.categories.get(vendor)
+    }
+
     /// The idempotency key of `id`, from the memo when it is the command being executed.
-    fn key_of(&self, id: &Id) -> u128 {
+    pub(crate) fn key_of(&self, id: &Id) -> u128 {
         match &self.key_memo {
             Some((memo, key)) if memo == id => *key,
             _ => id_key(id),
@@ -589,7 +699,7 @@ impl State {
         }
     }
 
-    fn used_get(&self, key: u128) -> Option<IdUse> {
+    pub(crate) fn used_get(&self, key: u128) -> Option<IdUse> {
         self.used.get(&key).copied().or_else(|| self.archive.as_ref()?.get(key))
     }
 
@@ -683,6 +793,7 @@ impl State {
             Event::TierDefined { .. }
             | Event::BeneficiaryRegistered { .. }
             | Event::BeneficiaryErased { .. } => [None, None],
+            _ => self.voucher_accounts_of(event),
         }
     }
 
@@ -697,13 +808,31 @@ impl State {
         totals
     }
 
-    fn live_account(&self, id: &Id) -> Result<&Account, Rejection> {
+    pub(crate) fn live_account(&self, id: &Id) -> Result<&Account, Rejection> {
         self.accounts.get(id).ok_or_else(|| Rejection::AccountNotFound(id.clone()))
+    }
+
+    /// The checks of a transfer, a hold, or a reversal: every check of [`Self::check_money`],
+    /// and no escrow account on either side (only voucher steps move escrow money, so that
+    /// its balance always equals the programme's outstanding vouchers).
+    fn check_movement(
+        &self,
+        record: &TransferRecord,
+        released: i64,
+        now_ms: u64,
+    ) -> Result<(), Rejection> {
+        self.check_money(record, released, now_ms)?;
+        for account in [&record.from, &record.to] {
+            if self.live_account(account)?.kind == AccountKind::Escrow {
+                return Err(Rejection::EscrowAccount(account.clone()));
+            }
+        }
+        Ok(())
     }
 
     /// The checks every movement of money passes, in precedence order. `released` is a hold on
     /// `from` that the movement itself releases first (posting a pending transfer).
-    fn check_movement(
+    pub(crate) fn check_money(
         &self,
         record: &TransferRecord,
         released: i64,
@@ -861,7 +990,7 @@ impl State {
 
     /// The two legs of a double entry: one debit, one credit, the same amount. Checked first.
     /// The debit is remembered for the outflow limits.
-    fn move_money(
+    pub(crate) fn move_money(
         &mut self,
         from: &Id,
         to: &Id,
@@ -886,7 +1015,12 @@ impl State {
 
     /// Records what `id` is used for. `verify` checks the archive too: only an event `decide`
     /// just produced (which looked there) may skip it.
-    fn claim_id(&mut self, id: &Id, used: &Used<'_>, verify: bool) -> Result<(), Inconsistency> {
+    pub(crate) fn claim_id(
+        &mut self,
+        id: &Id,
+        used: &Used<'_>,
+        verify: bool,
+    ) -> Result<(), Inconsistency> {
         let entry =
             IdUse { kind: used.kind(), index: self.next_index, content: used.fingerprint() };
         let key = self.key_of(id);
@@ -939,12 +1073,22 @@ impl State {
         })
     }
 
+    /// Whether `account` funds a voucher programme with vouchers outstanding: their value will
+    /// return to it, so it must stay open.
+    fn funds_outstanding_vouchers(&self, account: &Id) -> bool {
+        self.funding_accounts.contains(account)
+            && self.programmes.iter().any(|(id, programme)| {
+                programme.funding == *account
+                    && self.vouchers.totals.get(id).is_some_and(|t| t.outstanding_minor() != 0)
+            })
+    }
+
     /// Whether a posted transfer has been reversed.
     pub fn is_reversed(&self, id: &Id) -> bool {
         self.reversed.contains(id)
     }
 
-    fn open_pending(&self, id: &Id) -> Result<&Pending, Rejection> {
+    pub(crate) fn open_pending(&self, id: &Id) -> Result<&Pending, Rejection> {
         let pending =
             self.pendings.get(id).ok_or_else(|| Rejection::PendingNotFound(id.clone()))?;
         if pending.state != PendingState::Open {
@@ -953,8 +1097,22 @@ impl State {
         Ok(pending)
     }
 
+    /// Holds `record`'s amount on its debited account under `id` until `expires_at_ms`.
+    pub(crate) fn hold(
+        &mut self,
+        id: &Id,
+        record: TransferRecord,
+        expires_at_ms: u64,
+    ) -> Result<(), Inconsistency> {
+        self.account_mut(&record.from)?.held_minor += record.amount.minor_units();
+        self.pendings
+            .insert(id.clone(), Pending { record, expires_at_ms, state: PendingState::Open });
+        self.expiries.insert((expires_at_ms, id.clone()));
+        Ok(())
+    }
+
     /// Ends a pending transfer: releases its hold and records how it ended.
-    fn finish_pending(
+    pub(crate) fn finish_pending(
         &mut self,
         id: &Id,
         state: PendingState,
@@ -1000,7 +1158,7 @@ impl State {
         let next_index = self.next_index;
         for (index, command) in commands.iter().enumerate() {
             let decided = match command {
-                Command::ExpireDue { .. } => Err(Rejection::NotLinkable),
+                _ if !command.is_linkable() => Err(Rejection::NotLinkable),
                 // A reversal of a transfer made earlier in this group finds it among the
                 // group's own events: it is not in the log yet.
                 _ => match command.with_original_among(&events) {
@@ -1065,10 +1223,8 @@ impl State {
                 account(&reverses.to);
                 programmes.push(reverses.programme.clone());
             }
-            Event::ProgrammeCreated { .. }
-            | Event::TierDefined { .. }
-            | Event::BeneficiaryRegistered { .. }
-            | Event::BeneficiaryErased { .. } => {}
+            // The voucher events of a linked group (terms, vendors) move no money.
+            _ => {}
         }
         match event {
             Event::TransferPosted { transfer, programme, .. } => {
@@ -1109,6 +1265,23 @@ impl State {
                 beneficiary.clone(),
                 self.beneficiaries.get(beneficiary).cloned(),
             )),
+            Event::VoucherTermsSet { programme, terms, .. } => saved.push(Saved::VoucherTerms {
+                programme: programme.clone(),
+                terms: self.vouchers.terms.get(programme).cloned(),
+                escrow: terms.escrow.clone(),
+                escrow_of: self.vouchers.escrows.get(&terms.escrow).cloned(),
+                totals: self.vouchers.totals.get(programme).copied(),
+            }),
+            Event::VendorCategoriesSet { vendor, .. } => saved.push(Saved::VendorCategories(
+                vendor.clone(),
+                self.vouchers.categories.get(vendor).cloned(),
+            )),
+            Event::VendorEnrolled { programme, vendor, .. }
+            | Event::VendorWithdrawn { programme, vendor, .. } => {
+                let key = (programme.clone(), vendor.clone());
+                let record = self.vouchers.vendors.get(&key).cloned();
+                saved.push(Saved::ProgrammeVendor(key, record));
+            }
             _ => {}
         }
         for programme in programmes {
@@ -1168,6 +1341,15 @@ impl State {
                 Saved::Beneficiary(id, beneficiary) => {
                     put(&mut self.beneficiaries, id, beneficiary)
                 }
+                Saved::VoucherTerms { programme, terms, escrow, escrow_of, totals } => {
+                    put(&mut self.vouchers.terms, programme.clone(), terms);
+                    put(&mut self.vouchers.escrows, escrow, escrow_of);
+                    put(&mut self.vouchers.totals, programme, totals);
+                }
+                Saved::VendorCategories(vendor, categories) => {
+                    put(&mut self.vouchers.categories, vendor, categories)
+                }
+                Saved::ProgrammeVendor(key, record) => put(&mut self.vouchers.vendors, key, record),
             }
         }
     }
@@ -1238,11 +1420,14 @@ impl State {
                     self.check_movement(&record, 0, *at_ms)?;
                 }
                 self.claim_id(transfer, &Used::Pending(&record), verify)?;
-                self.account_mut(from)?.held_minor += amount.minor_units();
-                let pending =
-                    Pending { record, expires_at_ms: *expires_at_ms, state: PendingState::Open };
-                self.pendings.insert(transfer.clone(), pending);
-                self.expiries.insert((*expires_at_ms, transfer.clone()));
+                self.hold(transfer, record, *expires_at_ms)?;
+            }
+            Event::PendingPosted { pending, .. }
+            | Event::PendingVoided { pending, .. }
+            | Event::PendingExpired { pending, .. }
+                if self.vouchers.redemptions.contains_key(pending) =>
+            {
+                return Err(Rejection::IsARedemption(pending.clone()).into());
             }
             Event::PendingPosted { transfer, pending, amount, at_ms } => {
                 let held = self.open_pending(pending)?.record.clone();
@@ -1286,6 +1471,11 @@ impl State {
             Event::AccountFrozen { account, .. }
             | Event::AccountUnfrozen { account, .. }
             | Event::AccountClosed { account, .. } => {
+                if matches!(event, Event::AccountClosed { .. })
+                    && self.funds_outstanding_vouchers(account)
+                {
+                    return Err(Rejection::BalanceNotZero(account.clone()).into());
+                }
                 let state = self.account_mut(account)?;
                 if state.closed {
                     return Err(Inconsistency(format!("account {account} is closed")));
@@ -1335,6 +1525,7 @@ impl State {
                     erased.erased = true;
                 }
             }
+            _ => self.apply_voucher(event, verify)?,
         }
         debug_assert!(self.totals().values().all(|total| *total == 0), "money created or lost");
         self.next_index += 1;
@@ -1388,7 +1579,7 @@ fn unknown_account(id: &Id) -> Inconsistency {
 }
 
 /// Names and references: short, printable text.
-fn check_text(text: &str, field: &'static str) -> Result<(), Rejection> {
+pub(crate) fn check_text(text: &str, field: &'static str) -> Result<(), Rejection> {
     let length = text.chars().count();
     if length == 0 || length > TEXT_LENGTH_MAX || text.chars().any(char::is_control) {
         return Err(Rejection::InvalidText { field });
@@ -1460,6 +1651,11 @@ pub(crate) fn decide(
             ledger.check_movement(&record, 0, at_ms)?;
             Ok(vec![record.pending(id, expires_at_ms, at_ms)])
         }
+        Command::PostPending { pending, .. } | Command::VoidPending { pending, .. }
+            if ledger.vouchers.redemptions.contains_key(pending) =>
+        {
+            Err(Rejection::IsARedemption(pending.clone()))
+        }
         Command::PostPending { id, pending, amount } => {
             let known = ledger.pendings.get(pending);
             let posted_amount = match (amount, known) {
@@ -1520,13 +1716,31 @@ pub(crate) fn decide(
             }
             Ok(vec![Event::LimitsSet { account: account.clone(), limits: limits.clone(), at_ms }])
         }
-        Command::ExpireDue { at_most } => Ok(ledger
-            .expiries
-            .iter()
-            .take_while(|(expires_at_ms, _)| *expires_at_ms <= at_ms)
-            .take(*at_most)
-            .map(|(_, id)| Event::PendingExpired { pending: id.clone(), at_ms })
-            .collect()),
+        Command::ExpireDue { at_most } => {
+            // Holds first (a redemption's hold is released as the redemption), then vouchers.
+            let mut released = std::collections::BTreeSet::new();
+            let mut events: Vec<Event> = ledger
+                .expiries
+                .iter()
+                .take_while(|(expires_at_ms, _)| *expires_at_ms <= at_ms)
+                .take(*at_most)
+                .map(|(_, id)| {
+                    if ledger.vouchers.redemptions.contains_key(id) {
+                        released.insert(id.clone());
+                        Event::RedemptionVoided {
+                            redemption: id.clone(),
+                            reason: crate::VoidReason::Timeout,
+                            at_ms,
+                        }
+                    } else {
+                        Event::PendingExpired { pending: id.clone(), at_ms }
+                    }
+                })
+                .collect();
+            let room = at_most.saturating_sub(events.len());
+            events.extend(ledger.expire_vouchers(at_ms, room, &released));
+            Ok(events)
+        }
         Command::FreezeAccount { id } | Command::UnfreezeAccount { id } => {
             let account = ledger.live_account(id)?;
             if account.closed {
@@ -1547,7 +1761,10 @@ pub(crate) fn decide(
             if account.closed {
                 return Ok(Vec::new());
             }
-            if account.balance_minor != 0 || account.held_minor != 0 {
+            if account.balance_minor != 0
+                || account.held_minor != 0
+                || ledger.funds_outstanding_vouchers(id)
+            {
                 return Err(Rejection::BalanceNotZero(id.clone()));
             }
             Ok(vec![Event::AccountClosed { account: id.clone(), at_ms }])
@@ -1611,5 +1828,16 @@ pub(crate) fn decide(
             ledger.check_erasure(id)?;
             Ok(vec![Event::BeneficiaryErased { beneficiary: id.clone(), at_ms }])
         }
+        Command::SetVoucherTerms { .. }
+        | Command::SetVendorCategories { .. }
+        | Command::EnrolVendor { .. }
+        | Command::WithdrawVendor { .. }
+        | Command::IssueVoucher { .. }
+        | Command::RequestRedemption { .. }
+        | Command::AuthoriseRedemption { .. }
+        | Command::RecordPinFailure { .. }
+        | Command::RefuseRedemption { .. }
+        | Command::RevokeVoucher { .. }
+        | Command::Settle { .. } => ledger.decide_voucher(command, context),
     }
 }

@@ -284,6 +284,8 @@ impl Model {
                 account.4 = true;
                 Some(true)
             }
+            // Vouchers have their own model test (tests/vouchers.rs).
+            _ => unreachable!("not generated: {command:?}"),
         }
     }
 }
