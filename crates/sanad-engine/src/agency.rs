@@ -13,13 +13,14 @@ use crate::registry::{NewPerson, Registry, Work};
 use crate::{Error, Ledger, Options};
 
 /// The owner reference of the agency's own accounts (issuance, programme funding).
-const AGENCY_OWNER: &str = "agency";
+pub(crate) const AGENCY_OWNER: &str = "agency";
 
 /// A ledger with its registry, in one data folder.
 #[derive(Debug)]
 pub struct Agency {
     ledger: Ledger,
     registry: Registry,
+    pub(crate) guard: crate::vouchers::VoucherGuard,
 }
 
 /// `prefix` and `length` random Crockford base32 characters (5 bits each, from the OS's
@@ -33,7 +34,7 @@ pub(crate) fn random_id(prefix: &str, length: usize) -> Id {
     Id::parse(&text).unwrap_or_else(|_| unreachable!("prefix and alphabet are id characters"))
 }
 
-fn id(text: &str) -> Id {
+pub(crate) fn id(text: &str) -> Id {
     Id::parse(text).unwrap_or_else(|_| unreachable!("{text} is a valid id"))
 }
 
@@ -51,7 +52,7 @@ impl Agency {
     ) -> Result<Self, Error> {
         let ledger = Ledger::create(dir, origin, options)?;
         let registry = Registry::open(dir, region)?;
-        Ok(Self { ledger, registry })
+        Ok(Self { ledger, registry, guard: Default::default() })
     }
 
     /// Opens the ledger and registry in `dir`, then finishes or undoes what a crash between
@@ -72,7 +73,7 @@ impl Agency {
                 (Work::Registration | Work::Erasure, _) => registry.erase(&person)?,
             }
         }
-        Ok(Self { ledger, registry })
+        Ok(Self { ledger, registry, guard: Default::default() })
     }
 
     /// The ledger.
@@ -97,7 +98,7 @@ impl Agency {
     }
 
     /// Opens an account unless it exists (with the same kind and currency).
-    fn ensure_account(
+    pub(crate) fn ensure_account(
         &self,
         account: Id,
         kind: AccountKind,
@@ -127,13 +128,27 @@ impl Agency {
         kind: ProgrammeKind,
         budget: Amount,
     ) -> Result<Id, Error> {
+        let programme = random_id("prog-", 16);
+        let group = self.programme_group(&programme, name, kind, budget)?;
+        self.ledger.execute_linked(group)??;
+        Ok(programme)
+    }
+
+    /// The linked group that creates a programme: its funding account, the programme, and
+    /// (when positive) the issuance of its budget. Opens the currency's issuance account first.
+    pub(crate) fn programme_group(
+        &self,
+        programme: &Id,
+        name: &str,
+        kind: ProgrammeKind,
+        budget: Amount,
+    ) -> Result<Vec<Command>, Error> {
         if budget.is_negative() {
             return Err(Rejection::AmountMustBePositive.into());
         }
         let currency = budget.currency();
         let issuance = Self::issuance_account(currency);
         self.ensure_account(issuance.clone(), AccountKind::External, currency, id(AGENCY_OWNER))?;
-        let programme = random_id("prog-", 16);
         let mut group = vec![
             Command::OpenAccount {
                 id: programme.clone(),
@@ -159,8 +174,12 @@ impl Agency {
                 reference: Some("programme budget".into()),
             });
         }
-        self.ledger.execute_linked(group)??;
-        Ok(programme)
+        Ok(group)
+    }
+
+    /// The time by the ledger's clock, in ms since the Unix epoch.
+    pub(crate) fn now_ms(&self) -> u64 {
+        self.ledger.now_ms()
     }
 
     /// Registers a person and opens their wallet in `currency`. The registry record is written

@@ -19,6 +19,7 @@ pub mod disburse;
 mod history;
 pub mod registry;
 mod snapshot;
+pub mod vouchers;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -32,6 +33,9 @@ use sanad_money::Id;
 
 pub use agency::Agency;
 pub use snapshot::SNAPSHOT_FILE;
+pub use vouchers::{
+    IssuedVoucher, RedemptionRequest, SettlementRun, VendorSettlement, VoucherPlan,
+};
 pub use writer::CALL_COMMANDS_MAX;
 
 /// Errors of the engine and the registry. Refusals of a ledger command are [`Rejection`]s,
@@ -107,6 +111,27 @@ pub enum Error {
     /// A bulk disbursement file that cannot be paid as a whole (see [`disburse`]).
     #[error("{0}")]
     Disbursement(String),
+    /// A voucher code that is malformed or mistyped (a typo, so ask again; not counted as a
+    /// guess).
+    #[error(transparent)]
+    VoucherCode(#[from] sanad_ledger::CodeError),
+    /// A well-formed voucher code that nobody holds (counted as a guess).
+    #[error("no voucher has this code")]
+    UnknownVoucherCode,
+    /// Too many unknown codes from this vendor: wait.
+    #[error("too many unknown voucher codes; try again in {} minutes", retry_after_ms.div_ceil(60_000))]
+    TooManyGuesses {
+        /// How long to wait, in ms.
+        retry_after_ms: u64,
+    },
+    /// A wrong PIN or confirmation; it was logged.
+    #[error("wrong PIN{}", match locked_until_ms { Some(_) => "; the voucher is locked for a while".to_owned(), None => format!("; {attempts_left} attempts left") })]
+    WrongPin {
+        /// Attempts left before the voucher locks.
+        attempts_left: u8,
+        /// When this failure locked the voucher: until when.
+        locked_until_ms: Option<u64>,
+    },
     /// A call with no commands, or more than [`CALL_COMMANDS_MAX`].
     #[error("a call carries 1 to {CALL_COMMANDS_MAX} commands, not {0}")]
     BadCall(usize),
@@ -584,6 +609,11 @@ impl Ledger {
         }
         let next = if items.len() == limit { items.last().map(|(index, _)| *index) } else { None };
         Ok(HistoryPage { items, next })
+    }
+
+    /// The time by the ledger's clock, in ms since the Unix epoch.
+    pub(crate) fn now_ms(&self) -> u64 {
+        (self.shared.clock)()
     }
 
     /// The signed log underneath (checkpoints, proofs, receipts, export).

@@ -26,6 +26,7 @@ use chacha20poly1305::aead::{Aead as _, KeyInit as _};
 use chacha20poly1305::{ChaCha20Poly1305, Nonce};
 use hmac::{Hmac, Mac as _};
 use rand::RngCore as _;
+use sanad_ledger::VoucherCode;
 use sanad_money::Id;
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
@@ -47,6 +48,7 @@ const PEOPLE: &str = "people";
 const PENDING: &str = "pending";
 const LOOKUP: &str = "lookup";
 const META: &str = "meta";
+const CODES: &str = "codes";
 const REGION: &[u8] = b"region";
 
 type HmacSha256 = Hmac<Sha256>;
@@ -107,6 +109,9 @@ pub struct Registry {
     pending: sled::Tree,
     lookup: sled::Tree,
     meta: sled::Tree,
+    // Voucher codes: `c` + HMAC(agency key, code) → voucher id, and `v` + voucher id → the
+    // code sealed under a key derived from the agency key (to show it again, never logged).
+    codes: sled::Tree,
     db: sled::Db,
     secrets: PathBuf,
     agency_key: Zeroizing<[u8; 32]>,
@@ -223,6 +228,7 @@ impl Registry {
             pending: db.open_tree(PENDING).map_err(storage)?,
             lookup: db.open_tree(LOOKUP).map_err(storage)?,
             meta: db.open_tree(META).map_err(storage)?,
+            codes: db.open_tree(CODES).map_err(storage)?,
             db,
             secrets,
             agency_key: Zeroizing::new(agency_key),
@@ -442,6 +448,102 @@ impl Registry {
             .map_err(|e| Error::Corrupt(format!("the record of {id}: {e}")))?;
         let commitment = Self::commitment(&secret, &person);
         Ok(Some((person, commitment)))
+    }
+
+    fn code_key(&self, code: VoucherCode) -> Vec<u8> {
+        let mut key = b"c".to_vec();
+        let letters = code.letters();
+        key.extend_from_slice(&mac(
+            self.agency_key.as_ref(),
+            &[b"sanad.voucher-code/v1\n", letters.as_bytes()],
+        ));
+        key
+    }
+
+    fn code_cipher(&self) -> ChaCha20Poly1305 {
+        let key = Zeroizing::new(mac(self.agency_key.as_ref(), &[b"sanad.voucher-code.seal/v1"]));
+        ChaCha20Poly1305::new(key.as_ref().into())
+    }
+
+    /// Records `code` as the code of `voucher`, durably. `false` (nothing written) when the
+    /// code belongs to another voucher already: draw another.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub fn store_voucher_code(&self, voucher: &Id, code: VoucherCode) -> Result<bool, Error> {
+        let claimed = self
+            .codes
+            .compare_and_swap(
+                self.code_key(code),
+                None as Option<&[u8]>,
+                Some(voucher.as_str().as_bytes()),
+            )
+            .map_err(storage)?;
+        if claimed.is_err() {
+            return Ok(false);
+        }
+        let mut nonce = [0u8; 12];
+        rand::rngs::OsRng.fill_bytes(&mut nonce);
+        let letters = Zeroizing::new(code.letters());
+        let sealed = self
+            .code_cipher()
+            .encrypt(Nonce::from_slice(&nonce), letters.as_bytes())
+            .map_err(|_| Error::Corrupt("voucher code encryption failed".into()))?;
+        let mut stored = nonce.to_vec();
+        stored.extend_from_slice(&sealed);
+        let mut key = b"v".to_vec();
+        key.extend_from_slice(voucher.as_str().as_bytes());
+        self.codes.insert(key, stored).map_err(storage)?;
+        self.db.flush().map_err(storage)?;
+        Ok(true)
+    }
+
+    /// The voucher a code belongs to.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub fn voucher_by_code(&self, code: VoucherCode) -> Result<Option<Id>, Error> {
+        match self.codes.get(self.code_key(code)).map_err(storage)? {
+            Some(bytes) => Id::parse(&String::from_utf8_lossy(&bytes))
+                .map(Some)
+                .map_err(|e| Error::Corrupt(format!("voucher code index: {e}"))),
+            None => Ok(None),
+        }
+    }
+
+    /// A voucher's code, to show or send it again.
+    ///
+    /// # Errors
+    /// Storage errors; [`Error::Corrupt`] when it does not decrypt.
+    pub fn code_of(&self, voucher: &Id) -> Result<Option<VoucherCode>, Error> {
+        let mut key = b"v".to_vec();
+        key.extend_from_slice(voucher.as_str().as_bytes());
+        let Some(stored) = self.codes.get(key).map_err(storage)? else { return Ok(None) };
+        let (nonce, sealed) = stored.split_at(12.min(stored.len()));
+        let letters = Zeroizing::new(
+            self.code_cipher()
+                .decrypt(Nonce::from_slice(nonce), sealed)
+                .map_err(|_| Error::Corrupt(format!("the code of {voucher} does not decrypt")))?,
+        );
+        let text = String::from_utf8_lossy(&letters);
+        VoucherCode::parse(&text)
+            .map(Some)
+            .map_err(|e| Error::Corrupt(format!("the code of {voucher}: {e}")))
+    }
+
+    /// Forgets a voucher's code (a voucher that never reached the log).
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub fn forget_voucher_code(&self, voucher: &Id) -> Result<(), Error> {
+        if let Some(code) = self.code_of(voucher)? {
+            self.codes.remove(self.code_key(code)).map_err(storage)?;
+        }
+        let mut key = b"v".to_vec();
+        key.extend_from_slice(voucher.as_str().as_bytes());
+        self.codes.remove(key).map_err(storage)?;
+        self.db.flush().map_err(storage)?;
+        Ok(())
     }
 
     /// Checks a PIN; `false` for a wrong PIN or a person without one.

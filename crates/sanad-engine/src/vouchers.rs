@@ -1,0 +1,629 @@
+//! Vouchers as an agency runs them: programmes with escrow, vendors, issuance with codes,
+//! redemption by code at a counter, authorisation by PIN or by a one-time confirmation, and
+//! settlement runs with a CSV statement per vendor.
+//!
+//! The ledger decides every step (see `sanad_ledger::voucher`); what lives here is what must not
+//! enter the log or needs the registry:
+//!
+//! - **Codes.** A voucher's code is drawn from the OS's CSPRNG and recorded in the registry
+//!   (keyed by HMAC under the agency's secret; sealed for showing again); the log names the
+//!   voucher by a random id only.
+//! - **Typos and guesses.** A code whose check symbol fails is a typo ([`Error::VoucherCode`]
+//!   with `Mistyped`), answered as such and not counted. A well-formed code the registry does
+//!   not know is a guess: [`GUESSES_PER_WINDOW`] per vendor per [`GUESS_WINDOW_MS`], then
+//!   [`Error::TooManyGuesses`] until the window has passed, whatever the code.
+//! - **PINs.** Checked against the registry's Argon2id hash; a wrong one is a logged
+//!   `redemption.pin_failed`, and the programme's limit locks the voucher (in the log, so the
+//!   lock survives restarts and replays).
+//! - **Confirmations.** A random six-digit answer per redemption, kept in memory only (a
+//!   restart forgets it and the redemption times out, which is safe).
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Mutex;
+
+use rand::Rng as _;
+use sanad_ledger::{
+    AccountKind, Actor, Authorisation, Command, Event, Item, ItemQuantity, ProgrammeKind,
+    Rejection, Vendors, VoucherCode, VoucherTerms,
+};
+use sanad_money::{Amount, Currency, Id};
+use sha2::{Digest as _, Sha256};
+
+use crate::agency::{AGENCY_OWNER, id, random_id};
+use crate::{Agency, Error};
+
+/// Unknown codes a vendor may try per window before it must wait.
+pub const GUESSES_PER_WINDOW: usize = 5;
+/// The window of the guessing limit, in ms.
+pub const GUESS_WINDOW_MS: u64 = 15 * 60 * 1000;
+/// How long a beneficiary has to authorise a redemption, unless the caller says otherwise.
+pub const REDEMPTION_TIMEOUT_MS: u64 = 10 * 60 * 1000;
+
+/// How a voucher programme works: its terms, less the escrow account the agency opens.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VoucherPlan {
+    /// No redemption before this time (ms since the Unix epoch).
+    pub valid_from_ms: u64,
+    /// Every voucher expires by this time.
+    pub valid_until_ms: u64,
+    /// Which vendors may redeem.
+    pub vendors: Vendors,
+    /// Each voucher is redeemed once.
+    pub single_use: bool,
+    /// A redemption may take part of what remains.
+    pub partial: bool,
+    /// Commodity programmes: the items.
+    pub items: Vec<Item>,
+    /// Wrong PINs in a row that lock a voucher.
+    pub pin_attempts: u8,
+    /// How long a lock lasts, in ms.
+    pub lock_ms: u64,
+}
+
+/// A voucher just issued: its code is shown here and can be shown again from the registry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IssuedVoucher {
+    /// The voucher's id, as the log knows it.
+    pub id: Id,
+    /// Its code.
+    pub code: VoucherCode,
+    /// The log index of its issuance.
+    pub log_index: Option<u64>,
+}
+
+/// A redemption waiting for the beneficiary.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RedemptionRequest {
+    /// The redemption's id.
+    pub id: Id,
+    /// The voucher.
+    pub voucher: Id,
+    /// What the vendor will be paid on authorisation.
+    pub amount: Amount,
+    /// The log index of the request.
+    pub log_index: Option<u64>,
+}
+
+/// One vendor's part of a settlement run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VendorSettlement {
+    /// The vendor's account.
+    pub vendor: Id,
+    /// The settlement's id (for its statement).
+    pub settlement: Id,
+    /// How much was paid.
+    pub amount: Amount,
+    /// How many redemptions it covers.
+    pub redemptions: u64,
+    /// The log index of its entry.
+    pub log_index: Option<u64>,
+}
+
+/// What a settlement run did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SettlementRun {
+    /// The run's id: running it again settles nothing twice.
+    pub run: String,
+    /// One line per vendor paid (or answered, for a run done before).
+    pub vendors: Vec<VendorSettlement>,
+}
+
+/// Guess counting and pending confirmations: memory only, by design.
+#[derive(Debug, Default)]
+pub(crate) struct VoucherGuard {
+    guesses: Mutex<HashMap<Id, VecDeque<u64>>>,
+    confirmations: Mutex<HashMap<Id, [u8; 32]>>,
+}
+
+fn digest(parts: &[&[u8]]) -> [u8; 32] {
+    let mut hash = Sha256::new();
+    for part in parts {
+        hash.update((part.len() as u32).to_be_bytes());
+        hash.update(part);
+    }
+    hash.finalize().into()
+}
+
+/// A deterministic id from its parts: `prefix` and 20 Crockford base32 characters.
+fn derived_id(prefix: &str, parts: &[&[u8]]) -> Id {
+    const ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+    let hash = digest(parts);
+    let mut text = prefix.to_owned();
+    text.extend(hash[..20].iter().map(|b| char::from(ALPHABET[usize::from(b & 31)])));
+    id(&text)
+}
+
+impl Agency {
+    /// A programme's escrow account.
+    pub fn escrow_of(programme: &Id) -> Id {
+        // A programme id from `create_voucher_programme` is 21 characters.
+        id(&format!("{}.escrow", programme.as_str()))
+    }
+
+    /// The agency's settlement (payout) account in a currency.
+    pub fn settlement_account(currency: Currency) -> Id {
+        id(&format!("settlement.{}", currency.code()))
+    }
+
+    /// Creates a voucher programme: its funding and escrow accounts, the programme, its terms
+    /// and its budget, in one linked group.
+    ///
+    /// # Errors
+    /// [`Error::GroupRejected`] for bad terms; storage errors.
+    pub fn create_voucher_programme(
+        &self,
+        name: &str,
+        kind: ProgrammeKind,
+        budget: Amount,
+        plan: &VoucherPlan,
+    ) -> Result<Id, Error> {
+        if kind == ProgrammeKind::Cash {
+            return Err(Rejection::InvalidVoucherTerms("a voucher programme is not cash").into());
+        }
+        let currency = budget.currency();
+        let programme = random_id("prog-", 16);
+        let escrow = Self::escrow_of(&programme);
+        let terms = VoucherTerms {
+            escrow: escrow.clone(),
+            valid_from_ms: plan.valid_from_ms,
+            valid_until_ms: plan.valid_until_ms,
+            vendors: plan.vendors.clone(),
+            single_use: plan.single_use,
+            partial: plan.partial,
+            items: plan.items.clone(),
+            pin_attempts: plan.pin_attempts,
+            lock_ms: plan.lock_ms,
+        };
+        let mut group = self.programme_group(&programme, name, kind, budget)?;
+        group.insert(
+            1,
+            Command::OpenAccount {
+                id: escrow,
+                kind: AccountKind::Escrow,
+                currency,
+                owner: id(AGENCY_OWNER),
+            },
+        );
+        group.insert(3, Command::SetVoucherTerms { programme: programme.clone(), terms });
+        self.ledger().execute_linked(group)??;
+        Ok(programme)
+    }
+
+    /// Opens a vendor's account in `currency`, in the given categories.
+    ///
+    /// # Errors
+    /// Rejections; storage errors.
+    pub fn open_vendor(&self, currency: Currency, categories: &[Id]) -> Result<Id, Error> {
+        let vendor = random_id("vnd-", 16);
+        let mut group = vec![Command::OpenAccount {
+            id: vendor.clone(),
+            kind: AccountKind::Vendor,
+            currency,
+            owner: vendor.clone(),
+        }];
+        if !categories.is_empty() {
+            group.push(Command::SetVendorCategories {
+                vendor: vendor.clone(),
+                categories: categories.iter().cloned().collect(),
+            });
+        }
+        self.ledger().execute_linked(group)??;
+        Ok(vendor)
+    }
+
+    /// Enrols a vendor in a voucher programme, with its prices per item (commodity
+    /// programmes).
+    ///
+    /// # Errors
+    /// Rejections; storage errors.
+    pub fn enrol_vendor(
+        &self,
+        programme: &Id,
+        vendor: &Id,
+        prices: BTreeMap<Id, Amount>,
+    ) -> Result<(), Error> {
+        let command =
+            Command::EnrolVendor { programme: programme.clone(), vendor: vendor.clone(), prices };
+        self.ledger().execute(command)??;
+        Ok(())
+    }
+
+    /// Issues a voucher to a beneficiary with a new random id and code.
+    ///
+    /// # Errors
+    /// Rejections ([`Error::Rejected`]); storage errors.
+    pub fn issue_voucher(
+        &self,
+        programme: &Id,
+        beneficiary: &Id,
+        value: Option<Amount>,
+        items: Vec<ItemQuantity>,
+    ) -> Result<IssuedVoucher, Error> {
+        self.issue_voucher_as(&random_id("v-", 20), programme, beneficiary, value, items)
+    }
+
+    /// Issues a voucher under `voucher` (an id derived from a file row, say): a retry with the
+    /// same id answers the same voucher and code.
+    ///
+    /// # Errors
+    /// As [`Self::issue_voucher`].
+    pub fn issue_voucher_as(
+        &self,
+        voucher: &Id,
+        programme: &Id,
+        beneficiary: &Id,
+        value: Option<Amount>,
+        items: Vec<ItemQuantity>,
+    ) -> Result<IssuedVoucher, Error> {
+        // The code first, durably: a voucher in the log without a code could never be used.
+        let code = match self.registry().code_of(voucher)? {
+            Some(code) => code,
+            None => loop {
+                let code = VoucherCode::from_random(rand::rngs::OsRng.r#gen());
+                if self.registry().store_voucher_code(voucher, code)? {
+                    break code;
+                }
+            },
+        };
+        let command = Command::IssueVoucher {
+            id: voucher.clone(),
+            programme: programme.clone(),
+            beneficiary: beneficiary.clone(),
+            value,
+            items,
+            expires_at_ms: None,
+            actor: Actor::Operator,
+        };
+        match self.ledger().execute(command)? {
+            Ok(applied) => {
+                Ok(IssuedVoucher { id: voucher.clone(), code, log_index: applied.log_index })
+            }
+            Err(rejection) => {
+                if self.ledger().read(|state| state.voucher(voucher).is_none()) {
+                    self.registry().forget_voucher_code(voucher)?;
+                }
+                Err(rejection.into())
+            }
+        }
+    }
+
+    /// The voucher a code (as typed or read out) belongs to.
+    ///
+    /// # Errors
+    /// [`Error::VoucherCode`] for a typo or a malformed code (not counted as a guess);
+    /// [`Error::UnknownVoucherCode`] for a code nobody holds, counted against `vendor`;
+    /// [`Error::TooManyGuesses`] once `vendor` guessed too often.
+    pub fn voucher_by_code(&self, code: &str, vendor: &Id) -> Result<Id, Error> {
+        let now_ms = self.now_ms();
+        self.guard.check_guesses(vendor, now_ms)?;
+        let code = VoucherCode::parse(code)?;
+        match self.registry().voucher_by_code(code)? {
+            Some(voucher) if self.ledger().read(|state| state.voucher(&voucher).is_some()) => {
+                Ok(voucher)
+            }
+            _ => {
+                self.guard.count_guess(vendor, now_ms);
+                Err(Error::UnknownVoucherCode)
+            }
+        }
+    }
+
+    /// A vendor asks to redeem the voucher with `code`: for `amount` (value vouchers) or
+    /// `items` (commodity vouchers), or all that remains when both are left out. The amount is
+    /// held until the beneficiary authorises ([`Self::authorise_with_pin`],
+    /// [`Self::answer_confirmation`]) or refuses, or the time runs out.
+    ///
+    /// # Errors
+    /// As [`Self::voucher_by_code`]; the ledger's rejections; storage errors.
+    pub fn request_redemption(
+        &self,
+        code: &str,
+        vendor: &Id,
+        amount: Option<Amount>,
+        items: Vec<ItemQuantity>,
+        redemption: Option<Id>,
+    ) -> Result<RedemptionRequest, Error> {
+        let voucher = self.voucher_by_code(code, vendor)?;
+        let redemption = redemption.unwrap_or_else(|| random_id("rd-", 20));
+        let command = Command::RequestRedemption {
+            id: redemption.clone(),
+            voucher: voucher.clone(),
+            vendor: vendor.clone(),
+            amount,
+            items,
+            timeout_ms: REDEMPTION_TIMEOUT_MS,
+            actor: Actor::Vendor,
+        };
+        let applied = self.ledger().execute(command)??;
+        let amount = self
+            .ledger()
+            .read(|state| state.redemption(&redemption).map(|r| r.amount))
+            .ok_or_else(|| Error::Corrupt(format!("redemption {redemption} vanished")))?;
+        Ok(RedemptionRequest { id: redemption, voucher, amount, log_index: applied.log_index })
+    }
+
+    /// The beneficiary of a redemption's voucher.
+    fn beneficiary_of(&self, redemption: &Id) -> Result<Id, Error> {
+        self.ledger()
+            .read(|state| {
+                let voucher = state.redemption(redemption)?.voucher.clone();
+                Some(state.voucher(&voucher)?.beneficiary.clone())
+            })
+            .ok_or_else(|| Rejection::RedemptionNotFound(redemption.clone()).into())
+    }
+
+    /// The beneficiary authorises a redemption with their PIN. A wrong PIN is logged; the
+    /// programme's limit locks the voucher.
+    ///
+    /// # Errors
+    /// [`Error::WrongPin`]; the ledger's rejections; storage errors.
+    pub fn authorise_with_pin(&self, redemption: &Id, pin: &str) -> Result<Option<u64>, Error> {
+        let beneficiary = self.beneficiary_of(redemption)?;
+        // Refuse early what the ledger would refuse anyway, before the costly PIN check.
+        self.ledger().read(|state| match state.redemption(redemption).map(|r| r.state) {
+            Some(sanad_ledger::RedemptionState::Voided(_)) => {
+                Err(Rejection::RedemptionNotPending(redemption.clone()))
+            }
+            _ => Ok(()),
+        })?;
+        if self.registry().verify_pin(&beneficiary, pin)? {
+            self.authorise(redemption, Authorisation::Pin)
+        } else {
+            Err(self.wrong_answer(redemption)?)
+        }
+    }
+
+    fn authorise(&self, redemption: &Id, by: Authorisation) -> Result<Option<u64>, Error> {
+        let command = Command::AuthoriseRedemption { redemption: redemption.clone(), by };
+        Ok(self.ledger().execute(command)??.log_index)
+    }
+
+    /// Logs a wrong PIN or confirmation; the error says what follows.
+    fn wrong_answer(&self, redemption: &Id) -> Result<Error, Error> {
+        let command = Command::RecordPinFailure { redemption: redemption.clone() };
+        let applied = self.ledger().execute(command)??;
+        let (failures, locked_until_ms) = match applied.events.first() {
+            Some(Event::RedemptionPinFailed { failures, locked_until_ms, .. }) => {
+                (*failures, *locked_until_ms)
+            }
+            _ => return Err(Error::Corrupt("a PIN failure without its event".into())),
+        };
+        let allowed = self.ledger().read(|state| {
+            let voucher = state.voucher(&state.redemption(redemption)?.voucher)?;
+            Some(state.voucher_terms(&voucher.programme)?.pin_attempts)
+        });
+        let attempts_left = allowed.unwrap_or(0).saturating_sub(failures);
+        Ok(Error::WrongPin { attempts_left, locked_until_ms })
+    }
+
+    /// Starts a confirmation by phone: returns the beneficiary's E.164 number and the six
+    /// digits they must send back to authorise (the SMS layer sends them).
+    ///
+    /// # Errors
+    /// The ledger's rejections; storage errors.
+    pub fn confirmation_for(&self, redemption: &Id) -> Result<(String, String), Error> {
+        let beneficiary = self.beneficiary_of(redemption)?;
+        let (person, _) = self
+            .registry()
+            .person(&beneficiary)?
+            .ok_or_else(|| Error::BeneficiaryNotFound(beneficiary.clone()))?;
+        let answer = format!("{:06}", rand::rngs::OsRng.gen_range(0..1_000_000u32));
+        let expected = digest(&[redemption.as_str().as_bytes(), answer.as_bytes()]);
+        crate::lock(&self.guard.confirmations).insert(redemption.clone(), expected);
+        Ok((person.phone, answer))
+    }
+
+    /// The beneficiary answered a confirmation: `accept` with the right digits authorises;
+    /// a refusal releases the hold; wrong digits count as a wrong PIN.
+    ///
+    /// # Errors
+    /// [`Error::WrongPin`]; the ledger's rejections; storage errors.
+    pub fn answer_confirmation(
+        &self,
+        redemption: &Id,
+        digits: &str,
+        accept: bool,
+    ) -> Result<Option<u64>, Error> {
+        let expected = crate::lock(&self.guard.confirmations).get(redemption).copied();
+        let given = digest(&[redemption.as_str().as_bytes(), digits.trim().as_bytes()]);
+        // Compared whole, never byte by byte with an early exit.
+        let right = expected.is_some_and(|expected| {
+            expected.iter().zip(given.iter()).fold(0u8, |diff, (a, b)| diff | (a ^ b)) == 0
+        });
+        if !right {
+            return Err(self.wrong_answer(redemption)?);
+        }
+        crate::lock(&self.guard.confirmations).remove(redemption);
+        if accept {
+            self.authorise(redemption, Authorisation::Confirmation)
+        } else {
+            self.refuse_redemption(redemption)
+        }
+    }
+
+    /// The beneficiary refused a redemption, or the vendor withdrew it.
+    ///
+    /// # Errors
+    /// The ledger's rejections; storage errors.
+    pub fn refuse_redemption(&self, redemption: &Id) -> Result<Option<u64>, Error> {
+        let command = Command::RefuseRedemption { redemption: redemption.clone() };
+        Ok(self.ledger().execute(command)??.log_index)
+    }
+
+    /// Revokes a voucher: its value returns to the programme.
+    ///
+    /// # Errors
+    /// The ledger's rejections; storage errors.
+    pub fn revoke_voucher(&self, voucher: &Id) -> Result<Option<u64>, Error> {
+        let command = Command::RevokeVoucher { voucher: voucher.clone() };
+        Ok(self.ledger().execute(command)??.log_index)
+    }
+
+    /// Settles every vendor of a programme that redeemed something since its last
+    /// settlement, into the agency's settlement account. `run` names the run: running the
+    /// same run again pays nothing twice and answers the same settlements.
+    ///
+    /// # Errors
+    /// The ledger's rejections; storage errors.
+    pub fn settle(&self, programme: &Id, run: Option<&str>) -> Result<SettlementRun, Error> {
+        let currency = self
+            .ledger()
+            .read(|state| state.programme(programme).map(|p| p.currency))
+            .ok_or_else(|| Rejection::ProgrammeNotFound(programme.clone()))?;
+        let to = Self::settlement_account(currency);
+        self.ensure_account(to.clone(), AccountKind::Settlement, currency, id(AGENCY_OWNER))?;
+        let run = run.map_or_else(|| random_id("run-", 12).as_str().to_owned(), str::to_owned);
+        let settlement_of = |vendor: &Id| {
+            derived_id(
+                "st-",
+                &[run.as_bytes(), programme.as_str().as_bytes(), vendor.as_str().as_bytes()],
+            )
+        };
+        let vendors: Vec<Id> = self.ledger().read(|state| {
+            state
+                .programme_vendors(programme)
+                .filter(|(vendor, record)| {
+                    record.unsettled_minor > 0 || state.settlement(&settlement_of(vendor)).is_some()
+                })
+                .map(|(vendor, _)| vendor.clone())
+                .collect()
+        });
+        let mut settled = SettlementRun { run: run.clone(), vendors: Vec::new() };
+        if vendors.is_empty() {
+            return Ok(settled);
+        }
+        let commands = vendors
+            .iter()
+            .map(|vendor| Command::Settle {
+                id: settlement_of(vendor),
+                programme: programme.clone(),
+                vendor: vendor.clone(),
+                to: to.clone(),
+                actor: Actor::Operator,
+            })
+            .collect();
+        for (vendor, result) in vendors.iter().zip(self.ledger().execute_each(commands)?) {
+            let applied = result?;
+            let settlement = settlement_of(vendor);
+            let (amount, redemptions) = self
+                .ledger()
+                .read(|state| state.settlement(&settlement).map(|s| (s.amount, s.redemptions)))
+                .ok_or_else(|| Error::Corrupt(format!("settlement {settlement} vanished")))?;
+            settled.vendors.push(VendorSettlement {
+                vendor: vendor.clone(),
+                settlement,
+                amount,
+                redemptions,
+                log_index: applied.log_index,
+            });
+        }
+        Ok(settled)
+    }
+
+    /// A settlement's statement, as CSV built from the log: one row per redemption it pays,
+    /// with the log index of its authorisation (which any auditor can prove is in the log).
+    ///
+    /// Columns: `settlement, vendor, programme, redemption, voucher, log_index, authorised_at,
+    /// authorised_by, amount, currency, items` (items as `rice:4;oil:1`).
+    ///
+    /// # Errors
+    /// [`Error::Rejected`] for an unknown settlement; storage errors.
+    pub fn settlement_statement(&self, settlement: &Id) -> Result<String, Error> {
+        let record = self
+            .ledger()
+            .read(|state| state.settlement(settlement).cloned())
+            .ok_or_else(|| Error::Corrupt(format!("no settlement {settlement}")))?;
+        let mut out = csv::Writer::from_writer(Vec::new());
+        let csv_error = |e: csv::Error| Error::Corrupt(format!("writing a statement: {e}"));
+        out.write_record([
+            "settlement",
+            "vendor",
+            "programme",
+            "redemption",
+            "voucher",
+            "log_index",
+            "authorised_at",
+            "authorised_by",
+            "amount",
+            "currency",
+            "items",
+        ])
+        .map_err(csv_error)?;
+        let mut cursor = record.since_index;
+        'pages: loop {
+            let page = self.ledger().history(&record.vendor, cursor, 512)?;
+            for (index, event) in &page.items {
+                if *index >= record.index {
+                    break 'pages;
+                }
+                let Event::RedemptionAuthorised { redemption, by, at_ms } = event else { continue };
+                let Some(paid) = self.ledger().read(|state| state.redemption(redemption).cloned())
+                else {
+                    continue;
+                };
+                let programme = self
+                    .ledger()
+                    .read(|state| state.voucher(&paid.voucher).map(|v| v.programme.clone()));
+                if programme.as_ref() != Some(&record.programme) {
+                    continue;
+                }
+                let items: Vec<String> =
+                    paid.items.iter().map(|i| format!("{}:{}", i.item, i.quantity)).collect();
+                let by = match by {
+                    Authorisation::Pin => "pin",
+                    Authorisation::Confirmation => "confirmation",
+                };
+                out.write_record([
+                    settlement.as_str(),
+                    record.vendor.as_str(),
+                    record.programme.as_str(),
+                    redemption.as_str(),
+                    paid.voucher.as_str(),
+                    &index.to_string(),
+                    &rfc3339(*at_ms),
+                    by,
+                    &paid.amount.to_decimal_string(),
+                    paid.amount.currency().code(),
+                    &items.join(";"),
+                ])
+                .map_err(csv_error)?;
+            }
+            match page.next {
+                Some(next) => cursor = Some(next),
+                None => break,
+            }
+        }
+        let bytes = out.into_inner().map_err(|e| Error::Corrupt(e.to_string()))?;
+        String::from_utf8(bytes).map_err(|e| Error::Corrupt(e.to_string()))
+    }
+}
+
+/// A time in ms since the Unix epoch as RFC 3339 UTC with milliseconds.
+fn rfc3339(at_ms: u64) -> String {
+    let nanos = i128::from(at_ms) * 1_000_000;
+    time::OffsetDateTime::from_unix_timestamp_nanos(nanos)
+        .ok()
+        .and_then(|at| at.format(&time::format_description::well_known::Rfc3339).ok())
+        .unwrap_or_else(|| at_ms.to_string())
+}
+
+impl VoucherGuard {
+    fn check_guesses(&self, vendor: &Id, now_ms: u64) -> Result<(), Error> {
+        let mut guesses = crate::lock(&self.guesses);
+        let Some(recent) = guesses.get_mut(vendor) else { return Ok(()) };
+        while recent.front().is_some_and(|at| at + GUESS_WINDOW_MS <= now_ms) {
+            recent.pop_front();
+        }
+        if recent.len() >= GUESSES_PER_WINDOW {
+            let oldest = recent.front().copied().unwrap_or(now_ms);
+            return Err(Error::TooManyGuesses {
+                retry_after_ms: oldest + GUESS_WINDOW_MS - now_ms,
+            });
+        }
+        Ok(())
+    }
+
+    fn count_guess(&self, vendor: &Id, now_ms: u64) {
+        crate::lock(&self.guesses).entry(vendor.clone()).or_default().push_back(now_ms);
+    }
+}

@@ -1,0 +1,341 @@
+//! Vouchers through the agency: codes in the registry (typos told from unknown codes, guesses
+//! limited), redemption authorised by PIN or confirmation, wrong PINs that lock, settlement
+//! with its statement, a reopen that replays it all, and many threads racing to redeem one
+//! voucher that never pay out more than it holds.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use sanad_engine::registry::NewPerson;
+use sanad_engine::vouchers::{GUESS_WINDOW_MS, GUESSES_PER_WINDOW};
+use sanad_engine::{Agency, Error, Options, VoucherPlan};
+use sanad_ledger::{
+    Actor, Authorisation, CodeError, Command, Item, ItemQuantity, ProgrammeKind, Rejection,
+    Vendors, VoucherCode,
+};
+use sanad_money::{Amount, Currency, Id};
+use zeroize::Zeroizing;
+
+const START_MS: u64 = 1_780_000_000_000;
+
+fn jod(text: &str) -> Amount {
+    Amount::parse(text, Currency::parse("JOD").unwrap()).unwrap()
+}
+
+fn id(text: &str) -> Id {
+    Id::parse(text).unwrap()
+}
+
+/// An agency on a clock the test moves.
+fn agency(dir: &std::path::Path, clock: &Arc<AtomicU64>) -> Agency {
+    let clock = Arc::clone(clock);
+    let options =
+        Options { clock: Arc::new(move || clock.load(Ordering::SeqCst)), ..Options::default() };
+    match Agency::open(dir, options.clone()) {
+        Ok(agency) => agency,
+        Err(_) => Agency::create(dir, "example.org/vouchers", Some("JO"), options).unwrap(),
+    }
+}
+
+fn plan(vendors: Vendors, items: Vec<Item>) -> VoucherPlan {
+    VoucherPlan {
+        valid_from_ms: START_MS,
+        valid_until_ms: START_MS + 90 * 86_400_000,
+        vendors,
+        single_use: false,
+        partial: true,
+        items,
+        pin_attempts: 3,
+        lock_ms: 30 * 60_000,
+    }
+}
+
+fn beneficiary(agency: &Agency, phone: &str) -> Id {
+    let person = NewPerson {
+        phone: phone.into(),
+        name: Some("Amal".into()),
+        pin: Some(Zeroizing::new("4821".into())),
+        ..NewPerson::default()
+    };
+    agency.register(&person, Currency::parse("JOD").unwrap()).unwrap()
+}
+
+/// Changes one symbol of a code's letters form.
+fn typo(code: VoucherCode) -> String {
+    let mut letters: Vec<char> = code.letters().chars().collect();
+    letters[0] = if letters[0] == '7' { '8' } else { '7' };
+    letters.into_iter().collect()
+}
+
+#[test]
+fn a_voucher_is_issued_redeemed_by_code_and_pin_settled_and_replayed() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(AtomicU64::new(START_MS));
+    let agency = agency(dir.path(), &clock);
+    let programme = agency
+        .create_voucher_programme(
+            "Food vouchers",
+            ProgrammeKind::ValueVoucher,
+            jod("1000"),
+            &plan(Vendors::Enrolled, Vec::new()),
+        )
+        .unwrap();
+    let shop = agency.open_vendor(jod("1").currency(), &[]).unwrap();
+    let stranger = agency.open_vendor(jod("1").currency(), &[]).unwrap();
+    agency.enrol_vendor(&programme, &shop, BTreeMap::new()).unwrap();
+    let amal = beneficiary(&agency, "+962791234567");
+    let voucher = agency.issue_voucher(&programme, &amal, Some(jod("50")), Vec::new()).unwrap();
+
+    // The code is in the registry, never in the log.
+    let log = agency.ledger().log();
+    let mut text = String::new();
+    log.for_each_entry(0, log.size(), |_, entry| {
+        text.push_str(&String::from_utf8_lossy(entry));
+        Ok(())
+    })
+    .unwrap();
+    for form in [voucher.code.letters(), voucher.code.digits()] {
+        assert!(!text.contains(&form.replace(['-', ' '], "")) && !text.contains(&form));
+    }
+    assert_eq!(agency.registry().code_of(&voucher.id).unwrap(), Some(voucher.code));
+
+    // A typo is answered as a typo and is not a guess; an unknown code is.
+    let mistyped =
+        agency.request_redemption(&typo(voucher.code), &shop, Some(jod("20")), Vec::new(), None);
+    assert!(matches!(mistyped, Err(Error::VoucherCode(CodeError::Mistyped))), "{mistyped:?}");
+    let not_eligible = agency.request_redemption(
+        &voucher.code.digits(),
+        &stranger,
+        Some(jod("20")),
+        Vec::new(),
+        None,
+    );
+    assert!(matches!(not_eligible, Err(Error::Rejected(Rejection::VendorNotEligible(_)))));
+
+    let request = agency
+        .request_redemption(&voucher.code.letters(), &shop, Some(jod("20")), Vec::new(), None)
+        .unwrap();
+    assert_eq!(request.amount, jod("20"));
+    // Two wrong PINs are logged and counted; the right one pays the vendor.
+    for left in [2, 1] {
+        match agency.authorise_with_pin(&request.id, "0000") {
+            Err(Error::WrongPin { attempts_left, locked_until_ms: None }) => {
+                assert_eq!(attempts_left, left)
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    agency.authorise_with_pin(&request.id, "4821").unwrap();
+    assert_eq!(agency.ledger().account(&shop).unwrap().balance(), jod("20"));
+
+    // By confirmation: the six digits sent to the beneficiary's phone.
+    let second = agency
+        .request_redemption(&voucher.code.letters(), &shop, Some(jod("5")), Vec::new(), None)
+        .unwrap();
+    let (phone, digits) = agency.confirmation_for(&second.id).unwrap();
+    assert_eq!(phone, "+962791234567");
+    agency.answer_confirmation(&second.id, &digits, true).unwrap();
+    assert_eq!(agency.ledger().account(&shop).unwrap().balance(), jod("25"));
+
+    // Settlement: the statement lists both redemptions with their log indexes.
+    let run = agency.settle(&programme, Some("2026-12")).unwrap();
+    assert_eq!(run.vendors.len(), 1);
+    assert_eq!(run.vendors[0].amount, jod("25"));
+    let again = agency.settle(&programme, Some("2026-12")).unwrap();
+    assert_eq!(again.vendors, run.vendors, "re-running a settlement pays nothing twice");
+    let statement = agency.settlement_statement(&run.vendors[0].settlement).unwrap();
+    let lines: Vec<&str> = statement.lines().collect();
+    assert_eq!(lines.len(), 3, "{statement}");
+    assert!(lines[0].starts_with("settlement,vendor,programme,redemption,voucher,log_index"));
+    let first =
+        agency.ledger().read(|state| state.redemption(&request.id).unwrap().ended_index.unwrap());
+    assert!(
+        lines[1].contains(&format!(",{first},")) && lines[1].contains(",pin,20.000,JOD,"),
+        "{statement}"
+    );
+    assert!(lines[2].contains(",confirmation,5.000,JOD,"), "{statement}");
+
+    // Everything replays after a reopen.
+    let before = agency.ledger().read(|state| state.detached());
+    agency.close().unwrap();
+    drop(agency);
+    std::fs::remove_file(dir.path().join(sanad_engine::SNAPSHOT_FILE)).unwrap();
+    let reopened = self::agency(dir.path(), &clock);
+    assert!(reopened.ledger().read(|state| state.detached()) == before);
+    assert_eq!(reopened.registry().code_of(&voucher.id).unwrap(), Some(voucher.code));
+}
+
+#[test]
+fn unknown_codes_are_limited_per_vendor_and_three_wrong_pins_lock() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(AtomicU64::new(START_MS));
+    let agency = agency(dir.path(), &clock);
+    let programme = agency
+        .create_voucher_programme(
+            "Food",
+            ProgrammeKind::ValueVoucher,
+            jod("100"),
+            &plan(Vendors::Category(id("food")), Vec::new()),
+        )
+        .unwrap();
+    let shop = agency.open_vendor(jod("1").currency(), &[id("food")]).unwrap();
+    let other = agency.open_vendor(jod("1").currency(), &[id("food")]).unwrap();
+    let amal = beneficiary(&agency, "+962791234568");
+    let voucher = agency.issue_voucher(&programme, &amal, Some(jod("10")), Vec::new()).unwrap();
+
+    for n in 0..GUESSES_PER_WINDOW {
+        let guess = VoucherCode::from_random(n as u64 * 7_919 + 1).letters();
+        assert!(matches!(agency.voucher_by_code(&guess, &shop), Err(Error::UnknownVoucherCode)));
+    }
+    // Now even the right code is refused to this vendor, until the window passes.
+    assert!(matches!(
+        agency.voucher_by_code(&voucher.code.letters(), &shop),
+        Err(Error::TooManyGuesses { .. })
+    ));
+    assert_eq!(agency.voucher_by_code(&voucher.code.letters(), &other).unwrap(), voucher.id);
+    clock.fetch_add(GUESS_WINDOW_MS, Ordering::SeqCst);
+    assert_eq!(agency.voucher_by_code(&voucher.code.letters(), &shop).unwrap(), voucher.id);
+
+    let request =
+        agency.request_redemption(&voucher.code.letters(), &shop, None, Vec::new(), None).unwrap();
+    for _ in 0..2 {
+        assert!(matches!(
+            agency.authorise_with_pin(&request.id, "1111"),
+            Err(Error::WrongPin { locked_until_ms: None, .. })
+        ));
+    }
+    assert!(matches!(
+        agency.authorise_with_pin(&request.id, "1111"),
+        Err(Error::WrongPin { attempts_left: 0, locked_until_ms: Some(_) })
+    ));
+    // The hold was released; the voucher is locked for everyone.
+    assert!(matches!(
+        agency.authorise_with_pin(&request.id, "4821"),
+        Err(Error::Rejected(Rejection::RedemptionNotPending(_)))
+    ));
+    let locked = agency.request_redemption(&voucher.code.letters(), &other, None, Vec::new(), None);
+    assert!(matches!(locked, Err(Error::Rejected(Rejection::VoucherLocked { .. }))), "{locked:?}");
+    clock.fetch_add(30 * 60_000, Ordering::SeqCst);
+    agency.request_redemption(&voucher.code.letters(), &other, None, Vec::new(), None).unwrap();
+}
+
+#[test]
+fn commodity_vouchers_are_redeemed_by_items_at_each_vendors_price() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(AtomicU64::new(START_MS));
+    let agency = agency(dir.path(), &clock);
+    let basket = vec![
+        Item {
+            id: id("rice"),
+            name: "Rice".into(),
+            unit: "kg".into(),
+            quantity: 10,
+            unit_value: jod("1.2"),
+        },
+        Item {
+            id: id("oil"),
+            name: "Oil".into(),
+            unit: "L".into(),
+            quantity: 2,
+            unit_value: jod("2.5"),
+        },
+    ];
+    let programme = agency
+        .create_voucher_programme(
+            "Basket",
+            ProgrammeKind::CommodityVoucher,
+            jod("500"),
+            &plan(Vendors::Enrolled, basket),
+        )
+        .unwrap();
+    let shop = agency.open_vendor(jod("1").currency(), &[]).unwrap();
+    let prices = BTreeMap::from([(id("rice"), jod("1.1")), (id("oil"), jod("2.4"))]);
+    agency.enrol_vendor(&programme, &shop, prices).unwrap();
+    let amal = beneficiary(&agency, "+962791234569");
+    let voucher = agency.issue_voucher(&programme, &amal, None, Vec::new()).unwrap();
+    let escrow = Agency::escrow_of(&programme);
+    assert_eq!(agency.ledger().account(&escrow).unwrap().balance(), jod("17"));
+    let items = vec![ItemQuantity { item: id("rice"), quantity: 3 }];
+    let request =
+        agency.request_redemption(&voucher.code.digits(), &shop, None, items, None).unwrap();
+    assert_eq!(request.amount, jod("3.3"));
+    agency.authorise_with_pin(&request.id, "4821").unwrap();
+    let revoked = agency.revoke_voucher(&voucher.id).unwrap();
+    assert!(revoked.is_some());
+    assert_eq!(agency.ledger().account(&escrow).unwrap().balance(), jod("0"));
+    assert_eq!(agency.ledger().account(&programme).unwrap().balance(), jod("496.7"));
+}
+
+#[test]
+fn many_vendors_racing_for_one_voucher_never_get_more_than_it_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(AtomicU64::new(START_MS));
+    let agency = Arc::new(agency(dir.path(), &clock));
+    let programme = agency
+        .create_voucher_programme(
+            "Race",
+            ProgrammeKind::ValueVoucher,
+            jod("1000"),
+            &plan(Vendors::Enrolled, Vec::new()),
+        )
+        .unwrap();
+    let amal = beneficiary(&agency, "+962791234570");
+    const THREADS: usize = 8;
+    const ROUNDS: usize = 20;
+    let vendors: Vec<Id> = (0..THREADS)
+        .map(|_| {
+            let vendor = agency.open_vendor(jod("1").currency(), &[]).unwrap();
+            agency.enrol_vendor(&programme, &vendor, BTreeMap::new()).unwrap();
+            vendor
+        })
+        .collect();
+    for round in 0..ROUNDS {
+        // 50 JOD; each vendor asks for 7, so at most 7 of the 8 can be paid (49 JOD).
+        let voucher = agency.issue_voucher(&programme, &amal, Some(jod("50")), Vec::new()).unwrap();
+        let barrier = Arc::new(std::sync::Barrier::new(THREADS));
+        let handles: Vec<_> = vendors
+            .iter()
+            .enumerate()
+            .map(|(n, vendor)| {
+                let (agency, vendor, barrier) =
+                    (Arc::clone(&agency), vendor.clone(), Arc::clone(&barrier));
+                let voucher = voucher.id.clone();
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    let redemption = id(&format!("r-{round}-{n}"));
+                    let requested = agency.ledger().execute(Command::RequestRedemption {
+                        id: redemption.clone(),
+                        voucher,
+                        vendor,
+                        amount: Some(jod("7")),
+                        items: Vec::new(),
+                        timeout_ms: 60_000,
+                        actor: Actor::Vendor,
+                    });
+                    if !matches!(requested, Ok(Ok(_))) {
+                        return 0;
+                    }
+                    let authorised = agency.ledger().execute(Command::AuthoriseRedemption {
+                        redemption,
+                        by: Authorisation::Pin,
+                    });
+                    usize::from(matches!(authorised, Ok(Ok(_))))
+                })
+            })
+            .collect();
+        let paid: usize = handles.into_iter().map(|h| h.join().unwrap()).sum();
+        let held = agency.ledger().read(|state| state.voucher(&voucher.id).unwrap().clone());
+        assert_eq!(paid, 7, "round {round}: 7 of 8 fit in the voucher");
+        assert_eq!(held.redeemed(), jod("49"));
+        assert_eq!(held.available(), jod("1"));
+    }
+    let escrow = agency.ledger().account(&Agency::escrow_of(&programme)).unwrap();
+    let paid: Amount = vendors.iter().fold(jod("0"), |sum, vendor| {
+        sum.checked_add(&agency.ledger().account(vendor).unwrap().balance()).unwrap()
+    });
+    assert_eq!(paid, jod(&(49 * ROUNDS).to_string()));
+    assert_eq!(escrow.balance(), jod(&ROUNDS.to_string()));
+}
