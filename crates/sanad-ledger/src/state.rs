@@ -640,7 +640,7 @@ impl State {
         self.vouchers.vouchers.get(id)
     }
 
-    /// All vouchers, by id.
+    /// All vouchers, in no particular order.
     pub fn vouchers(&self) -> impl Iterator<Item = (&Id, &crate::Voucher)> {
         self.vouchers.vouchers.iter()
     }

@@ -32,6 +32,8 @@ pub(crate) mod rules;
 
 use std::collections::{BTreeMap, BTreeSet};
 
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+
 use sanad_money::{Amount, Id};
 use serde::{Deserialize, Serialize};
 
@@ -362,10 +364,12 @@ pub(crate) struct VoucherBook {
     pub(crate) terms: BTreeMap<Id, VoucherTerms>,
     /// Escrow account → its programme.
     pub(crate) escrows: BTreeMap<Id, Id>,
-    pub(crate) vouchers: BTreeMap<Id, Voucher>,
+    // Hash maps: looked up by every redemption step, where ordered maps spent a sixth of the
+    // time comparing ids.
+    pub(crate) vouchers: HashMap<Id, Voucher>,
     // Invariant: exactly the open vouchers, as (expires_at_ms, id).
     pub(crate) expiries: BTreeSet<(u64, Id)>,
-    pub(crate) redemptions: BTreeMap<Id, Redemption>,
+    pub(crate) redemptions: HashMap<Id, Redemption>,
     /// By (programme, vendor).
     pub(crate) vendors: BTreeMap<(Id, Id), ProgrammeVendor>,
     /// Vendor → categories.
