@@ -81,25 +81,37 @@ impl Report {
     }
 }
 
-/// One good row, ready to pay.
-struct Row {
-    line: u64,
-    phone: String,
-    amount: Amount,
-    person: NewPerson,
-    reference: Option<String>,
-    beneficiary: Option<Id>,
-    transfer: Id,
+/// One good row, ready to pay (or to issue a voucher for).
+pub(crate) struct Row {
+    pub(crate) line: u64,
+    pub(crate) phone: String,
+    /// `None` only where the file has no amounts (see [`AmountColumn`]).
+    pub(crate) amount: Option<Amount>,
+    pub(crate) person: NewPerson,
+    pub(crate) reference: Option<String>,
+    pub(crate) beneficiary: Option<Id>,
+    /// The id of what the row creates: derived from the run and the line, so that a re-run
+    /// finds it.
+    pub(crate) transfer: Id,
+}
+
+/// Whether a file carries an amount per row.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum AmountColumn {
+    /// Cash and value vouchers: every row has one.
+    Required,
+    /// Commodity vouchers: the programme's basket, no amounts.
+    Absent,
 }
 
 /// The columns of the header, by name.
 struct Columns {
     phone: usize,
-    amount: usize,
+    amount: Option<usize>,
     optional: HashMap<&'static str, usize>,
 }
 
-fn columns(header: &csv::StringRecord) -> Result<Columns, Error> {
+fn columns(header: &csv::StringRecord, amounts: AmountColumn) -> Result<Columns, Error> {
     let position = |name: &str| {
         header
             .iter()
@@ -115,7 +127,30 @@ fn columns(header: &csv::StringRecord) -> Result<Columns, Error> {
             optional.insert(name, at);
         }
     }
-    Ok(Columns { phone: required("phone")?, amount: required("amount")?, optional })
+    let amount = match amounts {
+        AmountColumn::Required => Some(required("amount")?),
+        AmountColumn::Absent if position("amount").is_some() => {
+            return Err(Error::Disbursement(
+                "a commodity voucher file has no `amount` column: each voucher is the \
+                 programme's basket"
+                    .into(),
+            ));
+        }
+        AmountColumn::Absent => None,
+    };
+    Ok(Columns { phone: required("phone")?, amount, optional })
+}
+
+/// A file's run id for a programme: 32 hex digits of SHA-256 over the programme and the file's
+/// own SHA-256, so the same file for the same programme is the same run.
+pub(crate) fn run_of(programme: &Id, csv: &[u8]) -> String {
+    let file_hash = Sha256::digest(csv);
+    let run_hash = Sha256::new()
+        .chain_update(programme.as_str())
+        .chain_update([0])
+        .chain_update(file_hash)
+        .finalize();
+    run_hash[..16].iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The separator: `;` when the header line has semicolons and no commas (Kobo's default).
@@ -148,16 +183,19 @@ pub fn disburse(
             Some((programme.currency, funding.available()))
         })
         .ok_or_else(|| Rejection::ProgrammeNotFound(programme.clone()))?;
-    let file_hash = Sha256::digest(csv);
-    let run_hash = Sha256::new()
-        .chain_update(programme.as_str())
-        .chain_update([0])
-        .chain_update(file_hash)
-        .finalize();
-    let run: String = run_hash[..16].iter().map(|b| format!("{b:02x}")).collect();
+    let run = run_of(programme, csv);
     let mut report = Report { run: run.clone(), ..Report::default() };
 
-    let (rows, problems) = validate(agency, csv, currency, options, &run)?;
+    let (rows, problems) =
+        validate(agency, csv, currency, options, &format!("d-{run}"), AmountColumn::Required)?;
+    // Validated with the amount column required: every row has an amount.
+    let rows: Vec<(Row, Amount)> = rows
+        .into_iter()
+        .map(|row| {
+            let Some(amount) = row.amount else { unreachable!("a row without its amount") };
+            (row, amount)
+        })
+        .collect();
     report.rows = rows.len() + problems.len();
     if !problems.is_empty() && !options.skip_invalid {
         report.refusal = Some(format!(
@@ -169,10 +207,10 @@ pub fn disburse(
     }
     report.rejected = problems;
 
-    let (unpaid, paid_before): (Vec<&Row>, Vec<&Row>) = agency
+    let (unpaid, paid_before): (Vec<_>, Vec<_>) = agency
         .ledger()
-        .read(|state| rows.iter().partition(|row| state.id_use(&row.transfer).is_none()));
-    let needed: i64 = unpaid.iter().map(|row| row.amount.minor_units()).sum();
+        .read(|state| rows.iter().partition(|(row, _)| state.id_use(&row.transfer).is_none()));
+    let needed: i64 = unpaid.iter().map(|(_, amount)| amount.minor_units()).sum();
     if needed > available.minor_units() {
         report.refusal = Some(format!(
             "the programme has {available} available and the rows not yet paid need {}; \
@@ -181,9 +219,10 @@ pub fn disburse(
         ));
         report.already_paid = paid_before.len();
         report.rejected.extend(
-            unpaid
-                .iter()
-                .map(|row| RowProblem { line: row.line, reason: "not paid: over budget".into() }),
+            unpaid.iter().map(|(row, _)| RowProblem {
+                line: row.line,
+                reason: "not paid: over budget".into(),
+            }),
         );
         report.rejected.sort_by_key(|problem| problem.line);
         return Ok(report);
@@ -194,7 +233,7 @@ pub fn disburse(
     for chunk in rows.chunks(CHUNK_ROWS) {
         let mut transfers = Vec::with_capacity(chunk.len());
         let mut lines = Vec::with_capacity(chunk.len());
-        for row in chunk {
+        for (row, amount) in chunk {
             let beneficiary = match &row.beneficiary {
                 Some(known) => known.clone(),
                 None => match agency.register(&row.person, currency) {
@@ -217,12 +256,12 @@ pub fn disburse(
                 id: row.transfer.clone(),
                 from: programme.clone(),
                 to: wallet,
-                amount: row.amount,
+                amount: *amount,
                 programme: programme.clone(),
                 actor: Actor::Operator,
                 reference: row.reference.clone(),
             });
-            lines.push((row.line, row.amount));
+            lines.push((row.line, *amount));
         }
         if !transfers.is_empty() {
             let results = agency.ledger().execute_each(transfers)?;
@@ -252,13 +291,15 @@ pub fn disburse(
     Ok(report)
 }
 
-/// Reads and checks every row; returns the good rows and the problems.
-fn validate(
+/// Reads and checks every row; returns the good rows and the problems. Each row's id is
+/// `{id_prefix}-{line}`.
+pub(crate) fn validate(
     agency: &Agency,
     csv: &[u8],
     currency: Currency,
     options: DisburseOptions,
-    run: &str,
+    id_prefix: &str,
+    amounts: AmountColumn,
 ) -> Result<(Vec<Row>, Vec<RowProblem>), Error> {
     let mut reader = csv::ReaderBuilder::new()
         .delimiter(separator(csv))
@@ -269,7 +310,7 @@ fn validate(
         .headers()
         .map_err(|e| Error::Disbursement(format!("cannot read the header: {e}")))?
         .clone();
-    let columns = columns(&header)?;
+    let columns = columns(&header, amounts)?;
     let mut rows = Vec::new();
     let mut problems = Vec::new();
     let mut lines_by_phone: HashMap<String, Vec<u64>> = HashMap::new();
@@ -286,7 +327,7 @@ fn validate(
         if record.iter().all(str::is_empty) {
             continue;
         }
-        match check_row(agency, &record, &columns, currency, options, run, line) {
+        match check_row(agency, &record, &columns, currency, options, id_prefix, line) {
             Ok(row) => {
                 lines_by_phone.entry(row.phone.clone()).or_default().push(line);
                 rows.push(row);
@@ -318,7 +359,7 @@ fn check_row(
     columns: &Columns,
     currency: Currency,
     options: DisburseOptions,
-    run: &str,
+    id_prefix: &str,
     line: u64,
 ) -> Result<Row, String> {
     let field = |at: usize| record.get(at).filter(|v| !v.is_empty()).map(str::to_owned);
@@ -330,8 +371,13 @@ fn check_row(
     {
         return Err(format!("currency {code} is not the programme's {}", currency.code()));
     }
-    let raw_amount = field(columns.amount).ok_or("no amount")?;
-    let amount = Amount::parse_positive(&raw_amount, currency).map_err(|e| e.to_string())?;
+    let amount = match columns.amount {
+        Some(at) => {
+            let raw = field(at).ok_or("no amount")?;
+            Some(Amount::parse_positive(&raw, currency).map_err(|e| e.to_string())?)
+        }
+        None => None,
+    };
     let reference = optional("reference");
     if reference.as_ref().is_some_and(|r| {
         r.chars().count() > sanad_ledger::TEXT_LENGTH_MAX || r.chars().any(char::is_control)
@@ -357,6 +403,6 @@ fn check_row(
             return Err(format!("national id already registered to {existing} with another phone"));
         }
     }
-    let transfer = Id::parse(&format!("d-{run}-{line}")).map_err(|e| e.to_string())?;
+    let transfer = Id::parse(&format!("{id_prefix}-{line}")).map_err(|e| e.to_string())?;
     Ok(Row { line, phone, amount, person, reference, beneficiary, transfer })
 }

@@ -34,7 +34,7 @@ use sanad_money::Id;
 pub use agency::Agency;
 pub use snapshot::SNAPSHOT_FILE;
 pub use vouchers::{
-    IssuedVoucher, RedemptionRequest, SettlementRun, VendorSettlement, VoucherPlan,
+    IssueReport, IssuedVoucher, RedemptionRequest, SettlementRun, VendorSettlement, VoucherPlan,
 };
 pub use writer::CALL_COMMANDS_MAX;
 

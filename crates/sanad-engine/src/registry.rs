@@ -465,37 +465,43 @@ impl Registry {
         ChaCha20Poly1305::new(key.as_ref().into())
     }
 
-    /// Records `code` as the code of `voucher`, durably. `false` (nothing written) when the
-    /// code belongs to another voucher already: draw another.
+    /// Records codes for vouchers, durably, with one flush. For each: `true` when recorded,
+    /// `false` (nothing written) when the code belongs to another voucher already: draw
+    /// another.
     ///
     /// # Errors
     /// Storage errors.
-    pub fn store_voucher_code(&self, voucher: &Id, code: VoucherCode) -> Result<bool, Error> {
-        let claimed = self
-            .codes
-            .compare_and_swap(
-                self.code_key(code),
-                None as Option<&[u8]>,
-                Some(voucher.as_str().as_bytes()),
-            )
-            .map_err(storage)?;
-        if claimed.is_err() {
-            return Ok(false);
+    pub fn store_voucher_codes(&self, codes: &[(Id, VoucherCode)]) -> Result<Vec<bool>, Error> {
+        let mut stored = Vec::with_capacity(codes.len());
+        for (voucher, code) in codes {
+            let claimed = self
+                .codes
+                .compare_and_swap(
+                    self.code_key(*code),
+                    None as Option<&[u8]>,
+                    Some(voucher.as_str().as_bytes()),
+                )
+                .map_err(storage)?;
+            if claimed.is_err() {
+                stored.push(false);
+                continue;
+            }
+            let mut nonce = [0u8; 12];
+            rand::rngs::OsRng.fill_bytes(&mut nonce);
+            let letters = Zeroizing::new(code.letters());
+            let sealed = self
+                .code_cipher()
+                .encrypt(Nonce::from_slice(&nonce), letters.as_bytes())
+                .map_err(|_| Error::Corrupt("voucher code encryption failed".into()))?;
+            let mut value = nonce.to_vec();
+            value.extend_from_slice(&sealed);
+            let mut key = b"v".to_vec();
+            key.extend_from_slice(voucher.as_str().as_bytes());
+            self.codes.insert(key, value).map_err(storage)?;
+            stored.push(true);
         }
-        let mut nonce = [0u8; 12];
-        rand::rngs::OsRng.fill_bytes(&mut nonce);
-        let letters = Zeroizing::new(code.letters());
-        let sealed = self
-            .code_cipher()
-            .encrypt(Nonce::from_slice(&nonce), letters.as_bytes())
-            .map_err(|_| Error::Corrupt("voucher code encryption failed".into()))?;
-        let mut stored = nonce.to_vec();
-        stored.extend_from_slice(&sealed);
-        let mut key = b"v".to_vec();
-        key.extend_from_slice(voucher.as_str().as_bytes());
-        self.codes.insert(key, stored).map_err(storage)?;
         self.db.flush().map_err(storage)?;
-        Ok(true)
+        Ok(stored)
     }
 
     /// The voucher a code belongs to.

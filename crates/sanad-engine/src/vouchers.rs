@@ -30,6 +30,7 @@ use sanad_money::{Amount, Currency, Id};
 use sha2::{Digest as _, Sha256};
 
 use crate::agency::{AGENCY_OWNER, id, random_id};
+use crate::disburse::{AmountColumn, DisburseOptions, Row, RowProblem, run_of, validate};
 use crate::{Agency, Error};
 
 /// Unknown codes a vendor may try per window before it must wait.
@@ -82,6 +83,28 @@ pub struct RedemptionRequest {
     pub amount: Amount,
     /// The log index of the request.
     pub log_index: Option<u64>,
+}
+
+/// What a bulk issuance did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct IssueReport {
+    /// The run's id: derived from the programme and the file's content.
+    pub run: String,
+    /// Data rows in the file.
+    pub rows: usize,
+    /// Every voucher of the file, issued now or by an earlier run, by line, with its code to
+    /// send to the beneficiary.
+    pub vouchers: Vec<(u64, IssuedVoucher)>,
+    /// Vouchers issued by this run.
+    pub issued: usize,
+    /// Vouchers an earlier run of the same file issued.
+    pub already_issued: usize,
+    /// Rows without a voucher, with reasons.
+    pub rejected: Vec<RowProblem>,
+    /// People registered by this run.
+    pub registered: usize,
+    /// Why the file as a whole was refused, if it was: then nothing was issued.
+    pub refusal: Option<String>,
 }
 
 /// One vendor's part of a settlement run.
@@ -256,15 +279,7 @@ impl Agency {
         items: Vec<ItemQuantity>,
     ) -> Result<IssuedVoucher, Error> {
         // The code first, durably: a voucher in the log without a code could never be used.
-        let code = match self.registry().code_of(voucher)? {
-            Some(code) => code,
-            None => loop {
-                let code = VoucherCode::from_random(rand::rngs::OsRng.r#gen());
-                if self.registry().store_voucher_code(voucher, code)? {
-                    break code;
-                }
-            },
-        };
+        let code = self.codes_for(std::slice::from_ref(voucher))?[0];
         let command = Command::IssueVoucher {
             id: voucher.clone(),
             programme: programme.clone(),
@@ -285,6 +300,165 @@ impl Agency {
                 Err(rejection.into())
             }
         }
+    }
+
+    /// The codes of `vouchers`: the registry's where it has one (an issuance tried before),
+    /// new ones from the OS's CSPRNG otherwise, recorded durably with one flush.
+    fn codes_for(&self, vouchers: &[Id]) -> Result<Vec<VoucherCode>, Error> {
+        let mut codes = Vec::with_capacity(vouchers.len());
+        let mut new = Vec::new();
+        for (n, voucher) in vouchers.iter().enumerate() {
+            match self.registry().code_of(voucher)? {
+                Some(code) => codes.push(code),
+                None => {
+                    let code = VoucherCode::from_random(rand::rngs::OsRng.r#gen());
+                    codes.push(code);
+                    new.push((n, voucher.clone(), code));
+                }
+            }
+        }
+        // A new code that another voucher holds (one chance in 2^60 per pair) is drawn again.
+        while !new.is_empty() {
+            let pairs: Vec<(Id, VoucherCode)> =
+                new.iter().map(|(_, voucher, code)| (voucher.clone(), *code)).collect();
+            let stored = self.registry().store_voucher_codes(&pairs)?;
+            new = new
+                .into_iter()
+                .zip(stored)
+                .filter(|(_, stored)| !stored)
+                .map(|((n, voucher, _), _)| {
+                    let code = VoucherCode::from_random(rand::rngs::OsRng.r#gen());
+                    codes[n] = code;
+                    (n, voucher, code)
+                })
+                .collect();
+        }
+        Ok(codes)
+    }
+
+    /// Issues a voucher per row of a CSV file in the disbursement shape (see
+    /// [`crate::disburse`]): `phone` and, for value vouchers, `amount` (commodity vouchers get
+    /// the programme's basket and have no `amount` column). Rows are validated first and the
+    /// budget checked, as for a disbursement. Each voucher's id derives from the file and the
+    /// line, so running the same file again issues nothing twice and answers the same vouchers
+    /// and codes.
+    ///
+    /// # Errors
+    /// [`Error::Disbursement`] for a file that cannot be read; the ledger's rejection of the
+    /// programme; storage errors. Rows refused while issuing are reported, not errors.
+    pub fn issue_vouchers_from_csv(
+        &self,
+        programme: &Id,
+        csv: &[u8],
+        options: DisburseOptions,
+    ) -> Result<IssueReport, Error> {
+        let (kind, currency, available, basket) = self
+            .ledger()
+            .read(|state| {
+                let known = state.programme(programme)?;
+                let terms = state.voucher_terms(programme);
+                let basket: i64 = terms.map_or(0, |terms| {
+                    terms
+                        .items
+                        .iter()
+                        .map(|i| i64::from(i.quantity) * i.unit_value.minor_units())
+                        .sum()
+                });
+                let available = state.account(&known.funding)?.available();
+                Some((known.kind, known.currency, available, basket))
+            })
+            .ok_or_else(|| Rejection::ProgrammeNotFound(programme.clone()))?;
+        let amounts = match kind {
+            ProgrammeKind::Cash => {
+                return Err(Rejection::NotAVoucherProgramme(programme.clone()).into());
+            }
+            ProgrammeKind::ValueVoucher => AmountColumn::Required,
+            ProgrammeKind::CommodityVoucher => AmountColumn::Absent,
+        };
+        let run = run_of(programme, csv);
+        let mut report = IssueReport { run: run.clone(), ..IssueReport::default() };
+        let (rows, problems) =
+            validate(self, csv, currency, options, &format!("v-{run}"), amounts)?;
+        report.rows = rows.len() + problems.len();
+        report.rejected = problems;
+        if !report.rejected.is_empty() && !options.skip_invalid {
+            report.refusal = Some(format!(
+                "{} bad rows, no voucher issued (use --skip-invalid to issue the others)",
+                report.rejected.len()
+            ));
+            return Ok(report);
+        }
+        let value_of = |row: &Row| row.amount.map_or(basket, |amount| amount.minor_units());
+        let needed: i64 = self.ledger().read(|state| {
+            rows.iter().filter(|row| state.voucher(&row.transfer).is_none()).map(value_of).sum()
+        });
+        if needed > available.minor_units() {
+            report.refusal = Some(format!(
+                "the programme has {available} available and the vouchers not yet issued need {}; \
+                 no voucher issued",
+                Amount::from_minor_units(needed, currency)
+            ));
+            return Ok(report);
+        }
+        for chunk in rows.chunks(1_000) {
+            let mut lines = Vec::with_capacity(chunk.len());
+            let mut commands = Vec::with_capacity(chunk.len());
+            for row in chunk {
+                let beneficiary = match &row.beneficiary {
+                    Some(known) => known.clone(),
+                    None => match self.register(&row.person, currency) {
+                        Ok(registered) => {
+                            report.registered += 1;
+                            registered
+                        }
+                        // Registered by an earlier, interrupted run of this file.
+                        Err(Error::Duplicate { field: "phone", existing }) => existing,
+                        Err(error) => {
+                            report
+                                .rejected
+                                .push(RowProblem { line: row.line, reason: error.to_string() });
+                            continue;
+                        }
+                    },
+                };
+                lines.push((row.line, row.transfer.clone()));
+                commands.push(Command::IssueVoucher {
+                    id: row.transfer.clone(),
+                    programme: programme.clone(),
+                    beneficiary,
+                    value: row.amount,
+                    items: Vec::new(),
+                    expires_at_ms: None,
+                    actor: Actor::Operator,
+                });
+            }
+            if commands.is_empty() {
+                continue;
+            }
+            let vouchers: Vec<Id> = lines.iter().map(|(_, voucher)| voucher.clone()).collect();
+            let codes = self.codes_for(&vouchers)?;
+            let results = self.ledger().execute_each(commands)?;
+            for (((line, voucher), code), result) in lines.into_iter().zip(codes).zip(results) {
+                match result {
+                    Ok(applied) => {
+                        if applied.events.is_empty() {
+                            report.already_issued += 1;
+                        } else {
+                            report.issued += 1;
+                        }
+                        let issued =
+                            IssuedVoucher { id: voucher, code, log_index: applied.log_index };
+                        report.vouchers.push((line, issued));
+                    }
+                    Err(rejection) => {
+                        self.registry().forget_voucher_code(&voucher)?;
+                        report.rejected.push(RowProblem { line, reason: rejection.to_string() });
+                    }
+                }
+            }
+        }
+        report.rejected.sort_by_key(|problem| problem.line);
+        Ok(report)
     }
 
     /// The voucher a code (as typed or read out) belongs to.

@@ -339,3 +339,50 @@ fn many_vendors_racing_for_one_voucher_never_get_more_than_it_holds() {
     assert_eq!(paid, jod(&(49 * ROUNDS).to_string()));
     assert_eq!(escrow.balance(), jod(&ROUNDS.to_string()));
 }
+
+#[test]
+fn vouchers_are_issued_in_bulk_from_a_disbursement_file_once() {
+    use sanad_engine::disburse::DisburseOptions;
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(AtomicU64::new(START_MS));
+    let agency = agency(dir.path(), &clock);
+    let programme = agency
+        .create_voucher_programme(
+            "Winter",
+            ProgrammeKind::ValueVoucher,
+            jod("100"),
+            &plan(Vendors::Enrolled, Vec::new()),
+        )
+        .unwrap();
+    beneficiary(&agency, "+962791234571");
+    let csv = "phone,amount,name\n+962791234571,30,\n0791234572,20,Omar\n+96279,10,\n";
+    let register = DisburseOptions { register: true, skip_invalid: false };
+    let refused = agency.issue_vouchers_from_csv(&programme, csv.as_bytes(), register).unwrap();
+    assert!(refused.refusal.is_some() && refused.vouchers.is_empty(), "{refused:?}");
+    assert_eq!(refused.rejected.iter().map(|p| p.line).collect::<Vec<_>>(), vec![4]);
+
+    let options = DisburseOptions { register: true, skip_invalid: true };
+    let first = agency.issue_vouchers_from_csv(&programme, csv.as_bytes(), options).unwrap();
+    assert_eq!((first.issued, first.already_issued, first.registered), (2, 0, 1), "{first:?}");
+    let again = agency.issue_vouchers_from_csv(&programme, csv.as_bytes(), options).unwrap();
+    assert_eq!((again.issued, again.already_issued), (0, 2));
+    assert_eq!(again.vouchers, first.vouchers, "the same vouchers, codes and entries");
+    let escrow = agency.ledger().account(&Agency::escrow_of(&programme)).unwrap();
+    assert_eq!(escrow.balance(), jod("50"));
+    // A code from the file redeems its voucher.
+    let shop = agency.open_vendor(jod("1").currency(), &[]).unwrap();
+    agency.enrol_vendor(&programme, &shop, BTreeMap::new()).unwrap();
+    let (_, omar) = &first.vouchers[1];
+    let request =
+        agency.request_redemption(&omar.code.letters(), &shop, None, Vec::new(), None).unwrap();
+    assert_eq!(request.amount, jod("20"));
+
+    // Over budget: nothing is issued.
+    let big = "phone,amount\n+962791234571,60\n";
+    let over = agency.issue_vouchers_from_csv(&programme, big.as_bytes(), options).unwrap();
+    assert!(over.refusal.unwrap().contains("available"));
+    assert_eq!(
+        agency.ledger().account(&Agency::escrow_of(&programme)).unwrap().balance(),
+        jod("50")
+    );
+}
