@@ -1,5 +1,6 @@
-//! The ledger commands: `init`, `programme create`, `disburse`, `balance`. Thin: each maps its
-//! arguments to one `sanad_engine::Agency` call and prints the contract's output.
+//! The ledger commands: `init`, `programme create`, `disburse`, `balance`, `vendor`, `voucher`,
+//! `settle`. Thin: each maps its arguments to one `sanad_engine::Agency` call and prints the
+//! contract's output.
 
 use std::io::{IsTerminal as _, Write as _};
 use std::path::Path;
@@ -7,11 +8,11 @@ use std::process::ExitCode;
 
 use anyhow::{Context as _, bail};
 use sanad_engine::disburse::{DisburseOptions, disburse};
-use sanad_engine::{Agency, Options};
-use sanad_ledger::ProgrammeKind;
+use sanad_engine::{Agency, Options, VoucherPlan};
+use sanad_ledger::{Item, ProgrammeKind, Vendors};
 use sanad_money::{Amount, Currency, Id};
 
-use crate::{Command, ProgrammeCommand};
+use crate::{Command, ProgrammeCommand, VendorCommand, VoucherArgs, VoucherCommand};
 
 /// Whether `dir` holds a ledger (not only a bare log).
 pub(crate) fn holds_ledger(dir: &Path) -> bool {
@@ -33,6 +34,67 @@ fn kind(text: &str) -> anyhow::Result<ProgrammeKind> {
     })
 }
 
+/// The voucher terms from the command line.
+fn plan(args: &VoucherArgs, currency: Currency) -> anyhow::Result<VoucherPlan> {
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX));
+    let vendors = match args.vendors.split_once(':') {
+        None if args.vendors == "enrolled" => Vendors::Enrolled,
+        Some(("category", category)) => {
+            Vendors::Category(Id::parse(category).context("reading --vendors")?)
+        }
+        _ => bail!("--vendors is `enrolled` or `category:CAT`, not {:?}", args.vendors),
+    };
+    let items = args
+        .items
+        .iter()
+        .map(|item| {
+            let parts: Vec<&str> = item.split(':').collect();
+            let [id, name, unit, quantity, unit_value] = parts[..] else {
+                bail!("--item {item:?} is not ID:NAME:UNIT:QUANTITY:UNIT_VALUE");
+            };
+            Ok(Item {
+                id: Id::parse(id).with_context(|| format!("the id in --item {item:?}"))?,
+                name: name.to_owned(),
+                unit: unit.to_owned(),
+                quantity: quantity
+                    .parse()
+                    .with_context(|| format!("the quantity in --item {item:?}"))?,
+                unit_value: Amount::parse(unit_value, currency)
+                    .with_context(|| format!("the value in --item {item:?}"))?,
+            })
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    Ok(VoucherPlan {
+        valid_from_ms: now_ms,
+        valid_until_ms: now_ms.saturating_add(args.valid_days.saturating_mul(86_400_000)),
+        vendors,
+        single_use: args.single_use,
+        partial: !args.whole,
+        items,
+        pin_attempts: args.pin_attempts,
+        lock_ms: args.lock_minutes.saturating_mul(60_000),
+    })
+}
+
+/// Writes a new file readable by its owner only (voucher codes are bearer secrets).
+fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    // An existing file keeps its mode on open: narrow it before writing.
+    use std::os::unix::fs::PermissionsExt as _;
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    file.write_all(bytes).and_then(|()| file.sync_all())?;
+    Ok(())
+}
+
 pub(crate) fn run(command: Command) -> anyhow::Result<ExitCode> {
     let mut stdout = std::io::stdout().lock();
     match command {
@@ -42,12 +104,114 @@ pub(crate) fn run(command: Command) -> anyhow::Result<ExitCode> {
             writeln!(stdout, "{}", agency.ledger().log().verifier().to_vkey())?;
             agency.close()?;
         }
-        Command::Programme(ProgrammeCommand::Create { data, name, currency, budget, kind: k }) => {
+        Command::Programme(ProgrammeCommand::Create {
+            data,
+            name,
+            currency,
+            budget,
+            kind: k,
+            vouchers,
+        }) => {
             let currency = Currency::parse(&currency)?;
             let budget = Amount::parse(&budget, currency).context("reading --budget")?;
+            let kind = kind(&k)?;
             let agency = open(&data.dir)?;
-            let programme = agency.create_programme(&name, kind(&k)?, budget)?;
+            let programme = match kind {
+                ProgrammeKind::Cash => agency.create_programme(&name, kind, budget)?,
+                _ => {
+                    let plan = plan(&vouchers, currency)?;
+                    agency.create_voucher_programme(&name, kind, budget, &plan)?
+                }
+            };
             writeln!(stdout, "{programme}")?;
+            agency.close()?;
+        }
+        Command::Vendor(VendorCommand::Add { data, currency, categories }) => {
+            let currency = Currency::parse(&currency)?;
+            let categories = categories
+                .iter()
+                .map(|c| Id::parse(c).context("reading --category"))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let agency = open(&data.dir)?;
+            writeln!(stdout, "{}", agency.open_vendor(currency, &categories)?)?;
+            agency.close()?;
+        }
+        Command::Vendor(VendorCommand::Enrol { data, programme, vendor, prices }) => {
+            let programme = Id::parse(&programme).context("reading --programme")?;
+            let vendor = Id::parse(&vendor).context("reading --vendor")?;
+            let agency = open(&data.dir)?;
+            let currency = agency
+                .ledger()
+                .read(|state| state.programme(&programme).map(|p| p.currency))
+                .with_context(|| format!("no programme {programme}"))?;
+            let mut priced = std::collections::BTreeMap::new();
+            for price in &prices {
+                let (item, amount) = price
+                    .split_once('=')
+                    .with_context(|| format!("--price {price:?} is not ITEM=AMOUNT"))?;
+                let amount = Amount::parse(amount, currency)
+                    .with_context(|| format!("reading the price in {price:?}"))?;
+                priced.insert(Id::parse(item).context("reading --price")?, amount);
+            }
+            agency.enrol_vendor(&programme, &vendor, priced)?;
+            agency.close()?;
+        }
+        Command::Voucher(VoucherCommand::Issue {
+            data,
+            programme,
+            csv,
+            codes,
+            register,
+            skip_invalid,
+        }) => {
+            let programme = Id::parse(&programme).context("reading --programme")?;
+            let bytes =
+                std::fs::read(&csv).with_context(|| format!("reading {}", csv.display()))?;
+            let agency = open(&data.dir)?;
+            let options = DisburseOptions { register, skip_invalid };
+            let report = agency.issue_vouchers_from_csv(&programme, &bytes, options)?;
+            agency.close()?;
+            let mut out = String::from("line,voucher,code\n");
+            for (line, voucher) in &report.vouchers {
+                out.push_str(&format!("{line},{},{}\n", voucher.id, voucher.code.letters()));
+            }
+            write_private(&codes, out.as_bytes())?;
+            for problem in &report.rejected {
+                writeln!(stdout, "line {}: {}", problem.line, problem.reason)?;
+            }
+            if let Some(refusal) = &report.refusal {
+                writeln!(stdout, "{refusal}")?;
+            }
+            writeln!(
+                stdout,
+                "issued {}, already issued {}, rejected {}",
+                report.issued,
+                report.already_issued,
+                report.rejected.len()
+            )?;
+            stdout.flush()?;
+            let all = report.refusal.is_none() && report.rejected.is_empty();
+            return Ok(if all { ExitCode::SUCCESS } else { ExitCode::FAILURE });
+        }
+        Command::Settle { data, programme, run, statements } => {
+            let programme = Id::parse(&programme).context("reading --programme")?;
+            let agency = open(&data.dir)?;
+            let settled = agency.settle(&programme, run.as_deref())?;
+            for vendor in &settled.vendors {
+                writeln!(
+                    stdout,
+                    "{} {} {} {} redemptions",
+                    vendor.vendor, vendor.settlement, vendor.amount, vendor.redemptions
+                )?;
+                if let Some(folder) = &statements {
+                    std::fs::create_dir_all(folder)
+                        .with_context(|| format!("creating {}", folder.display()))?;
+                    let statement = agency.settlement_statement(&vendor.settlement)?;
+                    let path = folder.join(format!("{}.csv", vendor.settlement));
+                    std::fs::write(&path, statement)
+                        .with_context(|| format!("writing {}", path.display()))?;
+                }
+            }
             agency.close()?;
         }
         Command::Disburse { data, programme, csv, register, skip_invalid } => {

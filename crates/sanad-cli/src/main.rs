@@ -9,6 +9,18 @@
 //!                         every row is paid or was already paid
 //! sanad balance           --data DIR --phone E164 | --programme ID    prints `AMOUNT CUR`
 //!
+//! sanad programme create  ... --kind value_voucher|commodity_voucher [--valid-days N]
+//!                         [--vendors enrolled|category:CAT] [--single-use] [--whole]
+//!                         [--item ID:NAME:UNIT:QUANTITY:UNIT_VALUE]...   prints the programme id
+//! sanad vendor add        --data DIR --currency CUR [--category CAT]...  prints the vendor id
+//! sanad vendor enrol      --data DIR --programme ID --vendor ID [--price ITEM=AMOUNT]...
+//! sanad voucher issue     --data DIR --programme ID --csv FILE --codes OUT [--register]
+//!                         [--skip-invalid]   writes `line,voucher,code` to OUT (owner-only);
+//!                         last line: `issued N, already issued N, rejected N`
+//! sanad settle            --data DIR --programme ID [--run RUN] [--statements DIR2]
+//!                         one line per vendor: `VENDOR SETTLEMENT AMOUNT CUR N redemptions`;
+//!                         DIR2/SETTLEMENT.csv is each vendor's statement
+//!
 //! sanad log init       --data DIR --origin ORIGIN      prints the verifier key, nothing else
 //! sanad log append     --data DIR                      stdin lines -> entries; prints the tree size
 //! sanad log checkpoint --data DIR                      prints the latest signed checkpoint
@@ -86,9 +98,83 @@ enum Command {
         #[arg(long)]
         programme: Option<String>,
     },
+    /// Vendors (shops) that redeem vouchers.
+    #[command(subcommand)]
+    Vendor(VendorCommand),
+    /// Vouchers.
+    #[command(subcommand)]
+    Voucher(VoucherCommand),
+    /// Pay every vendor of a voucher programme what it redeemed since its last settlement.
+    Settle {
+        #[command(flatten)]
+        data: DataDir,
+        /// The programme.
+        #[arg(long)]
+        programme: String,
+        /// The run's name: settling again under the same run pays nothing twice.
+        #[arg(long)]
+        run: Option<String>,
+        /// Write each vendor's statement (CSV) into this folder.
+        #[arg(long)]
+        statements: Option<PathBuf>,
+    },
     /// The signed append-only log.
     #[command(subcommand)]
     Log(LogCommand),
+}
+
+#[derive(Subcommand)]
+enum VendorCommand {
+    /// Open a vendor's account; print its id.
+    Add {
+        #[command(flatten)]
+        data: DataDir,
+        /// ISO 4217 currency.
+        #[arg(long)]
+        currency: String,
+        /// A category (for programmes open to a category); repeat for several.
+        #[arg(long = "category")]
+        categories: Vec<String>,
+    },
+    /// Enrol a vendor in a voucher programme, with its price per item for commodities.
+    Enrol {
+        #[command(flatten)]
+        data: DataDir,
+        /// The programme.
+        #[arg(long)]
+        programme: String,
+        /// The vendor.
+        #[arg(long)]
+        vendor: String,
+        /// ITEM=AMOUNT, the agreed price per unit; repeat per item.
+        #[arg(long = "price")]
+        prices: Vec<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum VoucherCommand {
+    /// Issue a voucher per row of a CSV file (header: phone, and amount for value vouchers;
+    /// optional name, national_id, language).
+    Issue {
+        #[command(flatten)]
+        data: DataDir,
+        /// The programme.
+        #[arg(long)]
+        programme: String,
+        /// The CSV file.
+        #[arg(long)]
+        csv: PathBuf,
+        /// Where to write the codes (`line,voucher,code`), readable by its owner only.
+        #[arg(long)]
+        codes: PathBuf,
+        /// Register phones not registered yet, from the row.
+        #[arg(long)]
+        register: bool,
+        /// Issue for the good rows even when some are bad.
+        #[arg(long)]
+        skip_invalid: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -109,7 +195,36 @@ enum ProgrammeCommand {
         /// cash, value_voucher or commodity_voucher.
         #[arg(long, default_value = "cash")]
         kind: String,
+        #[command(flatten)]
+        vouchers: VoucherArgs,
     },
+}
+
+/// The terms of a voucher programme (ignored for cash).
+#[derive(Args)]
+struct VoucherArgs {
+    /// Days from now until every voucher expires.
+    #[arg(long, default_value_t = 90)]
+    valid_days: u64,
+    /// `enrolled` (vendors enrolled one by one) or `category:CAT`.
+    #[arg(long, default_value = "enrolled")]
+    vendors: String,
+    /// Each voucher is redeemed once; what it leaves returns to the programme.
+    #[arg(long)]
+    single_use: bool,
+    /// Every redemption takes all that remains.
+    #[arg(long)]
+    whole: bool,
+    /// A commodity: ID:NAME:UNIT:QUANTITY:UNIT_VALUE (quantity per voucher, value per unit);
+    /// repeat per item.
+    #[arg(long = "item")]
+    items: Vec<String>,
+    /// Wrong PINs in a row that lock a voucher.
+    #[arg(long, default_value_t = 3)]
+    pin_attempts: u8,
+    /// Minutes a lock lasts.
+    #[arg(long, default_value_t = 30)]
+    lock_minutes: u64,
 }
 
 #[derive(Subcommand)]

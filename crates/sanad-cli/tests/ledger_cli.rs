@@ -1,5 +1,6 @@
-//! The ledger commands' contract: `init`, `programme create`, `disburse`, `balance`, exactly as
-//! other tools call them, and the `log` commands working on the same folder.
+//! The ledger commands' contract: `init`, `programme create`, `disburse`, `balance`, `vendor`,
+//! `voucher issue` and `settle`, exactly as other tools call them, and the `log` commands
+//! working on the same folder.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -113,4 +114,149 @@ fn init_programme_disburse_balance_and_audit_one_folder() {
     assert!(verified.starts_with("ok: example.org/agency tree size "), "{verified}");
     let entries = std::fs::read_dir(export.join("tile/entries")).unwrap().count();
     assert!(entries > 0);
+}
+
+#[test]
+fn voucher_programme_vendors_issue_and_settle() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    ok(&["init", "--data", s(&data), "--origin", "example.org/vouchers", "--region", "JO"]);
+    let create = |extra: &[&str]| {
+        let mut args = vec![
+            "programme",
+            "create",
+            "--data",
+            s(&data),
+            "--name",
+            "Food",
+            "--currency",
+            "JOD",
+            "--budget",
+            "500",
+        ];
+        args.extend_from_slice(extra);
+        ok(&args).trim().to_owned()
+    };
+    let programme = create(&["--kind", "value_voucher"]);
+    let basket = create(&[
+        "--kind",
+        "commodity_voucher",
+        "--item",
+        "rice:Rice:kg:10:1.2",
+        "--item",
+        "oil:Oil:L:2:2.5",
+    ]);
+    assert!(basket.starts_with("prog-"));
+    let bad_item = sanad(&[
+        "programme",
+        "create",
+        "--data",
+        s(&data),
+        "--name",
+        "X",
+        "--currency",
+        "JOD",
+        "--budget",
+        "1",
+        "--kind",
+        "commodity_voucher",
+        "--item",
+        "rice:Rice",
+    ]);
+    assert!(!bad_item.status.success());
+
+    let shop =
+        ok(&["vendor", "add", "--data", s(&data), "--currency", "JOD", "--category", "food"]);
+    let shop = shop.trim();
+    ok(&["vendor", "enrol", "--data", s(&data), "--programme", &programme, "--vendor", shop]);
+    ok(&[
+        "vendor",
+        "enrol",
+        "--data",
+        s(&data),
+        "--programme",
+        &basket,
+        "--vendor",
+        shop,
+        "--price",
+        "rice=1.1",
+    ]);
+    let too_dear = sanad(&[
+        "vendor",
+        "enrol",
+        "--data",
+        s(&data),
+        "--programme",
+        &basket,
+        "--vendor",
+        shop,
+        "--price",
+        "oil=3",
+    ]);
+    assert!(!too_dear.status.success());
+
+    let csv = dir.path().join("vouchers.csv");
+    std::fs::write(&csv, "phone,amount\n+962791234567,30\n0791234568,20\n").unwrap();
+    let codes = dir.path().join("codes.csv");
+    let issue = [
+        "voucher",
+        "issue",
+        "--data",
+        s(&data),
+        "--programme",
+        &programme,
+        "--csv",
+        s(&csv),
+        "--codes",
+        s(&codes),
+        "--register",
+    ];
+    assert_eq!(last_line(&sanad(&issue)), "issued 2, already issued 0, rejected 0");
+    assert_eq!(std::fs::metadata(&codes).unwrap().permissions().mode() & 0o777, 0o600);
+    let written = std::fs::read_to_string(&codes).unwrap();
+    assert_eq!(last_line(&sanad(&issue)), "issued 0, already issued 2, rejected 0");
+    assert_eq!(std::fs::read_to_string(&codes).unwrap(), written, "a re-run writes the same codes");
+    let lines: Vec<&str> = written.lines().collect();
+    assert_eq!(lines[0], "line,voucher,code");
+    let code = lines[1].split(',').nth(2).unwrap();
+
+    // The vendor redeems 12 JOD with the code; the beneficiary confirms by phone.
+    {
+        let agency = sanad_engine::Agency::open(&data, sanad_engine::Options::default()).unwrap();
+        let shop = sanad_money::Id::parse(shop).unwrap();
+        let amount =
+            sanad_money::Amount::parse("12", sanad_money::Currency::parse("JOD").unwrap()).unwrap();
+        let request =
+            agency.request_redemption(code, &shop, Some(amount), Vec::new(), None).unwrap();
+        let (_, digits) = agency.confirmation_for(&request.id).unwrap();
+        agency.answer_confirmation(&request.id, &digits, true).unwrap();
+        agency.close().unwrap();
+    }
+    let statements = dir.path().join("statements");
+    let settled = ok(&[
+        "settle",
+        "--data",
+        s(&data),
+        "--programme",
+        &programme,
+        "--run",
+        "dec",
+        "--statements",
+        s(&statements),
+    ]);
+    let fields: Vec<&str> = settled.split_whitespace().collect();
+    assert_eq!(
+        (fields[0], &fields[2..]),
+        (shop, &["12.000", "JOD", "1", "redemptions"][..]),
+        "{settled}"
+    );
+    let statement = std::fs::read_to_string(statements.join(format!("{}.csv", fields[1]))).unwrap();
+    assert_eq!(statement.lines().count(), 2, "{statement}");
+    assert!(statement.lines().nth(1).unwrap().contains(",confirmation,12.000,JOD,"));
+    assert_eq!(
+        ok(&["settle", "--data", s(&data), "--programme", &programme, "--run", "dec"]),
+        settled
+    );
+    assert_eq!(ok(&["settle", "--data", s(&data), "--programme", &programme]), "");
 }
