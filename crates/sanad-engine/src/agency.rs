@@ -227,12 +227,30 @@ impl Agency {
         Ok(wallet)
     }
 
-    /// Erases a beneficiary's personal data. The erasure is logged first, then the registry
-    /// record and secret are destroyed; their wallets and history stay, unlinkable.
+    /// Erases a beneficiary's personal data. Their open vouchers are revoked; the erasure is
+    /// logged, then the registry record and secret are destroyed; their wallets and history
+    /// stay, unlinkable.
     ///
     /// # Errors
     /// [`Error::Rejected`] for an unknown beneficiary; storage errors.
     pub fn erase(&self, beneficiary: &Id) -> Result<(), Error> {
+        // Their open vouchers could never be authorised again (the PIN and the phone go with
+        // the record): revoke them first, so that their value returns to the programmes.
+        let open: Vec<Id> = self.ledger.read(|state| {
+            state
+                .vouchers()
+                .filter(|(_, voucher)| {
+                    voucher.beneficiary == *beneficiary && voucher.closed.is_none()
+                })
+                .map(|(id, _)| id.clone())
+                .collect()
+        });
+        for voucher in open {
+            match self.ledger.execute(Command::RevokeVoucher { voucher })? {
+                Ok(_) => {}
+                Err(rejection) => return Err(rejection.into()),
+            }
+        }
         self.registry.begin_erasure(beneficiary)?;
         match self.ledger.execute(Command::EraseBeneficiary { id: beneficiary.clone() })? {
             Ok(_) => self.registry.erase(beneficiary),

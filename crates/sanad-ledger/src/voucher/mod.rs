@@ -87,8 +87,9 @@ pub struct VoucherTerms {
     pub single_use: bool,
     /// A redemption may take less than all that remains.
     pub partial: bool,
-    /// Commodity programmes: the items (1 to [`ITEMS_MAX`]); value programmes: none.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    /// Commodity programmes: the items (1 to [`ITEMS_MAX`]); value programmes: none. Always
+    /// written, also empty: the state keeps these terms in snapshots, whose format cannot
+    /// skip a field.
     pub items: Vec<Item>,
     /// Wrong PINs in a row that lock a voucher (1 to 10).
     pub pin_attempts: u8,
