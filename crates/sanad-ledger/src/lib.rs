@@ -321,8 +321,10 @@ pub enum Command {
         /// The pseudonymous id.
         id: Id,
     },
-    /// Set (or change) a voucher programme's terms. Its escrow account never changes; changed
-    /// terms apply to vouchers issued afterwards.
+    /// Set (or change) a voucher programme's terms. Its escrow account never changes. A
+    /// voucher's value, items and expiry are fixed when it is issued; the other terms
+    /// (vendors, single-use, partial, PIN attempts, lock, the start of validity) apply to all
+    /// the programme's vouchers from this entry on.
     SetVoucherTerms {
         /// The programme (of a voucher kind).
         programme: Id,
