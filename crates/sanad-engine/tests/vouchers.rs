@@ -399,3 +399,91 @@ fn vouchers_are_issued_in_bulk_from_a_disbursement_file_once() {
         jod("50")
     );
 }
+
+#[test]
+fn bad_redemptions_append_nothing_and_a_typo_is_told_apart() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(AtomicU64::new(START_MS));
+    let agency = agency(dir.path(), &clock);
+    let basket = vec![Item {
+        id: id("rice"),
+        name: "Rice".into(),
+        unit: "kg".into(),
+        quantity: 5,
+        unit_value: jod("1"),
+    }];
+    let value = agency
+        .create_voucher_programme(
+            "Value",
+            ProgrammeKind::ValueVoucher,
+            jod("100"),
+            &plan(Vendors::Enrolled, Vec::new()),
+        )
+        .unwrap();
+    let goods = agency
+        .create_voucher_programme(
+            "Goods",
+            ProgrammeKind::CommodityVoucher,
+            jod("100"),
+            &plan(Vendors::Enrolled, basket),
+        )
+        .unwrap();
+    let shop = agency.open_vendor(jod("1").currency(), &[]).unwrap();
+    let stranger = agency.open_vendor(jod("1").currency(), &[]).unwrap();
+    agency.enrol_vendor(&value, &shop, BTreeMap::new()).unwrap();
+    agency.enrol_vendor(&goods, &shop, BTreeMap::from([(id("rice"), jod("1"))])).unwrap();
+    let amal = beneficiary(&agency, "+962791234572");
+    let cash = agency.issue_voucher(&value, &amal, Some(jod("10")), Vec::new()).unwrap();
+    let rice = agency.issue_voucher(&goods, &amal, None, Vec::new()).unwrap();
+    let revoked = agency.issue_voucher(&value, &amal, Some(jod("10")), Vec::new()).unwrap();
+    agency.revoke_voucher(&revoked.id).unwrap();
+
+    let size = agency.ledger().size();
+    let try_request = |code: &str, vendor: &Id, amount: Option<&str>, items: Vec<ItemQuantity>| {
+        agency.request_redemption(code, vendor, amount.map(jod), items, None).unwrap_err()
+    };
+    let code = |error: Error| match error {
+        Error::Rejected(rejection) => rejection.code().to_owned(),
+        Error::VoucherCode(CodeError::Mistyped) => "typo".to_owned(),
+        Error::UnknownVoucherCode => "unknown".to_owned(),
+        other => format!("{other:?}"),
+    };
+    let unknown = VoucherCode::from_random(42).letters();
+    assert_eq!(code(try_request(&typo(cash.code), &shop, Some("1"), Vec::new())), "typo");
+    assert_eq!(code(try_request(&unknown, &shop, Some("1"), Vec::new())), "unknown");
+    assert_eq!(
+        code(try_request(&cash.code.letters(), &stranger, Some("1"), Vec::new())),
+        "vendor_not_eligible"
+    );
+    assert_eq!(
+        code(try_request(&cash.code.letters(), &shop, Some("11"), Vec::new())),
+        "amount_exceeds_voucher"
+    );
+    assert_eq!(
+        code(try_request(&revoked.code.letters(), &shop, Some("1"), Vec::new())),
+        "voucher_revoked"
+    );
+    let too_much = vec![ItemQuantity { item: id("rice"), quantity: 6 }];
+    assert_eq!(
+        code(try_request(&rice.code.letters(), &shop, None, too_much)),
+        "item_exceeds_voucher"
+    );
+    let wrong = vec![ItemQuantity { item: id("sugar"), quantity: 1 }];
+    assert_eq!(code(try_request(&rice.code.letters(), &shop, None, wrong)), "item_unknown");
+    assert_eq!(agency.ledger().size(), size, "a refused request appends nothing");
+    // Expired: past the programme's end. The writer's expiry, ahead of the batch, closes the
+    // vouchers (their value returns to the programmes); the refused request adds nothing.
+    clock.store(START_MS + 90 * 86_400_000, Ordering::SeqCst);
+    assert_eq!(
+        code(try_request(&cash.code.letters(), &shop, Some("1"), Vec::new())),
+        "voucher_expired"
+    );
+    let page = agency.ledger().history(&Agency::escrow_of(&value), Some(size - 1), 10).unwrap();
+    let types: Vec<_> = page.items.iter().map(|(_, event)| event.clone()).collect();
+    assert!(
+        types.iter().all(|event| matches!(event, sanad_ledger::Event::VoucherClosed { .. })),
+        "{types:?}"
+    );
+    assert_eq!(agency.ledger().size(), size + 2, "two closings, nothing else");
+    assert_eq!(agency.ledger().account(&value).unwrap().balance(), jod("100"));
+}
