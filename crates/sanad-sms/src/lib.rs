@@ -1,0 +1,29 @@
+//! # sanad-sms: the SMS and USSD channel for gateway integrators
+//!
+//! Most beneficiaries and many vendors have a feature phone. An integrator points an SMS gateway
+//! or a USSD aggregator at Sanad; this crate turns the gateways' real inbound requests into
+//! ledger commands and renders replies the gateway can send:
+//!
+//! - [`gateway`]: each gateway's payload parsed and authenticated (Twilio's signature, shared
+//!   secrets for the others), and replies rendered in its format (TwiML, `CON`/`END`, text,
+//!   JSON);
+//! - [`input`]: the message text read into a typed command, in English, French or Arabic, with
+//!   digits of any script;
+//! - [`replies`]: replies from Fluent files, one per language, each held to a segment budget
+//!   measured by [`gsm`];
+//! - [`Channel`]: who sent it (the registry's keyed phone index), what it does (the `Agency`),
+//!   once per gateway message id, within abuse limits.
+
+pub mod gateway;
+pub mod gsm;
+pub mod input;
+pub mod replies;
+
+/// Errors of the channel's setup and storage. What a sender did wrong is a reply, not an error.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A reply file that does not load.
+    #[error("replies: {0}")]
+    Replies(String),
+}
