@@ -126,14 +126,14 @@ pub(crate) fn run(command: Command) -> anyhow::Result<ExitCode> {
             writeln!(stdout, "{programme}")?;
             agency.close()?;
         }
-        Command::Vendor(VendorCommand::Add { data, currency, categories }) => {
+        Command::Vendor(VendorCommand::Add { data, currency, categories, phone }) => {
             let currency = Currency::parse(&currency)?;
             let categories = categories
                 .iter()
                 .map(|c| Id::parse(c).context("reading --category"))
                 .collect::<anyhow::Result<Vec<_>>>()?;
             let agency = open(&data.dir)?;
-            writeln!(stdout, "{}", agency.open_vendor(currency, &categories)?)?;
+            writeln!(stdout, "{}", agency.open_vendor(currency, &categories, phone.as_deref())?)?;
             agency.close()?;
         }
         Command::Vendor(VendorCommand::Enrol { data, programme, vendor, prices }) => {

@@ -12,7 +12,8 @@
 //! sanad programme create  ... --kind value_voucher|commodity_voucher [--valid-days N]
 //!                         [--vendors enrolled|category:CAT] [--single-use] [--whole]
 //!                         [--item ID:NAME:UNIT:QUANTITY:UNIT_VALUE]...   prints the programme id
-//! sanad vendor add        --data DIR --currency CUR [--category CAT]...  prints the vendor id
+//! sanad vendor add        --data DIR --currency CUR [--category CAT]... [--phone PHONE]
+//!                                                      prints the vendor id
 //! sanad vendor enrol      --data DIR --programme ID --vendor ID [--price ITEM=AMOUNT]...
 //! sanad voucher issue     --data DIR --programme ID --csv FILE --codes OUT [--register]
 //!                         [--skip-invalid]   writes `line,voucher,code` to OUT (owner-only);
@@ -135,6 +136,9 @@ enum VendorCommand {
         /// A category (for programmes open to a category); repeat for several.
         #[arg(long = "category")]
         categories: Vec<String>,
+        /// The phone the shop uses for SMS (kept in the registry, not the log).
+        #[arg(long)]
+        phone: Option<String>,
     },
     /// Enrol a vendor in a voucher programme, with its price per item for commodities.
     Enrol {

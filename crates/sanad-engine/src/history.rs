@@ -75,6 +75,40 @@ impl History {
         }
         found
     }
+
+    /// The last `n` indexes, oldest first: decoded from the last mark with at least `n`
+    /// entries after it, not from the start.
+    fn last(&self, n: usize) -> Vec<u64> {
+        let count = self.count as usize;
+        let marks = self.marks.as_deref().map_or(&[][..], Vec::as_slice);
+        // Mark j was taken at entry (j + 1) * MARK_EVERY.
+        let start = (count.saturating_sub(n) / MARK_EVERY as usize)
+            .checked_sub(1)
+            .and_then(|j| marks.get(j))
+            .map(|(index, offset)| (Some(*index), *offset));
+        let (mut value, mut offset) = match start {
+            Some((Some(index), offset)) => (index, offset),
+            _ => (0, 0),
+        };
+        let mut tail = std::collections::VecDeque::with_capacity(n.min(1024) + 1);
+        while offset < self.deltas.len() {
+            let (mut delta, mut shift) = (0u64, 0);
+            while let Some(byte) = self.deltas.get(offset) {
+                offset += 1;
+                delta |= u64::from(byte & 0x7f) << shift;
+                shift += 7;
+                if byte & 0x80 == 0 {
+                    break;
+                }
+            }
+            value += delta;
+            tail.push_back(value);
+            if tail.len() > n {
+                tail.pop_front();
+            }
+        }
+        tail.into()
+    }
 }
 
 /// Every account's history, by account number (see [`sanad_ledger::AccountNumber`]): a
@@ -108,6 +142,11 @@ impl Histories {
     /// How many accounts have a history.
     pub(crate) fn len(&self) -> usize {
         self.accounts.len()
+    }
+
+    /// An account's last `n` entries, oldest first.
+    pub(crate) fn last(&self, account: AccountNumber, n: usize) -> Vec<u64> {
+        self.accounts.get(account.0 as usize).map(|history| history.last(n)).unwrap_or_default()
     }
 
     pub(crate) fn page(
@@ -145,5 +184,9 @@ mod tests {
             assert_eq!(history.page(Some(cursor), 37), expected, "after {cursor}");
         }
         assert!(history.deltas.len() < 3 * plain.len());
+        for n in [0, 1, 3, 255, 256, 257, 600, 2_000, 5_000] {
+            let from = plain.len().saturating_sub(n);
+            assert_eq!(history.last(n), plain[from..], "last {n}");
+        }
     }
 }

@@ -132,6 +132,9 @@ pub enum Error {
         /// When this failure locked the voucher: until when.
         locked_until_ms: Option<u64>,
     },
+    /// Nothing of this beneficiary's awaits a confirmation.
+    #[error("no payment is waiting for a confirmation")]
+    NoPendingConfirmation,
     /// A call with no commands, or more than [`CALL_COMMANDS_MAX`].
     #[error("a call carries 1 to {CALL_COMMANDS_MAX} commands, not {0}")]
     BadCall(usize),
@@ -614,6 +617,30 @@ impl Ledger {
     /// The time by the ledger's clock, in ms since the Unix epoch.
     pub(crate) fn now_ms(&self) -> u64 {
         (self.shared.clock)()
+    }
+
+    /// The last `n` entries that touched `account`, oldest first (for a short statement by
+    /// SMS): found without reading the account's whole history.
+    ///
+    /// # Errors
+    /// Log storage errors.
+    pub fn recent_history(&self, account: &Id, n: usize) -> Result<Vec<(u64, Event)>, Error> {
+        let indexes = {
+            let view = self.shared.read_view();
+            view.state
+                .account_number(account)
+                .map(|number| view.histories.last(number, n))
+                .unwrap_or_default()
+        };
+        indexes
+            .into_iter()
+            .map(|index| {
+                let entry = self.shared.log.entry(index)?;
+                let event = Event::from_entry(&entry)
+                    .map_err(|e| Error::Corrupt(format!("entry {index} in the history: {e}")))?;
+                Ok((index, event))
+            })
+            .collect()
     }
 
     /// The signed log underneath (checkpoints, proofs, receipts, export).

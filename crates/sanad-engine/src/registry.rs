@@ -49,6 +49,7 @@ const PENDING: &str = "pending";
 const LOOKUP: &str = "lookup";
 const META: &str = "meta";
 const CODES: &str = "codes";
+const VENDORS: &str = "vendors";
 const REGION: &[u8] = b"region";
 
 type HmacSha256 = Hmac<Sha256>;
@@ -112,6 +113,9 @@ pub struct Registry {
     // Voucher codes: `c` + HMAC(agency key, code) → voucher id, and `v` + voucher id → the
     // code sealed under a key derived from the agency key (to show it again, never logged).
     codes: sled::Tree,
+    // Vendors' phones: `p` + HMAC(agency key, E.164) → vendor id, and `v` + vendor id → the
+    // number sealed under a key derived from the agency key (to send them notices).
+    vendors: sled::Tree,
     db: sled::Db,
     secrets: PathBuf,
     agency_key: Zeroizing<[u8; 32]>,
@@ -229,6 +233,7 @@ impl Registry {
             lookup: db.open_tree(LOOKUP).map_err(storage)?,
             meta: db.open_tree(META).map_err(storage)?,
             codes: db.open_tree(CODES).map_err(storage)?,
+            vendors: db.open_tree(VENDORS).map_err(storage)?,
             db,
             secrets,
             agency_key: Zeroizing::new(agency_key),
@@ -461,8 +466,89 @@ impl Registry {
     }
 
     fn code_cipher(&self) -> ChaCha20Poly1305 {
-        let key = Zeroizing::new(mac(self.agency_key.as_ref(), &[b"sanad.voucher-code.seal/v1"]));
+        self.agency_cipher(b"sanad.voucher-code.seal/v1")
+    }
+
+    fn agency_cipher(&self, label: &[u8]) -> ChaCha20Poly1305 {
+        let key = Zeroizing::new(mac(self.agency_key.as_ref(), &[label]));
         ChaCha20Poly1305::new(key.as_ref().into())
+    }
+
+    fn vendor_phone_key(&self, e164: &str) -> Vec<u8> {
+        let mut key = b"p".to_vec();
+        key.extend_from_slice(&mac(
+            self.agency_key.as_ref(),
+            &[b"sanad.vendor-phone/v1\n", e164.as_bytes()],
+        ));
+        key
+    }
+
+    /// Records a vendor's phone (in any format [`Self::normalise_phone`] accepts), durably;
+    /// returns it in E.164.
+    ///
+    /// # Errors
+    /// [`Error::InvalidPhone`]; [`Error::Duplicate`] when another vendor has it; storage
+    /// errors.
+    pub fn register_vendor_phone(&self, vendor: &Id, phone: &str) -> Result<String, Error> {
+        let e164 = self.normalise_phone(phone)?;
+        let claimed = self
+            .vendors
+            .compare_and_swap(
+                self.vendor_phone_key(&e164),
+                None as Option<&[u8]>,
+                Some(vendor.as_str().as_bytes()),
+            )
+            .map_err(storage)?;
+        if let Err(conflict) = claimed {
+            let existing = conflict.current.map(|v| String::from_utf8_lossy(&v).into_owned());
+            let existing = Id::parse(existing.as_deref().unwrap_or("unknown"))
+                .map_err(|e| Error::Corrupt(format!("vendor index: {e}")))?;
+            if existing != *vendor {
+                return Err(Error::Duplicate { field: "phone", existing });
+            }
+        }
+        let mut nonce = [0u8; 12];
+        rand::rngs::OsRng.fill_bytes(&mut nonce);
+        let sealed = self
+            .agency_cipher(b"sanad.vendor-phone.seal/v1")
+            .encrypt(Nonce::from_slice(&nonce), e164.as_bytes())
+            .map_err(|_| Error::Corrupt("vendor phone encryption failed".into()))?;
+        let mut value = nonce.to_vec();
+        value.extend_from_slice(&sealed);
+        let mut key = b"v".to_vec();
+        key.extend_from_slice(vendor.as_str().as_bytes());
+        self.vendors.insert(key, value).map_err(storage)?;
+        self.db.flush().map_err(storage)?;
+        Ok(e164)
+    }
+
+    /// The vendor with this (E.164) phone.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub fn find_vendor_by_phone(&self, e164: &str) -> Result<Option<Id>, Error> {
+        match self.vendors.get(self.vendor_phone_key(e164)).map_err(storage)? {
+            Some(bytes) => Id::parse(&String::from_utf8_lossy(&bytes))
+                .map(Some)
+                .map_err(|e| Error::Corrupt(format!("vendor index: {e}"))),
+            None => Ok(None),
+        }
+    }
+
+    /// A vendor's phone, E.164.
+    ///
+    /// # Errors
+    /// Storage errors; [`Error::Corrupt`] when it does not decrypt.
+    pub fn vendor_phone(&self, vendor: &Id) -> Result<Option<String>, Error> {
+        let mut key = b"v".to_vec();
+        key.extend_from_slice(vendor.as_str().as_bytes());
+        let Some(stored) = self.vendors.get(key).map_err(storage)? else { return Ok(None) };
+        let (nonce, sealed) = stored.split_at(12.min(stored.len()));
+        let plain = self
+            .agency_cipher(b"sanad.vendor-phone.seal/v1")
+            .decrypt(Nonce::from_slice(nonce), sealed)
+            .map_err(|_| Error::Corrupt(format!("the phone of {vendor} does not decrypt")))?;
+        Ok(Some(String::from_utf8_lossy(&plain).into_owned()))
     }
 
     /// Records codes for vouchers, durably, with one flush. For each: `true` when recorded,

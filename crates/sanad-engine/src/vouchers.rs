@@ -135,7 +135,8 @@ pub struct SettlementRun {
 #[derive(Debug, Default)]
 pub(crate) struct VoucherGuard {
     guesses: Mutex<HashMap<Id, VecDeque<u64>>>,
-    confirmations: Mutex<HashMap<Id, [u8; 32]>>,
+    // Redemption → (its beneficiary, the hash of the digits sent to them).
+    confirmations: Mutex<HashMap<Id, (Id, [u8; 32])>>,
 }
 
 fn digest(parts: &[&[u8]]) -> [u8; 32] {
@@ -212,11 +213,24 @@ impl Agency {
         Ok(programme)
     }
 
-    /// Opens a vendor's account in `currency`, in the given categories.
+    /// Opens a vendor's account in `currency`, in the given categories, with the phone it
+    /// uses for SMS, if any (kept in the registry, never in the log).
     ///
     /// # Errors
-    /// Rejections; storage errors.
-    pub fn open_vendor(&self, currency: Currency, categories: &[Id]) -> Result<Id, Error> {
+    /// [`Error::Duplicate`] when another vendor has the phone; [`Error::InvalidPhone`];
+    /// rejections; storage errors.
+    pub fn open_vendor(
+        &self,
+        currency: Currency,
+        categories: &[Id],
+        phone: Option<&str>,
+    ) -> Result<Id, Error> {
+        if let Some(phone) = phone {
+            let e164 = self.registry().normalise_phone(phone)?;
+            if let Some(existing) = self.registry().find_vendor_by_phone(&e164)? {
+                return Err(Error::Duplicate { field: "phone", existing });
+            }
+        }
         let vendor = random_id("vnd-", 16);
         let mut group = vec![Command::OpenAccount {
             id: vendor.clone(),
@@ -231,6 +245,9 @@ impl Agency {
             });
         }
         self.ledger().execute_linked(group)??;
+        if let Some(phone) = phone {
+            self.registry().register_vendor_phone(&vendor, phone)?;
+        }
         Ok(vendor)
     }
 
@@ -583,7 +600,7 @@ impl Agency {
             .ok_or_else(|| Error::BeneficiaryNotFound(beneficiary.clone()))?;
         let answer = format!("{:06}", rand::rngs::OsRng.gen_range(0..1_000_000u32));
         let expected = digest(&[redemption.as_str().as_bytes(), answer.as_bytes()]);
-        crate::lock(&self.guard.confirmations).insert(redemption.clone(), expected);
+        crate::lock(&self.guard.confirmations).insert(redemption.clone(), (beneficiary, expected));
         Ok((person.phone, answer))
     }
 
@@ -598,7 +615,8 @@ impl Agency {
         digits: &str,
         accept: bool,
     ) -> Result<Option<u64>, Error> {
-        let expected = crate::lock(&self.guard.confirmations).get(redemption).copied();
+        let expected =
+            crate::lock(&self.guard.confirmations).get(redemption).map(|(_, digits)| *digits);
         let given = digest(&[redemption.as_str().as_bytes(), digits.trim().as_bytes()]);
         // Compared whole, never byte by byte with an early exit.
         let right = expected.is_some_and(|expected| {
@@ -612,6 +630,58 @@ impl Agency {
             self.authorise(redemption, Authorisation::Confirmation)
         } else {
             self.refuse_redemption(redemption)
+        }
+    }
+
+    /// The beneficiary answered by SMS, with the digits only: the redemption is the one of
+    /// theirs awaiting confirmation whose digits these are. Wrong digits count as a wrong PIN
+    /// on their latest one.
+    ///
+    /// # Errors
+    /// [`Error::NoPendingConfirmation`] when nothing of theirs awaits an answer;
+    /// [`Error::WrongPin`]; the ledger's rejections; storage errors.
+    pub fn answer_confirmation_from(
+        &self,
+        beneficiary: &Id,
+        digits: &str,
+        accept: bool,
+    ) -> Result<(Id, Option<u64>), Error> {
+        let waiting: Vec<(Id, [u8; 32])> = {
+            let mut confirmations = crate::lock(&self.guard.confirmations);
+            // Forget what ended meanwhile (authorised elsewhere, refused, timed out).
+            confirmations.retain(|redemption, _| {
+                self.ledger().read(|state| {
+                    state
+                        .redemption(redemption)
+                        .is_some_and(|r| r.state == sanad_ledger::RedemptionState::Open)
+                })
+            });
+            confirmations
+                .iter()
+                .filter(|(_, (owner, _))| owner == beneficiary)
+                .map(|(redemption, (_, expected))| (redemption.clone(), *expected))
+                .collect()
+        };
+        let matching = waiting.iter().find(|(redemption, expected)| {
+            let given = digest(&[redemption.as_str().as_bytes(), digits.trim().as_bytes()]);
+            bool::from(subtle::ConstantTimeEq::ct_eq(&given[..], &expected[..]))
+        });
+        match matching {
+            Some((redemption, _)) => {
+                let index = self.answer_confirmation(redemption, digits, accept)?;
+                Ok((redemption.clone(), index))
+            }
+            None => {
+                let latest = waiting
+                    .iter()
+                    .max_by_key(|(redemption, _)| {
+                        self.ledger()
+                            .read(|state| state.redemption(redemption).map(|r| r.requested_index))
+                    })
+                    .map(|(redemption, _)| redemption.clone())
+                    .ok_or(Error::NoPendingConfirmation)?;
+                Err(self.wrong_answer(&latest)?)
+            }
         }
     }
 

@@ -83,8 +83,17 @@ fn a_voucher_is_issued_redeemed_by_code_and_pin_settled_and_replayed() {
             &plan(Vendors::Enrolled, Vec::new()),
         )
         .unwrap();
-    let shop = agency.open_vendor(jod("1").currency(), &[]).unwrap();
-    let stranger = agency.open_vendor(jod("1").currency(), &[]).unwrap();
+    let shop = agency.open_vendor(jod("1").currency(), &[], Some("0771234567")).unwrap();
+    let stranger = agency.open_vendor(jod("1").currency(), &[], None).unwrap();
+    assert!(matches!(
+        agency.open_vendor(jod("1").currency(), &[], Some("+962771234567")),
+        Err(Error::Duplicate { field: "phone", .. })
+    ));
+    assert_eq!(
+        agency.registry().find_vendor_by_phone("+962771234567").unwrap(),
+        Some(shop.clone())
+    );
+    assert_eq!(agency.registry().vendor_phone(&shop).unwrap().as_deref(), Some("+962771234567"));
     agency.enrol_vendor(&programme, &shop, BTreeMap::new()).unwrap();
     let amal = beneficiary(&agency, "+962791234567");
     let voucher = agency.issue_voucher(&programme, &amal, Some(jod("50")), Vec::new()).unwrap();
@@ -194,8 +203,8 @@ fn unknown_codes_are_limited_per_vendor_and_three_wrong_pins_lock() {
             &plan(Vendors::Category(id("food")), Vec::new()),
         )
         .unwrap();
-    let shop = agency.open_vendor(jod("1").currency(), &[id("food")]).unwrap();
-    let other = agency.open_vendor(jod("1").currency(), &[id("food")]).unwrap();
+    let shop = agency.open_vendor(jod("1").currency(), &[id("food")], None).unwrap();
+    let other = agency.open_vendor(jod("1").currency(), &[id("food")], None).unwrap();
     let amal = beneficiary(&agency, "+962791234568");
     let voucher = agency.issue_voucher(&programme, &amal, Some(jod("10")), Vec::new()).unwrap();
 
@@ -264,7 +273,7 @@ fn commodity_vouchers_are_redeemed_by_items_at_each_vendors_price() {
             &plan(Vendors::Enrolled, basket),
         )
         .unwrap();
-    let shop = agency.open_vendor(jod("1").currency(), &[]).unwrap();
+    let shop = agency.open_vendor(jod("1").currency(), &[], None).unwrap();
     let prices = BTreeMap::from([(id("rice"), jod("1.1")), (id("oil"), jod("2.4"))]);
     agency.enrol_vendor(&programme, &shop, prices).unwrap();
     let amal = beneficiary(&agency, "+962791234569");
@@ -300,7 +309,7 @@ fn many_vendors_racing_for_one_voucher_never_get_more_than_it_holds() {
     const ROUNDS: usize = 20;
     let vendors: Vec<Id> = (0..THREADS)
         .map(|_| {
-            let vendor = agency.open_vendor(jod("1").currency(), &[]).unwrap();
+            let vendor = agency.open_vendor(jod("1").currency(), &[], None).unwrap();
             agency.enrol_vendor(&programme, &vendor, BTreeMap::new()).unwrap();
             vendor
         })
@@ -383,7 +392,7 @@ fn vouchers_are_issued_in_bulk_from_a_disbursement_file_once() {
     let escrow = agency.ledger().account(&Agency::escrow_of(&programme)).unwrap();
     assert_eq!(escrow.balance(), jod("50"));
     // A code from the file redeems its voucher.
-    let shop = agency.open_vendor(jod("1").currency(), &[]).unwrap();
+    let shop = agency.open_vendor(jod("1").currency(), &[], None).unwrap();
     agency.enrol_vendor(&programme, &shop, BTreeMap::new()).unwrap();
     let (_, omar) = &first.vouchers[1];
     let request =
@@ -428,8 +437,8 @@ fn bad_redemptions_append_nothing_and_a_typo_is_told_apart() {
             &plan(Vendors::Enrolled, basket),
         )
         .unwrap();
-    let shop = agency.open_vendor(jod("1").currency(), &[]).unwrap();
-    let stranger = agency.open_vendor(jod("1").currency(), &[]).unwrap();
+    let shop = agency.open_vendor(jod("1").currency(), &[], None).unwrap();
+    let stranger = agency.open_vendor(jod("1").currency(), &[], None).unwrap();
     agency.enrol_vendor(&value, &shop, BTreeMap::new()).unwrap();
     agency.enrol_vendor(&goods, &shop, BTreeMap::from([(id("rice"), jod("1"))])).unwrap();
     let amal = beneficiary(&agency, "+962791234572");

@@ -14,10 +14,13 @@
 //! - [`Channel`]: who sent it (the registry's keyed phone index), what it does (the `Agency`),
 //!   once per gateway message id, within abuse limits.
 
+pub mod channel;
 pub mod gateway;
 pub mod gsm;
 pub mod input;
 pub mod replies;
+
+pub use channel::{Channel, ChannelOptions, Notice, Outcome};
 
 /// Errors of the channel's setup and storage. What a sender did wrong is a reply, not an error.
 #[derive(Debug, thiserror::Error)]
@@ -26,4 +29,10 @@ pub enum Error {
     /// A reply file that does not load.
     #[error("replies: {0}")]
     Replies(String),
+    /// The channel's answer store failed.
+    #[error("the SMS answer store failed")]
+    Storage(#[source] std::sync::Arc<sled::Error>),
+    /// The ledger or the registry failed (not a refusal: those are replies).
+    #[error(transparent)]
+    Engine(#[from] sanad_engine::Error),
 }

@@ -1,0 +1,305 @@
+//! The channel end to end, with Twilio payloads signed as Twilio signs them: balance, history,
+//! payments to a shop and to a person (with notices in the recipient's language), a voucher
+//! redeemed by a shop and confirmed by the beneficiary's SMS, retries answered and never
+//! applied twice, unknown senders and forged requests changing nothing, and the limits.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use sanad_engine::registry::NewPerson;
+use sanad_engine::{Agency, Options, VoucherPlan};
+use sanad_ledger::{Actor, Command, ProgrammeKind, Vendors};
+use sanad_money::{Amount, Currency, Id};
+use sanad_sms::gateway::{GatewayError, twilio};
+use sanad_sms::replies::Replies;
+use sanad_sms::{Channel, ChannelOptions, Outcome};
+use zeroize::Zeroizing;
+
+const TOKEN: &[u8] = b"twilio-auth-token";
+const URL: &str = "https://sanad.example.org/v1/sms/twilio";
+const START_MS: u64 = 1_780_000_000_000;
+
+fn jod(text: &str) -> Amount {
+    Amount::parse(text, Currency::parse("JOD").unwrap()).unwrap()
+}
+
+struct World {
+    _dir: tempfile::TempDir,
+    channel: Channel,
+    agency: Arc<Agency>,
+    clock: Arc<AtomicU64>,
+    shop: Id,
+    amal: Id,
+    omar: Id,
+    voucher_code: String,
+    sent: u64,
+}
+
+impl World {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Arc::new(AtomicU64::new(START_MS));
+        let ticking = Arc::clone(&clock);
+        let options = Options {
+            clock: Arc::new(move || ticking.load(Ordering::SeqCst)),
+            ..Options::default()
+        };
+        let agency =
+            Arc::new(Agency::create(dir.path(), "example.org/sms", Some("JO"), options).unwrap());
+        let person = |phone: &str, language: &str| NewPerson {
+            phone: phone.into(),
+            name: Some("Test".into()),
+            language: Some(language.into()),
+            pin: Some(Zeroizing::new("4821".into())),
+            ..NewPerson::default()
+        };
+        let currency = Currency::parse("JOD").unwrap();
+        let amal = agency.register(&person("+962791234567", "ar"), currency).unwrap();
+        let omar = agency.register(&person("+962791234568", "fr"), currency).unwrap();
+        let cash = agency.create_programme("Cash", ProgrammeKind::Cash, jod("1000")).unwrap();
+        agency
+            .ledger()
+            .execute(Command::Transfer {
+                id: Id::parse("t-amal").unwrap(),
+                from: cash.clone(),
+                to: Agency::wallet_of(&amal, currency),
+                amount: jod("50"),
+                programme: cash,
+                actor: Actor::Operator,
+                reference: None,
+            })
+            .unwrap()
+            .unwrap();
+        let shop = agency.open_vendor(currency, &[], Some("0771234567")).unwrap();
+        let plan = VoucherPlan {
+            valid_from_ms: START_MS,
+            valid_until_ms: START_MS + 90 * 86_400_000,
+            vendors: Vendors::Enrolled,
+            single_use: false,
+            partial: true,
+            items: Vec::new(),
+            pin_attempts: 3,
+            lock_ms: 30 * 60_000,
+        };
+        let vouchers = agency
+            .create_voucher_programme("Food", ProgrammeKind::ValueVoucher, jod("500"), &plan)
+            .unwrap();
+        agency.enrol_vendor(&vouchers, &shop, BTreeMap::new()).unwrap();
+        let voucher = agency.issue_voucher(&vouchers, &amal, Some(jod("40")), Vec::new()).unwrap();
+        let ticking = Arc::clone(&clock);
+        let channel_options = ChannelOptions {
+            clock: Arc::new(move || ticking.load(Ordering::SeqCst)),
+            ..ChannelOptions::default()
+        };
+        let channel = Channel::open(
+            Arc::clone(&agency),
+            dir.path(),
+            Replies::embedded().unwrap(),
+            channel_options,
+        )
+        .unwrap();
+        Self {
+            _dir: dir,
+            channel,
+            agency,
+            clock,
+            shop,
+            amal,
+            omar,
+            voucher_code: voucher.code.letters(),
+            sent: 0,
+        }
+    }
+
+    /// A Twilio webhook body for a message, with its signature.
+    fn webhook(&mut self, from: &str, body: &str) -> (String, String) {
+        self.sent += 1;
+        let form: String = form_urlencoded::Serializer::new(String::new())
+            .append_pair("MessageSid", &format!("SM{:032x}", self.sent))
+            .append_pair("AccountSid", "AC0123456789abcdef0123456789abcdef")
+            .append_pair("From", from)
+            .append_pair("To", "+96264000000")
+            .append_pair("Body", body)
+            .append_pair("NumSegments", "1")
+            .append_pair("ApiVersion", "2010-04-01")
+            .finish();
+        let signature =
+            twilio::signature(TOKEN, URL, &sanad_sms::gateway::form_pairs(form.as_bytes()));
+        (form, signature)
+    }
+
+    fn deliver(&self, form: &str, signature: &str) -> Outcome {
+        let inbound = twilio::parse(TOKEN, URL, Some(signature), form.as_bytes()).unwrap();
+        self.channel.handle(&inbound).unwrap()
+    }
+
+    fn sms(&mut self, from: &str, body: &str) -> Outcome {
+        let (form, signature) = self.webhook(from, body);
+        self.deliver(&form, &signature)
+    }
+
+    fn balance(&self, account: &Id) -> Amount {
+        self.agency.ledger().account(account).unwrap().available()
+    }
+
+    fn wallet(&self, person: &Id) -> Id {
+        Agency::wallet_of(person, Currency::parse("JOD").unwrap())
+    }
+}
+
+const AMAL: &str = "+962791234567";
+const OMAR: &str = "+962791234568";
+const SHOP: &str = "+962771234567";
+
+#[test]
+fn balance_in_the_keywords_language_and_retries_answered_once() {
+    let mut world = World::new();
+    let english = world.sms(AMAL, "BAL 4821");
+    assert_eq!(english.reply, "Your balance: 50.000 JOD");
+    let arabic = world.sms(AMAL, "رصيد ٤٨٢١");
+    assert_eq!(arabic.reply, "رصيدك: 50.000 JOD");
+    // No keyword language (PIN is shared): the person's preference, Arabic.
+    let (form, signature) = world.webhook(AMAL, "pin 4821 4822");
+    let first = world.deliver(&form, &signature);
+    assert_eq!(first.reply, "تم تغيير رمزك السري.");
+    let again = world.deliver(&form, &signature);
+    assert!(again.replayed && again.reply == first.reply, "a retried delivery gets the same reply");
+    assert_eq!(world.sms(AMAL, "BAL 4822").reply, "Your balance: 50.000 JOD");
+}
+
+#[test]
+fn payments_move_money_once_and_notify_the_other_side() {
+    let mut world = World::new();
+    let size = world.agency.ledger().size();
+    let (form, signature) = world.webhook(AMAL, "pay 0771234567 12,5 4821");
+    let paid = world.deliver(&form, &signature);
+    assert!(
+        paid.reply.starts_with("Paid 12.500 JOD to +962771234567. Balance: 37.500 JOD. Ref "),
+        "{}",
+        paid.reply
+    );
+    assert_eq!(paid.notices.len(), 1);
+    assert_eq!(paid.notices[0].to, SHOP);
+    assert!(paid.notices[0].text.contains("+96279*****67"), "the shop sees a masked number");
+    for _ in 0..3 {
+        let retried = world.deliver(&form, &signature);
+        assert_eq!((retried.reply.as_str(), retried.replayed), (paid.reply.as_str(), true));
+        assert!(retried.notices.is_empty());
+    }
+    assert_eq!(world.balance(&world.shop), jod("12.5"));
+    assert_eq!(world.agency.ledger().size(), size + 1, "one transfer for four deliveries");
+
+    let sent = world.sms(AMAL, "ENVOYER 0791234568 2,5 4821");
+    assert!(sent.reply.starts_with("Envoye 2.500 JOD a +962791234568."), "{}", sent.reply);
+    assert_eq!(sent.notices[0].to, OMAR);
+    assert!(sent.notices[0].text.starts_with("Vous avez recu 2.500 JOD"), "in Omar's French");
+    assert_eq!(world.balance(&world.wallet(&world.omar)), jod("2.5"));
+    let too_much = world.sms(AMAL, "PAY 0771234567 100 4821");
+    assert_eq!(too_much.reply, "Not enough money. Your balance is 35.000 JOD.");
+    let history = world.sms(AMAL, "HIST 4821");
+    assert!(history.reply.starts_with("Last: +50.000 "), "{}", history.reply);
+    assert!(
+        history.reply.contains("-12.500") && history.reply.contains("-2.500"),
+        "{}",
+        history.reply
+    );
+}
+
+#[test]
+fn a_shop_redeems_a_voucher_and_the_beneficiary_confirms_by_sms() {
+    let mut world = World::new();
+    let code = world.voucher_code.clone();
+    let mut typo: Vec<char> = code.chars().collect();
+    typo[0] = if typo[0] == '7' { '8' } else { '7' };
+    let typo: String = typo.into_iter().collect();
+    assert_eq!(
+        world.sms(SHOP, &format!("REDEEM {typo} 10")).reply,
+        "The voucher code has a typo. Please check it and send it again."
+    );
+    let asked = world.sms(SHOP, &format!("redeem {} 10", code.replace('-', " ")));
+    assert!(asked.reply.starts_with("Voucher: 10.000 JOD requested."), "{}", asked.reply);
+    let notice = &asked.notices[0];
+    assert_eq!(notice.to, AMAL);
+    assert!(notice.text.starts_with("متجر طلب 10.000 JOD"), "{}", notice.text);
+    let digits: String = notice.text.chars().filter(char::is_ascii_digit).skip(5).take(6).collect();
+    assert_eq!(digits.len(), 6);
+    // A wrong answer counts; the right one pays the shop.
+    // (An English keyword: an English reply.)
+    assert_eq!(world.sms(AMAL, "YES 000000").reply, "Wrong PIN. 2 attempts left.");
+    let done = world.sms(AMAL, &format!("نعم {digits}"));
+    assert!(done.reply.starts_with("دفعت 10.000 JOD من قسيمتك"), "{}", done.reply);
+    assert_eq!(done.notices[0].to, SHOP);
+    assert!(done.notices[0].text.starts_with("Voucher payment of 10.000 JOD confirmed."));
+    assert_eq!(world.balance(&world.shop), jod("10"));
+    assert_eq!(
+        world.sms(AMAL, &format!("YES {digits}")).reply,
+        "No payment is waiting for your answer."
+    );
+    // Refusal releases the hold.
+    let asked = world.sms(SHOP, &format!("REDEEM {code} 5"));
+    let digits: String =
+        asked.notices[0].text.chars().filter(char::is_ascii_digit).skip(4).take(6).collect();
+    let refused = world.sms(AMAL, &format!("لا {digits}"));
+    assert_eq!(refused.reply, "تم الرفض. لم يُخصم شيء من قسيمتك.");
+    assert!(refused.notices[0].text.starts_with("The voucher payment of 5.000 JOD was refused."));
+    assert_eq!(
+        world.sms(SHOP, &format!("REDEEM {code} 31")).reply,
+        "Only 30.000 JOD left on this voucher."
+    );
+    // A beneficiary cannot redeem; a shop cannot ask for a balance.
+    assert_eq!(
+        world.sms(AMAL, &format!("قسيمة {code} 5")).reply,
+        "لم نفهم رسالتك. أرسل مساعدة لقائمة الأوامر."
+    );
+    assert_eq!(
+        world.sms(SHOP, "BAL 4821").reply,
+        "Sorry, we did not understand. Send HELP for the list of commands."
+    );
+}
+
+#[test]
+fn strangers_forgeries_floods_and_guessed_pins_change_nothing() {
+    let mut world = World::new();
+    let size = world.agency.ledger().size();
+    let stranger = world.sms("+962790000000", "PAY 0771234567 5 1234");
+    assert_eq!(stranger.reply, "This number is not registered. Please contact your aid agency.");
+    let (form, signature) = world.webhook(AMAL, "PAY 0771234567 5 4821");
+    let forged = form.replace("4821", "4822");
+    assert_eq!(
+        twilio::parse(TOKEN, URL, Some(&signature), forged.as_bytes()),
+        Err(GatewayError::Unauthenticated)
+    );
+    assert_eq!(
+        twilio::parse(TOKEN, URL, None, form.as_bytes()),
+        Err(GatewayError::Unauthenticated)
+    );
+    assert_eq!(world.agency.ledger().size(), size);
+
+    // Five wrong PINs lock the phone's PIN, even the right one, for half an hour.
+    for left in [4, 3, 2, 1] {
+        let reply = world.sms(OMAR, "SOLDE 1111").reply;
+        assert!(reply.contains(&format!("Encore {left} essai")), "{reply}");
+    }
+    assert_eq!(
+        world.sms(OMAR, "SOLDE 1111").reply,
+        "Trop de PIN incorrects. Reessayez dans 30 minutes."
+    );
+    assert!(world.sms(OMAR, "SOLDE 4821").reply.starts_with("Trop de PIN incorrects."));
+    world.clock.fetch_add(30 * 60_000, Ordering::SeqCst);
+    assert_eq!(world.sms(OMAR, "SOLDE 4821").reply, "Votre solde : 0.000 JOD");
+
+    // More than 12 messages a minute from one phone: asked to wait.
+    world.clock.fetch_add(60_000, Ordering::SeqCst);
+    for _ in 0..12 {
+        assert_eq!(world.sms(OMAR, "AIDE").notices.len(), 0);
+    }
+    assert_eq!(
+        world.sms(OMAR, "AIDE").reply,
+        "Trop de messages. Attendez une minute et reessayez."
+    );
+    assert_eq!(world.agency.ledger().size(), size, "nothing was applied");
+    let _ = &world.amal;
+}
