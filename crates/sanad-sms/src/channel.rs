@@ -118,6 +118,8 @@ pub struct Channel {
     db: sled::Db,
     options: ChannelOptions,
     limits: Mutex<HashMap<String, PhoneLimits>>,
+    // USSD sessions: id → when they started (AT times sessions out too; this is ours).
+    pub(crate) sessions: Mutex<HashMap<String, u64>>,
     // One lock per stripe of message keys: two deliveries of one message never run at once.
     stripes: Vec<Mutex<()>>,
 }
@@ -131,17 +133,17 @@ impl std::fmt::Debug for Channel {
 /// Where a channel keeps its answers, in the data folder.
 pub const ANSWERS_DIR: &str = "sms.sled";
 
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// A reply: a message id and its values.
-struct Say {
+pub(crate) struct Say {
     id: &'static str,
     args: Vec<(&'static str, Arg)>,
 }
 
-fn say(id: &'static str) -> Say {
+pub(crate) fn say(id: &'static str) -> Say {
     Say { id, args: Vec::new() }
 }
 
@@ -198,6 +200,7 @@ impl Channel {
             db,
             options,
             limits: Mutex::new(HashMap::new()),
+            sessions: Mutex::new(HashMap::new()),
             stripes: (0..64).map(|_| Mutex::new(())).collect(),
         })
     }
@@ -212,7 +215,7 @@ impl Channel {
         &self.agency
     }
 
-    fn now_ms(&self) -> u64 {
+    pub(crate) fn now_ms(&self) -> u64 {
         (self.options.clock)()
     }
 
@@ -222,24 +225,34 @@ impl Channel {
     /// Storage failures (the gateway should retry); everything the sender did wrong is a reply.
     pub fn handle(&self, inbound: &Inbound) -> Result<Outcome, Error> {
         let key = message_key(inbound.gateway.name(), &inbound.message_id);
-        let stripe = usize::from(key.as_bytes()[0]) % self.stripes.len();
-        let _serial = lock(&self.stripes[stripe]);
-        if let Some(stored) = self.answers.get(&key).map_err(|e| Error::Storage(Arc::new(e)))? {
+        self.once(&key, || self.execute(inbound, &key))
+    }
+
+    /// Runs `work` once for `key`: a later call with the same key gets the stored reply.
+    pub(crate) fn once(
+        &self,
+        key: &str,
+        work: impl FnOnce() -> Result<(String, Vec<Notice>), Error>,
+    ) -> Result<Outcome, Error> {
+        let stripe =
+            key.bytes().fold(0usize, |h, b| h.wrapping_mul(31).wrapping_add(usize::from(b)));
+        let _serial = lock(&self.stripes[stripe % self.stripes.len()]);
+        if let Some(stored) = self.answers.get(key).map_err(|e| Error::Storage(Arc::new(e)))? {
             let reply = String::from_utf8_lossy(&stored).into_owned();
             return Ok(Outcome { reply, notices: Vec::new(), replayed: true });
         }
-        let (reply, notices) = self.execute(inbound, &key)?;
-        self.answers.insert(&key, reply.as_bytes()).map_err(|e| Error::Storage(Arc::new(e)))?;
+        let (reply, notices) = work()?;
+        self.answers.insert(key, reply.as_bytes()).map_err(|e| Error::Storage(Arc::new(e)))?;
         self.db.flush().map_err(|e| Error::Storage(Arc::new(e)))?;
         Ok(Outcome { reply, notices, replayed: false })
     }
 
-    fn render(&self, language: &str, said: &Say) -> String {
+    pub(crate) fn render(&self, language: &str, said: &Say) -> String {
         self.replies.render(language, said.id, &said.args)
     }
 
     /// Counts a message from `phone`; `false` when it is over the per-minute limit.
-    fn within_rate(&self, phone: &str, now_ms: u64) -> bool {
+    pub(crate) fn within_rate(&self, phone: &str, now_ms: u64) -> bool {
         let mut limits = lock(&self.limits);
         let entry = limits.entry(phone.to_owned()).or_default();
         while entry.messages.front().is_some_and(|at| at + 60_000 <= now_ms) {
@@ -252,7 +265,7 @@ impl Channel {
         true
     }
 
-    fn language_of(&self, parsed: Option<&Parsed>, person: Option<&Id>) -> String {
+    pub(crate) fn language_of(&self, parsed: Option<&Parsed>, person: Option<&Id>) -> String {
         if let Some(language) = parsed.and_then(|p| p.language) {
             return self.replies.pick(Some(language.tag())).to_owned();
         }
@@ -304,7 +317,7 @@ impl Channel {
         Ok((self.render(&sender.language, &said), notices))
     }
 
-    fn run(
+    pub(crate) fn run(
         &self,
         sender: &Sender,
         command: SmsCommand,
@@ -699,15 +712,15 @@ impl Channel {
 }
 
 /// Who sent a message.
-struct Sender {
-    phone: String,
-    beneficiary: Option<Id>,
-    vendor: Option<Id>,
-    language: String,
+pub(crate) struct Sender {
+    pub(crate) phone: String,
+    pub(crate) beneficiary: Option<Id>,
+    pub(crate) vendor: Option<Id>,
+    pub(crate) language: String,
 }
 
 /// The store's key for a message: the gateway and its id (hashed when long).
-fn message_key(gateway: &str, message_id: &str) -> String {
+pub(crate) fn message_key(gateway: &str, message_id: &str) -> String {
     if message_id.len() <= 96 {
         format!("{gateway}:{message_id}")
     } else {

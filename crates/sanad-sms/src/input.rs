@@ -55,6 +55,10 @@ impl Language {
 pub struct Secret(Zeroizing<String>);
 
 impl Secret {
+    pub(crate) fn new(text: &str) -> Self {
+        Self(Zeroizing::new(text.to_owned()))
+    }
+
     /// The digits, to check against the registry.
     pub fn expose(&self) -> &str {
         &self.0
@@ -275,6 +279,12 @@ fn normalise_char(c: char) -> Option<char> {
     }
 }
 
+/// Text with digits of every script as ASCII (and the other normalisations of words), for
+/// USSD inputs.
+pub(crate) fn normalise(text: &str) -> String {
+    text.chars().filter_map(normalise_char).collect::<String>().trim().to_owned()
+}
+
 /// The message as words: normalised characters, split on any white space.
 fn words(text: &str) -> Vec<String> {
     let normalised: String = text.chars().filter_map(normalise_char).collect();
@@ -290,7 +300,7 @@ fn keyword_of(word: &str) -> Option<(Keyword, Option<Language>)> {
 }
 
 /// An amount: digits with at most one decimal point or comma (read as a point).
-fn amount(word: &str) -> Option<String> {
+pub(crate) fn amount(word: &str) -> Option<String> {
     let text = word.replace(',', ".");
     let (whole, fraction) = text.split_once('.').unwrap_or((&text, ""));
     let digits = |part: &str| part.bytes().all(|b| b.is_ascii_digit());
@@ -303,12 +313,12 @@ fn amount(word: &str) -> Option<String> {
     ok.then_some(text)
 }
 
-fn pin(word: &str) -> Option<Secret> {
+pub(crate) fn pin(word: &str) -> Option<Secret> {
     let ok = (4..=8).contains(&word.len()) && word.bytes().all(|b| b.is_ascii_digit());
     ok.then(|| Secret(Zeroizing::new(word.to_owned())))
 }
 
-fn is_phone(word: &str) -> bool {
+pub(crate) fn is_phone(word: &str) -> bool {
     let digits = word.strip_prefix('+').unwrap_or(word);
     (6..=16).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit())
 }

@@ -12,15 +12,18 @@
 //! - [`replies`]: replies from Fluent files, one per language, each held to a segment budget
 //!   measured by [`gsm`];
 //! - [`Channel`]: who sent it (the registry's keyed phone index), what it does (the `Agency`),
-//!   once per gateway message id, within abuse limits.
+//!   once per gateway message id, within abuse limits;
+//! - [`ussd`]: the USSD menus, a state machine over the session's inputs.
 
 pub mod channel;
 pub mod gateway;
 pub mod gsm;
 pub mod input;
 pub mod replies;
+pub mod ussd;
 
 pub use channel::{Channel, ChannelOptions, Notice, Outcome};
+pub use ussd::UssdAnswer;
 
 /// Errors of the channel's setup and storage. What a sender did wrong is a reply, not an error.
 #[derive(Debug, thiserror::Error)]

@@ -303,3 +303,73 @@ fn strangers_forgeries_floods_and_guessed_pins_change_nothing() {
     assert_eq!(world.agency.ledger().size(), size, "nothing was applied");
     let _ = &world.amal;
 }
+
+/// A USSD step as Africa's Talking posts it.
+fn ussd(world: &World, session: &str, phone: &str, text: &str) -> sanad_sms::UssdAnswer {
+    let url = "https://sanad.example.org/v1/ussd/africastalking?secret=at-secret";
+    let body: String = form_urlencoded::Serializer::new(String::new())
+        .append_pair("sessionId", session)
+        .append_pair("serviceCode", "*384*1234#")
+        .append_pair("phoneNumber", phone)
+        .append_pair("networkCode", "41601")
+        .append_pair("text", text)
+        .finish();
+    let step =
+        sanad_sms::gateway::africastalking::parse_ussd(b"at-secret", url, body.as_bytes()).unwrap();
+    world.channel.ussd(&step).unwrap()
+}
+
+#[test]
+fn ussd_menus_apply_nothing_before_the_final_confirmation() {
+    let mut world = World::new();
+    let first = ussd(&world, "s1", AMAL, "");
+    assert!(!first.end && first.screen.starts_with("1 الرصيد"), "{}", first.screen);
+    let invalid = ussd(&world, "s1", AMAL, "9");
+    assert!(invalid.screen.starts_with("اختيار غير صالح.\n1 الرصيد"), "{}", invalid.screen);
+    assert_eq!(ussd(&world, "s1", AMAL, "9*1").screen, "أدخل رمزك السري:");
+    let balance = ussd(&world, "s1", AMAL, "9*1*4821");
+    assert!(balance.end);
+    assert_eq!(balance.screen, "رصيدك: 50.000 JOD");
+
+    // Paying a shop: nothing moves until the last step says yes; a retried step is answered.
+    let size = world.agency.ledger().size();
+    for (text, expected) in [
+        ("2", "أدخل رقم الهاتف:"),
+        ("2*0771234567", "أدخل المبلغ:"),
+        ("2*0771234567*12.5", "أدخل رمزك السري:"),
+        ("2*0771234567*12.5*4821", "دفع 12.5 إلى 0771234567؟ 1 نعم 2 لا"),
+    ] {
+        let answer = ussd(&world, "s2", AMAL, text);
+        assert_eq!((answer.screen.as_str(), answer.end), (expected, false));
+    }
+    assert_eq!(world.agency.ledger().size(), size, "nothing before the confirmation");
+    let paid = ussd(&world, "s2", AMAL, "2*0771234567*12.5*4821*1");
+    assert!(paid.end && paid.screen.starts_with("دفعت 12.500 JOD"), "{}", paid.screen);
+    assert_eq!(paid.notices[0].to, SHOP);
+    let again = ussd(&world, "s2", AMAL, "2*0771234567*12.5*4821*1");
+    assert_eq!((again.screen.as_str(), again.end), (paid.screen.as_str(), true));
+    assert_eq!(world.balance(&world.shop), jod("12.5"), "paid once");
+    let cancelled = ussd(&world, "s3", AMAL, "3*0791234568*5*4821*2");
+    assert!(cancelled.end && cancelled.screen == "أُلغي. لم يتم شيء.");
+    assert_eq!(world.balance(&world.wallet(&world.omar)), jod("0"));
+
+    // A voucher payment confirmed through USSD.
+    let code = world.voucher_code.clone();
+    let asked = world.sms(SHOP, &format!("REDEEM {code} 4"));
+    let digits: String =
+        asked.notices[0].text.chars().filter(char::is_ascii_digit).skip(4).take(6).collect();
+    assert_eq!(
+        ussd(&world, "s4", AMAL, &format!("4*{digits}")).screen,
+        "تأكيد الدفع بالقسيمة؟ 1 نعم 2 لا"
+    );
+    let done = ussd(&world, "s4", AMAL, &format!("4*{digits}*1"));
+    assert!(done.end && done.screen.starts_with("دفعت 4.000 JOD من قسيمتك"), "{}", done.screen);
+
+    // A stale session ends with nothing done; strangers are turned away.
+    ussd(&world, "s5", AMAL, "");
+    world.clock.fetch_add(sanad_sms::ussd::SESSION_MS + 1, Ordering::SeqCst);
+    let stale = ussd(&world, "s5", AMAL, "1*4821");
+    assert!(stale.end && stale.screen == "أُلغي. لم يتم شيء.", "{stale:?}");
+    let stranger = ussd(&world, "s6", "+962790000000", "");
+    assert!(stranger.end && stranger.screen.starts_with("This number is not registered"));
+}
