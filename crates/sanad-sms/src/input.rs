@@ -287,8 +287,7 @@ pub(crate) fn normalise(text: &str) -> String {
 
 /// The message as words: normalised characters, split on any white space.
 fn words(text: &str) -> Vec<String> {
-    let normalised: String = text.chars().filter_map(normalise_char).collect();
-    normalised.split_whitespace().map(str::to_owned).collect()
+    normalise(text).split_whitespace().map(str::to_owned).collect()
 }
 
 fn keyword_of(word: &str) -> Option<(Keyword, Option<Language>)> {
@@ -315,7 +314,7 @@ pub(crate) fn amount(word: &str) -> Option<String> {
 
 pub(crate) fn pin(word: &str) -> Option<Secret> {
     let ok = (4..=8).contains(&word.len()) && word.bytes().all(|b| b.is_ascii_digit());
-    ok.then(|| Secret(Zeroizing::new(word.to_owned())))
+    ok.then(|| Secret::new(word))
 }
 
 pub(crate) fn is_phone(word: &str) -> bool {
@@ -378,10 +377,7 @@ pub fn parse(text: &str) -> Result<Parsed, InputError> {
             if !ok {
                 return Err(incomplete);
             }
-            SmsCommand::Confirm {
-                accept: keyword == Keyword::Yes,
-                digits: Secret(Zeroizing::new(digits)),
-            }
+            SmsCommand::Confirm { accept: keyword == Keyword::Yes, digits: Secret::new(&digits) }
         }
         Keyword::Pin => SmsCommand::ChangePin { old: secret(next()?)?, new: secret(next()?)? },
         Keyword::Help => SmsCommand::Help,

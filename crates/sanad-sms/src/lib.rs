@@ -15,14 +15,18 @@
 //!   once per gateway message id, within abuse limits;
 //! - [`ussd`]: the USSD menus, a state machine over the session's inputs.
 
+#[cfg(feature = "channel")]
 pub mod channel;
 pub mod gateway;
 pub mod gsm;
 pub mod input;
 pub mod replies;
+#[cfg(feature = "channel")]
 pub mod ussd;
 
+#[cfg(feature = "channel")]
 pub use channel::{Channel, ChannelOptions, Notice, Outcome};
+#[cfg(feature = "channel")]
 pub use ussd::UssdAnswer;
 
 /// Errors of the channel's setup and storage. What a sender did wrong is a reply, not an error.
@@ -33,9 +37,11 @@ pub enum Error {
     #[error("replies: {0}")]
     Replies(String),
     /// The channel's answer store failed.
+    #[cfg(feature = "channel")]
     #[error("the SMS answer store failed")]
     Storage(#[source] std::sync::Arc<sled::Error>),
     /// The ledger or the registry failed (not a refusal: those are replies).
+    #[cfg(feature = "channel")]
     #[error(transparent)]
     Engine(#[from] sanad_engine::Error),
 }

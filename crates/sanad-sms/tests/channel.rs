@@ -206,6 +206,30 @@ fn payments_move_money_once_and_notify_the_other_side() {
         "{}",
         history.reply
     );
+
+    // Every message above carried the PIN; the channel stored replies only. (That no PIN
+    // reaches the log is the agency tests' check; its random commitments would make a byte
+    // search here fail once in a few hundred runs.)
+    let mut stored = Vec::new();
+    for entry in walk(&world._dir.path().join(sanad_sms::channel::ANSWERS_DIR)) {
+        stored.extend(std::fs::read(entry).unwrap());
+    }
+    assert!(!stored.is_empty());
+    assert!(!stored.windows(4).any(|w| w == b"4821"), "a PIN in the channel's store");
+}
+
+/// Every file under `dir`.
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files.extend(walk(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
 }
 
 #[test]
