@@ -7,9 +7,12 @@
 //! ```text
 //! group = sms-service
 //! keyword = default
-//! get-url = "http://127.0.0.1:8080/v1/sms/kannel?secret=SECRET&from=%q&to=%Q&time=%T&smsc=%i&text=%a"
+//! get-url = "http://127.0.0.1:8080/v1/sms/kannel?secret=SECRET&from=%q&to=%Q&time=%T&smsc=%i&charset=%C&text=%a"
 //! max-messages = 1
 //! ```
+//!
+//! Without `mo-recode`, a UCS-2 message (Arabic) arrives as raw UTF-16BE bytes with
+//! `charset=UTF-16BE`: the adapter decodes those too, when the URL passes `charset=%C`.
 //!
 //! Kannel signs nothing: keep it and Sanad on one host or a private network, and give the URL
 //! a secret. It sends no message id either, so the idempotency key is a hash of the sender,
@@ -32,7 +35,12 @@ pub fn parse(secret: &[u8], query: &str) -> Result<Inbound, GatewayError> {
     }
     let from = required(&params, "from")?.to_owned();
     let time = required(&params, "time")?;
-    let text = field(&params, "text").unwrap_or_default().to_owned();
+    let utf16 = field(&params, "charset").is_some_and(|c| c.eq_ignore_ascii_case("UTF-16BE"));
+    let text = if utf16 {
+        utf16_text(query).ok_or(GatewayError::Malformed("text"))?
+    } else {
+        field(&params, "text").unwrap_or_default().to_owned()
+    };
     Ok(Inbound {
         gateway: Gateway::Kannel,
         message_id: super::derived_id(&[&from, time, &text]),
@@ -40,6 +48,19 @@ pub fn parse(secret: &[u8], query: &str) -> Result<Inbound, GatewayError> {
         to: field(&params, "to").map(str::to_owned),
         text,
     })
+}
+
+/// The `text` parameter's raw bytes read as UTF-16BE (Kannel without `mo-recode`).
+fn utf16_text(query: &str) -> Option<String> {
+    let raw = query.split('&').find_map(|pair| pair.strip_prefix("text="))?;
+    let plus_as_space = raw.replace('+', " ");
+    let bytes: Vec<u8> = percent_encoding::percent_decode_str(&plus_as_space).collect();
+    if bytes.len() % 2 != 0 {
+        return None;
+    }
+    let units: Vec<u16> =
+        bytes.chunks(2).map(|pair| u16::from_be_bytes([pair[0], pair[1]])).collect();
+    String::from_utf16(&units).ok()
 }
 
 /// The content type of the answer: the reply text itself.
@@ -65,5 +86,11 @@ mod tests {
             parse(b"k", "secret=k&from=%2B96279123456&text=x"),
             Err(GatewayError::Malformed("time"))
         );
+        // "رصيد 4821" as Kannel passes UCS-2 without mo-recode: UTF-16BE, percent-encoded.
+        let raw = "secret=k&from=%2B96279123456&time=1&charset=UTF-16BE&coding=2\
+            &text=%06%31%06%35%06%4A%06%2F%00%20%00%34%00%38%00%32%00%31";
+        assert_eq!(parse(b"k", raw).unwrap().text, "رصيد 4821");
+        let odd = "secret=k&from=%2B96279123456&time=1&charset=UTF-16BE&text=%06";
+        assert_eq!(parse(b"k", odd), Err(GatewayError::Malformed("text")));
     }
 }
