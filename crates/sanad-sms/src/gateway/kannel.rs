@@ -55,7 +55,7 @@ fn utf16_text(query: &str) -> Option<String> {
     let raw = query.split('&').find_map(|pair| pair.strip_prefix("text="))?;
     let plus_as_space = raw.replace('+', " ");
     let bytes: Vec<u8> = percent_encoding::percent_decode_str(&plus_as_space).collect();
-    if bytes.len() % 2 != 0 {
+    if !bytes.len().is_multiple_of(2) {
         return None;
     }
     let units: Vec<u16> =
