@@ -128,10 +128,23 @@ impl Agency {
         kind: ProgrammeKind,
         budget: Amount,
     ) -> Result<Id, Error> {
+        Ok(self.create_programme_logged(name, kind, budget)?.0)
+    }
+
+    /// [`Self::create_programme`], with the log index of the group's first entry.
+    ///
+    /// # Errors
+    /// As [`Self::create_programme`].
+    pub fn create_programme_logged(
+        &self,
+        name: &str,
+        kind: ProgrammeKind,
+        budget: Amount,
+    ) -> Result<(Id, Option<u64>), Error> {
         let programme = random_id("prog-", 16);
         let group = self.programme_group(&programme, name, kind, budget)?;
-        self.ledger.execute_linked(group)??;
-        Ok(programme)
+        let applied = self.ledger.execute_linked(group)??;
+        Ok((programme, applied.log_index))
     }
 
     /// The linked group that creates a programme: its funding account, the programme, and
@@ -189,6 +202,18 @@ impl Agency {
     /// # Errors
     /// [`Error::Duplicate`] with the existing beneficiary; validation errors; storage errors.
     pub fn register(&self, person: &NewPerson, currency: Currency) -> Result<Id, Error> {
+        Ok(self.register_logged(person, currency)?.0)
+    }
+
+    /// [`Self::register`], with the log index of the registration's entry.
+    ///
+    /// # Errors
+    /// As [`Self::register`].
+    pub fn register_logged(
+        &self,
+        person: &NewPerson,
+        currency: Currency,
+    ) -> Result<(Id, Option<u64>), Error> {
         let registered = self.registry.register(person)?;
         let group = vec![
             Command::RegisterBeneficiary {
@@ -208,8 +233,8 @@ impl Agency {
         } else {
             self.registry.erase(&registered.id)?;
         }
-        logged??;
-        Ok(registered.id)
+        let applied = logged??;
+        Ok((registered.id, applied.log_index))
     }
 
     /// The beneficiary's wallet in `currency`, opened if they have none yet.

@@ -181,6 +181,20 @@ impl Agency {
         budget: Amount,
         plan: &VoucherPlan,
     ) -> Result<Id, Error> {
+        Ok(self.create_voucher_programme_logged(name, kind, budget, plan)?.0)
+    }
+
+    /// [`Self::create_voucher_programme`], with the log index of the group's first entry.
+    ///
+    /// # Errors
+    /// As [`Self::create_voucher_programme`].
+    pub fn create_voucher_programme_logged(
+        &self,
+        name: &str,
+        kind: ProgrammeKind,
+        budget: Amount,
+        plan: &VoucherPlan,
+    ) -> Result<(Id, Option<u64>), Error> {
         if kind == ProgrammeKind::Cash {
             return Err(Rejection::InvalidVoucherTerms("a voucher programme is not cash").into());
         }
@@ -209,8 +223,8 @@ impl Agency {
             },
         );
         group.insert(3, Command::SetVoucherTerms { programme: programme.clone(), terms });
-        self.ledger().execute_linked(group)??;
-        Ok(programme)
+        let applied = self.ledger().execute_linked(group)??;
+        Ok((programme, applied.log_index))
     }
 
     /// Opens a vendor's account in `currency`, in the given categories, with the phone it
@@ -225,6 +239,19 @@ impl Agency {
         categories: &[Id],
         phone: Option<&str>,
     ) -> Result<Id, Error> {
+        Ok(self.open_vendor_logged(currency, categories, phone)?.0)
+    }
+
+    /// [`Self::open_vendor`], with the log index of the account's opening.
+    ///
+    /// # Errors
+    /// As [`Self::open_vendor`].
+    pub fn open_vendor_logged(
+        &self,
+        currency: Currency,
+        categories: &[Id],
+        phone: Option<&str>,
+    ) -> Result<(Id, Option<u64>), Error> {
         if let Some(phone) = phone {
             let e164 = self.registry().normalise_phone(phone)?;
             if let Some(existing) = self.registry().find_vendor_by_phone(&e164)? {
@@ -244,11 +271,11 @@ impl Agency {
                 categories: categories.iter().cloned().collect(),
             });
         }
-        self.ledger().execute_linked(group)??;
+        let applied = self.ledger().execute_linked(group)??;
         if let Some(phone) = phone {
             self.registry().register_vendor_phone(&vendor, phone)?;
         }
-        Ok(vendor)
+        Ok((vendor, applied.log_index))
     }
 
     /// Enrols a vendor in a voucher programme, with its prices per item (commodity

@@ -1,0 +1,961 @@
+//! The routes: each maps HTTP to one library call and back. No rule lives here.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use sanad_engine::Agency;
+use sanad_engine::registry::NewPerson;
+use sanad_ledger::{Actor, Command, Event, ProgrammeKind};
+use sanad_money::{Amount, Currency, Id};
+use sanad_sms::Channel;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::problem::Problem;
+use crate::store::{Role, Store, TokenRecord};
+
+/// The most transfers one request may carry (a group commit's worth).
+pub(crate) const TRANSFERS_PER_REQUEST_MAX: usize = 8_190;
+
+/// Gateway secrets, from the environment only.
+#[derive(Default)]
+pub(crate) struct Secrets {
+    pub(crate) twilio: Option<String>,
+    pub(crate) africastalking: Option<String>,
+    pub(crate) kannel: Option<String>,
+    pub(crate) rapidpro: Option<String>,
+    pub(crate) json: Option<String>,
+}
+
+pub(crate) struct AppState {
+    pub(crate) agency: Arc<Agency>,
+    pub(crate) channel: Channel,
+    pub(crate) store: Store,
+    pub(crate) secrets: Secrets,
+    /// The URL gateways are configured with (what Twilio signs), without a trailing slash.
+    pub(crate) public_url: String,
+}
+
+type Shared = State<Arc<AppState>>;
+type Answer = Result<Response, Problem>;
+
+pub(crate) fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/log/key", get(log_key))
+        .route("/log/checkpoint", get(log_checkpoint))
+        .route("/log/tile/{*path}", get(log_tile))
+        .route("/log/receipt/{index}", get(log_receipt))
+        .route("/v1/tokens", post(create_token))
+        .route("/v1/programmes", post(create_programme))
+        .route("/v1/programmes/{id}", get(programme))
+        .route("/v1/beneficiaries", post(register))
+        .route("/v1/beneficiaries/{id}", get(beneficiary))
+        .route("/v1/beneficiaries/{id}/personal-data", axum::routing::delete(erase))
+        .route("/v1/vendors", post(create_vendor))
+        .route("/v1/vendors/{id}", get(vendor))
+        .route("/v1/transfers", post(transfers))
+        .route("/v1/transfers/{id}", get(transfer))
+        .route("/v1/transfers/{id}/post", post(post_pending))
+        .route("/v1/transfers/{id}/void", post(void_pending))
+        .route("/v1/accounts/{id}/balance", get(balance))
+        .route("/v1/accounts/{id}/history", get(history))
+        .route("/v1/sms/twilio", post(sms_twilio))
+        .route("/v1/sms/africastalking", post(sms_africastalking))
+        .route("/v1/ussd/africastalking", post(ussd_africastalking))
+        .route("/v1/sms/kannel", get(sms_kannel))
+        .route("/v1/sms/rapidpro", post(sms_rapidpro).get(sms_rapidpro_get))
+        .route("/v1/sms/json", post(sms_json))
+        .with_state(state)
+}
+
+/// Runs blocking library work off the async threads.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, Problem> + Send + 'static,
+) -> Result<T, Problem> {
+    tokio::task::spawn_blocking(work).await.map_err(Problem::internal)?
+}
+
+fn json_response(status: StatusCode, value: &Value) -> Response {
+    (status, [(header::CONTENT_TYPE, "application/json")], value.to_string()).into_response()
+}
+
+/// The caller's token, if its role is one of `roles`.
+fn authorise(
+    state: &AppState,
+    headers: &HeaderMap,
+    roles: &[Role],
+) -> Result<TokenRecord, Problem> {
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "))
+        .ok_or_else(|| {
+            Problem::new(StatusCode::UNAUTHORIZED, "unauthorized", "a bearer token is needed")
+        })?;
+    let record = state
+        .store
+        .token(token.trim())
+        .ok_or_else(|| Problem::new(StatusCode::UNAUTHORIZED, "unauthorized", "unknown token"))?;
+    if record.role != Role::Admin && !roles.contains(&record.role) {
+        return Err(Problem::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "this token's role may not do this",
+        ));
+    }
+    Ok(record)
+}
+
+const READERS: &[Role] = &[Role::Operator, Role::Auditor, Role::Vendor];
+const OPERATORS: &[Role] = &[Role::Operator];
+
+/// Parses a JSON body, refusing unknown fields and wrong types.
+fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Problem> {
+    serde_json::from_slice(body).map_err(|e| Problem::bad_request("invalid_json", e.to_string()))
+}
+
+fn id(text: &str, what: &str) -> Result<Id, Problem> {
+    Id::parse(text).map_err(|e| Problem::bad_request("invalid_id", format!("{what}: {e}")))
+}
+
+fn currency(code: &str) -> Result<Currency, Problem> {
+    Currency::parse(code).map_err(|e| Problem::bad_request("invalid_currency", e.to_string()))
+}
+
+fn amount(text: &str, currency: Currency) -> Result<Amount, Problem> {
+    Amount::parse(text, currency).map_err(|e| Problem::bad_request("invalid_amount", e.to_string()))
+}
+
+fn money(amount: Amount) -> Value {
+    json!({ "amount": amount.to_decimal_string(), "currency": amount.currency().code() })
+}
+
+/// A write: authorised, answered again for a repeated `Idempotency-Key` (409 when the body
+/// differs), otherwise done by `work` and remembered.
+async fn write(
+    state: Arc<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+    roles: &'static [Role],
+    work: impl FnOnce(Arc<AppState>, TokenRecord, Bytes) -> Result<(StatusCode, Value), Problem>
+    + Send
+    + 'static,
+) -> Answer {
+    let record = authorise(&state, &headers, roles)?;
+    let key = headers.get("idempotency-key").and_then(|v| v.to_str().ok()).map(str::to_owned);
+    blocking(move || {
+        let scope = format!("{}:{:?}", record.name, record.role);
+        if let Some(key) = &key {
+            if key.is_empty() || key.len() > 255 {
+                return Err(Problem::bad_request("invalid_idempotency_key", "1 to 255 characters"));
+            }
+            if let Some((status, content_type, answer)) = state.store.answer(&scope, key, &body)? {
+                let mut response = (status, answer).into_response();
+                if let Ok(value) = HeaderValue::from_str(&content_type) {
+                    response.headers_mut().insert(header::CONTENT_TYPE, value);
+                }
+                return Ok(response);
+            }
+        }
+        let (status, value) = match work(Arc::clone(&state), record, body.clone()) {
+            Ok(done) => done,
+            Err(problem) if problem.status.is_client_error() => {
+                if let Some(key) = &key {
+                    let answer = problem_body(&problem);
+                    state.store.remember(
+                        &scope,
+                        key,
+                        &body,
+                        problem.status,
+                        "application/problem+json",
+                        &answer,
+                    )?;
+                }
+                return Err(problem);
+            }
+            Err(problem) => return Err(problem),
+        };
+        if let Some(key) = &key {
+            state.store.remember(
+                &scope,
+                key,
+                &body,
+                status,
+                "application/json",
+                value.to_string().as_bytes(),
+            )?;
+        }
+        Ok(json_response(status, &value))
+    })
+    .await
+}
+
+fn problem_body(problem: &Problem) -> Vec<u8> {
+    let response = Problem::new(problem.status, &problem.code, problem.detail.clone());
+    let value = json!({
+        "type": format!("https://sanad.invalid/problems/{}", response.code),
+        "title": response.status.canonical_reason().unwrap_or("error"),
+        "status": response.status.as_u16(),
+        "code": response.code,
+        "detail": response.detail,
+    });
+    value.to_string().into_bytes()
+}
+
+// ---------------------------------------------------------------------------------------------
+// The log, public.
+
+async fn log_key(State(state): Shared) -> Response {
+    let key = state.agency.ledger().log().verifier().to_vkey();
+    ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], format!("{key}\n")).into_response()
+}
+
+async fn log_checkpoint(State(state): Shared) -> Response {
+    let checkpoint = state.agency.ledger().log().checkpoint().to_bytes();
+    (
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8"), (header::CACHE_CONTROL, "no-cache")],
+        checkpoint,
+    )
+        .into_response()
+}
+
+async fn log_tile(State(state): Shared, Path(path): Path<String>) -> Answer {
+    blocking(move || {
+        let (tile, entries) = sanad_tlog::tile::TileId::parse_path(&format!("tile/{path}"))
+            .map_err(|e| Problem::not_found(e.to_string()))?;
+        let log = state.agency.ledger().log();
+        let size = log.checkpoint().checkpoint().size();
+        // Only tiles of the tree at the latest checkpoint, at the width they have in it.
+        if sanad_tlog::tile::TileId::in_tree(tile.level, tile.index, size) != Some(tile) {
+            return Err(Problem::not_found("no such tile in the tree at the latest checkpoint"));
+        }
+        let bytes = if entries {
+            if tile.level != 0 {
+                return Err(Problem::not_found("entry bundles are level 0"));
+            }
+            let start = tile.index * sanad_tlog::tile::TILE_WIDTH;
+            let end = start + u64::from(tile.width());
+            let mut bundle = Vec::new();
+            log.for_each_entry(start, end, |_, entry| {
+                sanad_tlog::tile::append_to_bundle(&mut bundle, entry)
+                    .map_err(|e| sanad_log::Error::Corrupt(e.to_string()))
+            })
+            .map_err(Problem::internal)?;
+            bundle
+        } else {
+            sanad_tlog::tile::tile_bytes(&log.read_tile(tile).map_err(Problem::internal)?)
+        };
+        let cache = if tile.is_full() { "public, max-age=31536000, immutable" } else { "no-cache" };
+        Ok((
+            [(header::CONTENT_TYPE, "application/octet-stream"), (header::CACHE_CONTROL, cache)],
+            bytes,
+        )
+            .into_response())
+    })
+    .await
+}
+
+async fn log_receipt(State(state): Shared, Path(index): Path<u64>) -> Answer {
+    blocking(move || {
+        let log = state.agency.ledger().log();
+        if index >= log.size() {
+            return Err(Problem::not_found(format!("no entry {index}")));
+        }
+        let receipt = log.receipt(index).map_err(Problem::internal)?;
+        Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], receipt.to_text())
+            .into_response())
+    })
+    .await
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tokens.
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewToken {
+    name: String,
+    role: String,
+    #[serde(default)]
+    vendor: Option<String>,
+}
+
+async fn create_token(State(state): Shared, headers: HeaderMap, body: Bytes) -> Answer {
+    write(state, headers, body, &[], |state, _, body| {
+        let request: NewToken = parse(&body)?;
+        let role = Role::parse(&request.role).ok_or_else(|| {
+            Problem::bad_request("invalid_role", "admin, operator, vendor or auditor")
+        })?;
+        if request.name.is_empty() || request.name.len() > 100 {
+            return Err(Problem::bad_request("invalid_name", "1 to 100 characters"));
+        }
+        if role == Role::Vendor {
+            let vendor = request.vendor.as_deref().ok_or_else(|| {
+                Problem::bad_request("vendor_required", "a vendor token names its vendor")
+            })?;
+            let vendor = id(vendor, "vendor")?;
+            if state.agency.ledger().account(&vendor).is_none() {
+                return Err(Problem::not_found(format!("vendor {vendor} not found")));
+            }
+        }
+        let token = state
+            .store
+            .create_token(&TokenRecord { name: request.name.clone(), role, vendor: request.vendor })
+            .map_err(Problem::internal)?;
+        Ok((
+            StatusCode::CREATED,
+            json!({ "name": request.name, "role": request.role, "token": token }),
+        ))
+    })
+    .await
+}
+
+// ---------------------------------------------------------------------------------------------
+// Programmes.
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewProgramme {
+    name: String,
+    currency: String,
+    budget: String,
+    kind: String,
+}
+
+fn programme_kind(text: &str) -> Result<ProgrammeKind, Problem> {
+    match text {
+        "cash" => Ok(ProgrammeKind::Cash),
+        "value_voucher" => Ok(ProgrammeKind::ValueVoucher),
+        "commodity_voucher" => Ok(ProgrammeKind::CommodityVoucher),
+        _ => Err(Problem::bad_request("invalid_kind", "cash, value_voucher or commodity_voucher")),
+    }
+}
+
+async fn create_programme(State(state): Shared, headers: HeaderMap, body: Bytes) -> Answer {
+    write(state, headers, body, OPERATORS, |state, _, body| {
+        let request: NewProgramme = parse(&body)?;
+        let currency = currency(&request.currency)?;
+        let budget = amount(&request.budget, currency)?;
+        let kind = programme_kind(&request.kind)?;
+        if kind != ProgrammeKind::Cash {
+            return Err(Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "voucher_terms_required",
+                "voucher programmes are created with their terms: not served over HTTP yet (use `sanad programme create`)",
+            ));
+        }
+        let (programme, log_index) = state.agency.create_programme_logged(&request.name, kind, budget)?;
+        Ok((StatusCode::CREATED, json!({ "id": programme.as_str(), "log_index": log_index })))
+    })
+    .await
+}
+
+async fn programme(
+    State(state): Shared,
+    headers: HeaderMap,
+    Path(programme): Path<String>,
+) -> Answer {
+    authorise(&state, &headers, READERS)?;
+    let programme = id(&programme, "programme")?;
+    let value = state
+        .agency
+        .ledger()
+        .read(|ledger| {
+            let known = ledger.programme(&programme)?;
+            let funding = ledger.account(&known.funding)?;
+            let totals: Vec<Value> = ledger
+                .programme_totals(&programme)
+                .map(|(currency, totals)| {
+                    json!({
+                        "currency": currency.code(),
+                        "transfers": totals.transfers,
+                        "moved": Amount::from_minor_units(i64::try_from(totals.moved_minor).unwrap_or(i64::MAX), currency).to_decimal_string(),
+                        "reversals": totals.reversals,
+                        "reversed": Amount::from_minor_units(i64::try_from(totals.reversed_minor).unwrap_or(i64::MAX), currency).to_decimal_string(),
+                    })
+                })
+                .collect();
+            let vouchers = ledger.voucher_totals(&programme).map(|t| {
+                let minor = |v: i128| Amount::from_minor_units(i64::try_from(v).unwrap_or(i64::MAX), known.currency).to_decimal_string();
+                json!({
+                    "issued": t.issued,
+                    "issued_value": minor(t.issued_minor),
+                    "redemptions": t.redemptions,
+                    "redeemed": minor(t.redeemed_minor),
+                    "returned": minor(t.returned_minor),
+                    "settled": minor(t.settled_minor),
+                    "outstanding": minor(t.outstanding_minor()),
+                })
+            });
+            Some(json!({
+                "id": programme.as_str(),
+                "name": known.name,
+                "kind": serde_json::to_value(known.kind).ok(),
+                "currency": known.currency.code(),
+                "funding": known.funding.as_str(),
+                "balance": funding.balance().to_decimal_string(),
+                "available": funding.available().to_decimal_string(),
+                "totals": totals,
+                "vouchers": vouchers,
+            }))
+        })
+        .ok_or_else(|| Problem::not_found(format!("programme {programme} not found")))?;
+    Ok(json_response(StatusCode::OK, &value))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Beneficiaries.
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewBeneficiary {
+    phone: String,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    national_id: Option<String>,
+    #[serde(default)]
+    language: Option<String>,
+    #[serde(default)]
+    pin: Option<String>,
+    /// The programme whose currency the wallet is opened in.
+    #[serde(default)]
+    programme: Option<String>,
+    /// Or the currency itself.
+    #[serde(default)]
+    currency: Option<String>,
+}
+
+async fn register(State(state): Shared, headers: HeaderMap, body: Bytes) -> Answer {
+    write(state, headers, body, OPERATORS, |state, _, body| {
+        let request: NewBeneficiary = parse(&body)?;
+        let currency = match (&request.programme, &request.currency) {
+            (Some(programme), _) => {
+                let programme = id(programme, "programme")?;
+                state
+                    .agency
+                    .ledger()
+                    .read(|ledger| ledger.programme(&programme).map(|p| p.currency))
+                    .ok_or_else(|| Problem::not_found(format!("programme {programme} not found")))?
+            }
+            (None, Some(code)) => currency(code)?,
+            (None, None) => return Err(Problem::bad_request("currency_required", "give a programme or a currency")),
+        };
+        let person = NewPerson {
+            phone: request.phone,
+            name: request.name,
+            national_id: request.national_id,
+            language: request.language,
+            pin: request.pin.map(zeroize::Zeroizing::new),
+        };
+        let (beneficiary, log_index) = state.agency.register_logged(&person, currency)?;
+        let wallet = Agency::wallet_of(&beneficiary, currency);
+        Ok((
+            StatusCode::CREATED,
+            json!({ "id": beneficiary.as_str(), "wallet": wallet.as_str(), "log_index": log_index }),
+        ))
+    })
+    .await
+}
+
+async fn beneficiary(
+    State(state): Shared,
+    headers: HeaderMap,
+    Path(person): Path<String>,
+) -> Answer {
+    let token = authorise(&state, &headers, &[Role::Operator, Role::Auditor])?;
+    let person = id(&person, "beneficiary")?;
+    let Some(known) = state.agency.ledger().read(|ledger| ledger.beneficiary(&person).cloned())
+    else {
+        return Err(Problem::not_found(format!("beneficiary {person} not found")));
+    };
+    let wallets: Vec<Value> = state
+        .agency
+        .wallets(&person)
+        .iter()
+        .map(|wallet| {
+            json!({
+                "account": wallet.id().as_str(),
+                "balance": money(wallet.balance()),
+                "available": money(wallet.available()),
+            })
+        })
+        .collect();
+    let mut value = json!({ "id": person.as_str(), "erased": known.erased, "wallets": wallets });
+    // Personal data for those who work with people, never for auditors.
+    if token.role != Role::Auditor {
+        let registry = state.agency.registry();
+        if let Some((record, _)) = registry.person(&person).map_err(Problem::from)? {
+            value["phone"] = json!(record.phone);
+            value["name"] = json!(record.name);
+            value["language"] = json!(record.language);
+        }
+    }
+    Ok(json_response(StatusCode::OK, &value))
+}
+
+async fn erase(State(state): Shared, headers: HeaderMap, Path(person): Path<String>) -> Answer {
+    write(state, headers, Bytes::new(), OPERATORS, move |state, _, _| {
+        let person = id(&person, "beneficiary")?;
+        state.agency.erase(&person)?;
+        Ok((StatusCode::OK, json!({ "id": person.as_str(), "erased": true })))
+    })
+    .await
+}
+
+// ---------------------------------------------------------------------------------------------
+// Vendors.
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewVendor {
+    name: String,
+    #[serde(default)]
+    phone: Option<String>,
+    currency: String,
+    #[serde(default)]
+    categories: Vec<String>,
+}
+
+async fn create_vendor(State(state): Shared, headers: HeaderMap, body: Bytes) -> Answer {
+    write(state, headers, body, OPERATORS, |state, _, body| {
+        let request: NewVendor = parse(&body)?;
+        if request.name.trim().is_empty() || request.name.chars().count() > 200 {
+            return Err(Problem::bad_request("invalid_name", "1 to 200 characters"));
+        }
+        let currency = currency(&request.currency)?;
+        let categories =
+            request.categories.iter().map(|c| id(c, "category")).collect::<Result<Vec<_>, _>>()?;
+        let (vendor, log_index) =
+            state.agency.open_vendor_logged(currency, &categories, request.phone.as_deref())?;
+        state.store.set_vendor_name(&vendor, &request.name).map_err(Problem::internal)?;
+        Ok((StatusCode::CREATED, json!({ "id": vendor.as_str(), "log_index": log_index })))
+    })
+    .await
+}
+
+async fn vendor(State(state): Shared, headers: HeaderMap, Path(vendor): Path<String>) -> Answer {
+    let token = authorise(&state, &headers, READERS)?;
+    let vendor = id(&vendor, "vendor")?;
+    if token.role == Role::Vendor && token.vendor.as_deref() != Some(vendor.as_str()) {
+        return Err(Problem::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "a vendor token reads its own vendor only",
+        ));
+    }
+    let account = state
+        .agency
+        .ledger()
+        .account(&vendor)
+        .filter(|a| a.kind() == sanad_ledger::AccountKind::Vendor)
+        .ok_or_else(|| Problem::not_found(format!("vendor {vendor} not found")))?;
+    let categories: Vec<String> = state
+        .agency
+        .ledger()
+        .read(|ledger| {
+            ledger.vendor_categories(&vendor).map(|c| c.iter().map(|c| c.to_string()).collect())
+        })
+        .unwrap_or_default();
+    let value = json!({
+        "id": vendor.as_str(),
+        "name": state.store.vendor_name(&vendor),
+        "balance": money(account.balance()),
+        "available": money(account.available()),
+        "categories": categories,
+    });
+    Ok(json_response(StatusCode::OK, &value))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Transfers.
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewTransfer {
+    id: String,
+    from: String,
+    to: String,
+    amount: String,
+    currency: String,
+    /// The programme the money belongs to; by default the one `from` funds.
+    #[serde(default)]
+    programme: Option<String>,
+    #[serde(default)]
+    reference: Option<String>,
+    /// A hold, posted or voided later, lapsing after this many ms.
+    #[serde(default)]
+    hold_ms: Option<u64>,
+}
+
+fn transfer_command(state: &AppState, request: NewTransfer) -> Result<Command, Problem> {
+    let currency = currency(&request.currency)?;
+    let amount = amount(&request.amount, currency)?;
+    let from = id(&request.from, "from")?;
+    let programme = match &request.programme {
+        Some(programme) => id(programme, "programme")?,
+        None => state
+            .agency
+            .ledger()
+            .read(|ledger| {
+                ledger
+                    .programmes()
+                    .find(|(_, p)| p.funding == from)
+                    .map(|(programme, _)| programme.clone())
+            })
+            .ok_or_else(|| {
+                Problem::bad_request("programme_required", "name the programme: `from` funds none")
+            })?,
+    };
+    let (transfer, to) = (id(&request.id, "id")?, id(&request.to, "to")?);
+    Ok(match request.hold_ms {
+        None => Command::Transfer {
+            id: transfer,
+            from,
+            to,
+            amount,
+            programme,
+            actor: Actor::Operator,
+            reference: request.reference,
+        },
+        Some(timeout_ms) => Command::Reserve {
+            id: transfer,
+            from,
+            to,
+            amount,
+            programme,
+            actor: Actor::Operator,
+            reference: request.reference,
+            timeout_ms,
+        },
+    })
+}
+
+fn applied_json(id: &str, result: Result<sanad_engine::Applied, sanad_ledger::Rejection>) -> Value {
+    match result {
+        Ok(applied) => {
+            json!({ "id": id, "status": "applied", "log_index": applied.log_index, "replayed": applied.events.is_empty() })
+        }
+        Err(rejection) => {
+            json!({ "id": id, "status": "rejected", "code": rejection.code(), "detail": rejection.to_string() })
+        }
+    }
+}
+
+async fn transfers(State(state): Shared, headers: HeaderMap, body: Bytes) -> Answer {
+    write(state, headers, body, OPERATORS, |state, _, body| {
+        let value: Value = parse(&body)?;
+        if value.is_array() {
+            let requests: Vec<NewTransfer> = parse(&body)?;
+            if requests.is_empty() || requests.len() > TRANSFERS_PER_REQUEST_MAX {
+                return Err(Problem::bad_request("too_many_items", "1 to 8,190 transfers per request"));
+            }
+            let ids: Vec<String> = requests.iter().map(|r| r.id.clone()).collect();
+            let commands = requests.into_iter().map(|r| transfer_command(&state, r)).collect::<Result<Vec<_>, _>>()?;
+            let results = state.agency.ledger().execute_each(commands)?;
+            let answers: Vec<Value> = ids.iter().zip(results).map(|(id, result)| applied_json(id, result)).collect();
+            return Ok((StatusCode::OK, json!({ "results": answers })));
+        }
+        let request: NewTransfer = parse(&body)?;
+        let transfer_id = request.id.clone();
+        let command = transfer_command(&state, request)?;
+        let applied = state.agency.ledger().execute(command)??;
+        Ok((StatusCode::CREATED, json!({ "id": transfer_id, "log_index": applied.log_index, "replayed": applied.events.is_empty() })))
+    })
+    .await
+}
+
+fn event_json(event: &Event) -> Value {
+    serde_json::from_slice(&event.to_entry()).unwrap_or(Value::Null)
+}
+
+async fn transfer(
+    State(state): Shared,
+    headers: HeaderMap,
+    Path(transfer): Path<String>,
+) -> Answer {
+    authorise(&state, &headers, &[Role::Operator, Role::Auditor])?;
+    let transfer = id(&transfer, "transfer")?;
+    let agency = Arc::clone(&state.agency);
+    let found = blocking(move || {
+        agency.ledger().transfer(&transfer).map_err(Problem::from).map(|f| (transfer, f))
+    })
+    .await?;
+    let (transfer, Some((log_index, event))) = found else {
+        return Err(Problem::not_found("no such transfer"));
+    };
+    let pending = state
+        .agency
+        .ledger()
+        .read(|ledger| ledger.pending(&transfer).map(|p| format!("{:?}", p.state).to_lowercase()));
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({ "id": transfer.as_str(), "log_index": log_index, "entry": event_json(&event), "hold": pending }),
+    ))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct Operation {
+    /// This operation's own id (by default derived from the hold's).
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    amount: Option<String>,
+}
+
+fn operation_id(given: Option<&str>, pending: &Id, suffix: &str) -> Result<Id, Problem> {
+    match given {
+        Some(given) => id(given, "id"),
+        None => {
+            use sha2::Digest as _;
+            let hash = sha2::Sha256::digest(format!("{pending}:{suffix}").as_bytes());
+            let hex: String = hash[..12].iter().map(|b| format!("{b:02x}")).collect();
+            id(&format!("{suffix}-{hex}"), "id")
+        }
+    }
+}
+
+async fn post_pending(
+    State(state): Shared,
+    headers: HeaderMap,
+    Path(pending): Path<String>,
+    body: Bytes,
+) -> Answer {
+    write(state, headers, body, OPERATORS, move |state, _, body| {
+        let request: Operation = if body.is_empty() { Operation::default() } else { parse(&body)? };
+        let pending = id(&pending, "transfer")?;
+        let currency = state
+            .agency
+            .ledger()
+            .read(|ledger| ledger.pending(&pending).map(|p| p.record.amount.currency()))
+            .ok_or_else(|| Problem::not_found(format!("pending transfer {pending} not found")))?;
+        let amount = request.amount.as_deref().map(|a| amount(a, currency)).transpose()?;
+        let op = operation_id(request.id.as_deref(), &pending, "post")?;
+        let applied = state.agency.ledger().execute(Command::PostPending {
+            id: op.clone(),
+            pending,
+            amount,
+        })??;
+        Ok((StatusCode::OK, json!({ "id": op.as_str(), "log_index": applied.log_index })))
+    })
+    .await
+}
+
+async fn void_pending(
+    State(state): Shared,
+    headers: HeaderMap,
+    Path(pending): Path<String>,
+    body: Bytes,
+) -> Answer {
+    write(state, headers, body, OPERATORS, move |state, _, body| {
+        let request: Operation = if body.is_empty() { Operation::default() } else { parse(&body)? };
+        if request.amount.is_some() {
+            return Err(Problem::bad_request("invalid_json", "a void takes no amount"));
+        }
+        let pending = id(&pending, "transfer")?;
+        let op = operation_id(request.id.as_deref(), &pending, "void")?;
+        let applied =
+            state.agency.ledger().execute(Command::VoidPending { id: op.clone(), pending })??;
+        Ok((StatusCode::OK, json!({ "id": op.as_str(), "log_index": applied.log_index })))
+    })
+    .await
+}
+
+// ---------------------------------------------------------------------------------------------
+// Accounts.
+
+async fn balance(State(state): Shared, headers: HeaderMap, Path(account): Path<String>) -> Answer {
+    let token = authorise(&state, &headers, READERS)?;
+    let account = id(&account, "account")?;
+    if token.role == Role::Vendor && token.vendor.as_deref() != Some(account.as_str()) {
+        return Err(Problem::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "a vendor token reads its own account only",
+        ));
+    }
+    let known = state
+        .agency
+        .ledger()
+        .account(&account)
+        .ok_or_else(|| Problem::not_found(format!("account {account} not found")))?;
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({
+            "account": account.as_str(),
+            "currency": known.currency().code(),
+            "balance": known.balance().to_decimal_string(),
+            "available": known.available().to_decimal_string(),
+            "frozen": known.is_frozen(),
+            "closed": known.is_closed(),
+        }),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Page {
+    #[serde(default)]
+    cursor: Option<u64>,
+    #[serde(default)]
+    limit: Option<usize>,
+}
+
+async fn history(
+    State(state): Shared,
+    headers: HeaderMap,
+    Path(account): Path<String>,
+    Query(page): Query<Page>,
+) -> Answer {
+    let token = authorise(&state, &headers, READERS)?;
+    let account = id(&account, "account")?;
+    if token.role == Role::Vendor && token.vendor.as_deref() != Some(account.as_str()) {
+        return Err(Problem::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "a vendor token reads its own account only",
+        ));
+    }
+    if state.agency.ledger().account(&account).is_none() {
+        return Err(Problem::not_found(format!("account {account} not found")));
+    }
+    let limit = page.limit.unwrap_or(50).clamp(1, 500);
+    let agency = Arc::clone(&state.agency);
+    let found = blocking(move || {
+        agency.ledger().history(&account, page.cursor, limit).map_err(Problem::from)
+    })
+    .await?;
+    let items: Vec<Value> = found
+        .items
+        .iter()
+        .map(|(index, event)| json!({ "log_index": index, "entry": event_json(event) }))
+        .collect();
+    Ok(json_response(StatusCode::OK, &json!({ "items": items, "next": found.next })))
+}
+
+// ---------------------------------------------------------------------------------------------
+// SMS and USSD webhooks: authenticated by the gateways' own schemes, not by API tokens.
+
+fn gateway_problem(error: &sanad_sms::gateway::GatewayError) -> Problem {
+    use sanad_sms::gateway::GatewayError as G;
+    match error {
+        G::Unauthenticated => {
+            Problem::new(StatusCode::FORBIDDEN, "unauthenticated", error.to_string())
+        }
+        G::Malformed(_) => Problem::bad_request("malformed", error.to_string()),
+        G::TooLarge => Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", error.to_string()),
+    }
+}
+
+fn secret(configured: Option<&String>) -> Result<Vec<u8>, Problem> {
+    configured.map(|s| s.as_bytes().to_vec()).ok_or_else(|| {
+        Problem::new(
+            StatusCode::NOT_FOUND,
+            "gateway_not_configured",
+            "this gateway has no secret configured",
+        )
+    })
+}
+
+/// The public URL of a request, as the gateway was configured with it.
+fn public_url(state: &AppState, path_and_query: &str) -> String {
+    format!("{}{path_and_query}", state.public_url)
+}
+
+fn path_and_query(uri: &axum::http::Uri) -> String {
+    uri.path_and_query().map_or_else(|| uri.path().to_owned(), |pq| pq.as_str().to_owned())
+}
+
+async fn handle_sms(
+    state: Arc<AppState>,
+    inbound: sanad_sms::gateway::Inbound,
+) -> Result<sanad_sms::Outcome, Problem> {
+    blocking(move || state.channel.handle(&inbound).map_err(Problem::internal)).await
+}
+
+async fn sms_twilio(
+    State(state): Shared,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Answer {
+    use sanad_sms::gateway::twilio;
+    let token = secret(state.secrets.twilio.as_ref())?;
+    let url = public_url(&state, &path_and_query(&uri));
+    let signature = headers.get(twilio::SIGNATURE_HEADER).and_then(|v| v.to_str().ok());
+    let inbound = twilio::parse(&token, &url, signature, &body).map_err(|e| gateway_problem(&e))?;
+    let outcome = handle_sms(state, inbound).await?;
+    Ok(([(header::CONTENT_TYPE, twilio::REPLY_CONTENT_TYPE)], twilio::reply(Some(&outcome.reply)))
+        .into_response())
+}
+
+async fn sms_africastalking(State(state): Shared, uri: axum::http::Uri, body: Bytes) -> Answer {
+    let secret = secret(state.secrets.africastalking.as_ref())?;
+    let url = public_url(&state, &path_and_query(&uri));
+    let inbound = sanad_sms::gateway::africastalking::parse_sms(&secret, &url, &body)
+        .map_err(|e| gateway_problem(&e))?;
+    let outcome = handle_sms(state, inbound).await?;
+    // AT takes replies through its API: the integrator's sender sends `reply` and `notices`.
+    let notices: Vec<Value> =
+        outcome.notices.iter().map(|n| json!({ "to": n.to, "text": n.text })).collect();
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({ "reply": outcome.reply, "notices": notices, "replayed": outcome.replayed }),
+    ))
+}
+
+async fn ussd_africastalking(State(state): Shared, uri: axum::http::Uri, body: Bytes) -> Answer {
+    use sanad_sms::gateway::africastalking;
+    let secret = secret(state.secrets.africastalking.as_ref())?;
+    let url = public_url(&state, &path_and_query(&uri));
+    let step = africastalking::parse_ussd(&secret, &url, &body).map_err(|e| gateway_problem(&e))?;
+    let answer = blocking(move || state.channel.ussd(&step).map_err(Problem::internal)).await?;
+    Ok((
+        [(header::CONTENT_TYPE, africastalking::USSD_CONTENT_TYPE)],
+        africastalking::ussd_reply(&answer.screen, answer.end),
+    )
+        .into_response())
+}
+
+async fn sms_kannel(State(state): Shared, uri: axum::http::Uri) -> Answer {
+    use sanad_sms::gateway::kannel;
+    let secret = secret(state.secrets.kannel.as_ref())?;
+    let inbound =
+        kannel::parse(&secret, uri.query().unwrap_or_default()).map_err(|e| gateway_problem(&e))?;
+    let outcome = handle_sms(state, inbound).await?;
+    Ok(([(header::CONTENT_TYPE, kannel::REPLY_CONTENT_TYPE)], outcome.reply).into_response())
+}
+
+async fn sms_rapidpro(State(state): Shared, uri: axum::http::Uri, body: Bytes) -> Answer {
+    let secret = secret(state.secrets.rapidpro.as_ref())?;
+    let url = public_url(&state, &path_and_query(&uri));
+    let inbound = sanad_sms::gateway::rapidpro::parse(&secret, &url, &body)
+        .map_err(|e| gateway_problem(&e))?;
+    let outcome = handle_sms(state, inbound).await?;
+    Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], outcome.reply).into_response())
+}
+
+async fn sms_rapidpro_get(state: Shared, uri: axum::http::Uri) -> Answer {
+    sms_rapidpro(state, uri, Bytes::new()).await
+}
+
+async fn sms_json(State(state): Shared, headers: HeaderMap, body: Bytes) -> Answer {
+    use sanad_sms::gateway::json as signed;
+    let secret = secret(state.secrets.json.as_ref())?;
+    let signature = headers.get(signed::SIGNATURE_HEADER).and_then(|v| v.to_str().ok());
+    let inbound = signed::parse(&secret, signature, &body).map_err(|e| gateway_problem(&e))?;
+    let outcome = handle_sms(state, inbound).await?;
+    let notices: Vec<Value> =
+        outcome.notices.iter().map(|n| json!({ "to": n.to, "text": n.text })).collect();
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({ "reply": outcome.reply, "notices": notices, "replayed": outcome.replayed }),
+    ))
+}

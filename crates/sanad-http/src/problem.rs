@@ -1,0 +1,127 @@
+//! Errors as RFC 9457 problem details (`application/problem+json`), each with a stable
+//! machine-readable `code`: the ledger's rejection codes, and the binding's own.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use sanad_ledger::Rejection;
+
+/// A problem to answer.
+#[derive(Debug)]
+pub(crate) struct Problem {
+    pub(crate) status: StatusCode,
+    pub(crate) code: String,
+    pub(crate) detail: String,
+}
+
+impl Problem {
+    pub(crate) fn new(status: StatusCode, code: &str, detail: impl Into<String>) -> Self {
+        Self { status, code: code.to_owned(), detail: detail.into() }
+    }
+
+    pub(crate) fn bad_request(code: &str, detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, code, detail)
+    }
+
+    pub(crate) fn not_found(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", detail)
+    }
+
+    pub(crate) fn internal(error: impl std::fmt::Display) -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            format!("the ledger could not act: {error}"),
+        )
+    }
+}
+
+/// A refusal by the ledger: 404 for what does not exist, 409 for a conflict with the state,
+/// 422 for the rest (the request was understood and refused).
+impl From<Rejection> for Problem {
+    fn from(rejection: Rejection) -> Self {
+        let code = rejection.code();
+        let status = if code.ends_with("_not_found") {
+            StatusCode::NOT_FOUND
+        } else if matches!(
+            code,
+            "idempotency_key_reused" | "account_exists" | "programme_exists" | "beneficiary_exists"
+        ) {
+            StatusCode::CONFLICT
+        } else {
+            StatusCode::UNPROCESSABLE_ENTITY
+        };
+        Self::new(status, code, rejection.to_string())
+    }
+}
+
+impl From<sanad_engine::Error> for Problem {
+    fn from(error: sanad_engine::Error) -> Self {
+        use sanad_engine::Error as E;
+        match error {
+            E::Rejected(rejection) => rejection.into(),
+            E::GroupRejected(group) => {
+                let mut problem = Self::from(group.rejection);
+                problem.detail =
+                    format!("command {} of the group: {}", group.index, problem.detail);
+                problem
+            }
+            E::InvalidPhone(detail) => {
+                Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_phone", detail)
+            }
+            E::InvalidPin => {
+                Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_pin", "a PIN is 4 to 8 digits")
+            }
+            E::InvalidField { field } => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_field",
+                format!("invalid {field}"),
+            ),
+            E::Duplicate { field, existing } => Self::new(
+                StatusCode::CONFLICT,
+                "duplicate",
+                format!("{field} already registered to {existing}"),
+            ),
+            E::BeneficiaryNotFound(id) => Self::not_found(format!("beneficiary {id} not found")),
+            E::VoucherCode(error) => {
+                let code = if matches!(error, sanad_ledger::CodeError::Mistyped) {
+                    "voucher_code_mistyped"
+                } else {
+                    "voucher_code_malformed"
+                };
+                Self::new(StatusCode::UNPROCESSABLE_ENTITY, code, error.to_string())
+            }
+            E::UnknownVoucherCode => {
+                Self::new(StatusCode::NOT_FOUND, "voucher_not_found", "no voucher has this code")
+            }
+            E::TooManyGuesses { .. } => {
+                Self::new(StatusCode::TOO_MANY_REQUESTS, "too_many_guesses", error.to_string())
+            }
+            E::WrongPin { .. } => Self::new(StatusCode::FORBIDDEN, "wrong_pin", error.to_string()),
+            E::NoPendingConfirmation => {
+                Self::new(StatusCode::CONFLICT, "no_pending_confirmation", error.to_string())
+            }
+            E::Disbursement(detail) => Self::bad_request("invalid_csv", detail),
+            E::BadCall(count) => {
+                Self::bad_request("too_many_items", format!("1 to 8,190 items, not {count}"))
+            }
+            other => Self::internal(other),
+        }
+    }
+}
+
+impl IntoResponse for Problem {
+    fn into_response(self) -> Response {
+        let body = serde_json::json!({
+            "type": format!("https://sanad.invalid/problems/{}", self.code),
+            "title": self.status.canonical_reason().unwrap_or("error"),
+            "status": self.status.as_u16(),
+            "code": self.code,
+            "detail": self.detail,
+        });
+        let mut response = (self.status, body.to_string()).into_response();
+        response
+            .headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        response
+    }
+}

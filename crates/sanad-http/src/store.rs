@@ -1,0 +1,174 @@
+//! What the binding keeps of its own, in `<data>/http.sled`: API tokens (hashed, with their
+//! role) and the answers to writes by `Idempotency-Key`.
+
+use std::path::Path;
+
+use axum::http::StatusCode;
+use base64::Engine as _;
+use rand::RngCore as _;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+
+use crate::problem::Problem;
+
+/// What a token may do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum Role {
+    /// Everything, including tokens.
+    Admin,
+    /// The agency's daily work: programmes, people, vendors, transfers, vouchers, settlements.
+    Operator,
+    /// A shop: redemptions, and its own account.
+    Vendor,
+    /// Read only.
+    Auditor,
+}
+
+impl Role {
+    pub(crate) fn parse(text: &str) -> Option<Self> {
+        match text {
+            "admin" => Some(Self::Admin),
+            "operator" => Some(Self::Operator),
+            "vendor" => Some(Self::Vendor),
+            "auditor" => Some(Self::Auditor),
+            _ => None,
+        }
+    }
+}
+
+/// A token's record (the token itself is never stored: only its SHA-256).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct TokenRecord {
+    pub(crate) name: String,
+    pub(crate) role: Role,
+    /// For vendor tokens: the vendor's account.
+    #[serde(default)]
+    pub(crate) vendor: Option<String>,
+}
+
+/// A stored answer to a write.
+#[derive(Serialize, Deserialize)]
+struct Stored {
+    body_hash: String,
+    status: u16,
+    content_type: String,
+    body: Vec<u8>,
+}
+
+pub(crate) struct Store {
+    tokens: sled::Tree,
+    answers: sled::Tree,
+    // Vendor id → display name (a shop's name; not in the log).
+    vendors: sled::Tree,
+    db: sled::Db,
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn hash_token(token: &str) -> Vec<u8> {
+    Sha256::digest(token.as_bytes()).to_vec()
+}
+
+impl Store {
+    pub(crate) fn open(dir: &Path) -> anyhow::Result<Self> {
+        let db = sled::Config::new().path(dir.join("http.sled")).cache_capacity(8 << 20).open()?;
+        Ok(Self {
+            tokens: db.open_tree("tokens")?,
+            answers: db.open_tree("answers")?,
+            vendors: db.open_tree("vendors")?,
+            db,
+        })
+    }
+
+    /// Creates a token; returns it (shown once).
+    pub(crate) fn create_token(&self, record: &TokenRecord) -> anyhow::Result<String> {
+        let mut secret = zeroize::Zeroizing::new([0u8; 32]);
+        rand::rngs::OsRng.fill_bytes(secret.as_mut());
+        let token = format!(
+            "sanad_{}",
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secret.as_ref())
+        );
+        self.tokens.insert(hash_token(&token), serde_json::to_vec(record)?)?;
+        self.db.flush()?;
+        Ok(token)
+    }
+
+    pub(crate) fn has_tokens(&self) -> bool {
+        !self.tokens.is_empty()
+    }
+
+    /// The record of a presented bearer token. Looked up by its hash: nothing to compare.
+    pub(crate) fn token(&self, token: &str) -> Option<TokenRecord> {
+        let stored = self.tokens.get(hash_token(token)).ok()??;
+        serde_json::from_slice(&stored).ok()
+    }
+
+    pub(crate) fn set_vendor_name(
+        &self,
+        vendor: &sanad_money::Id,
+        name: &str,
+    ) -> anyhow::Result<()> {
+        self.vendors.insert(vendor.as_str(), name.as_bytes())?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    pub(crate) fn vendor_name(&self, vendor: &sanad_money::Id) -> Option<String> {
+        let stored = self.vendors.get(vendor.as_str()).ok()??;
+        Some(String::from_utf8_lossy(&stored).into_owned())
+    }
+
+    /// A stored answer for `key` (scoped to the token), or a conflict when the key was used
+    /// with another body.
+    pub(crate) fn answer(
+        &self,
+        scope: &str,
+        key: &str,
+        body: &[u8],
+    ) -> Result<Option<(StatusCode, String, Vec<u8>)>, Problem> {
+        let stored = self.answers.get(Self::key(scope, key)).map_err(Problem::internal)?;
+        let Some(stored) = stored else { return Ok(None) };
+        let stored: Stored = serde_json::from_slice(&stored).map_err(Problem::internal)?;
+        if stored.body_hash != hex(&Sha256::digest(body)) {
+            return Err(Problem::new(
+                StatusCode::CONFLICT,
+                "idempotency_key_reused",
+                "this Idempotency-Key was used with another request body",
+            ));
+        }
+        let status = StatusCode::from_u16(stored.status).map_err(Problem::internal)?;
+        Ok(Some((status, stored.content_type, stored.body)))
+    }
+
+    pub(crate) fn remember(
+        &self,
+        scope: &str,
+        key: &str,
+        body: &[u8],
+        status: StatusCode,
+        content_type: &str,
+        answer: &[u8],
+    ) -> Result<(), Problem> {
+        let stored = Stored {
+            body_hash: hex(&Sha256::digest(body)),
+            status: status.as_u16(),
+            content_type: content_type.to_owned(),
+            body: answer.to_vec(),
+        };
+        let bytes = serde_json::to_vec(&stored).map_err(Problem::internal)?;
+        self.answers.insert(Self::key(scope, key), bytes).map_err(Problem::internal)?;
+        self.db.flush().map_err(Problem::internal)?;
+        Ok(())
+    }
+
+    fn key(scope: &str, key: &str) -> Vec<u8> {
+        let mut hash = Sha256::new();
+        hash.update(scope.as_bytes());
+        hash.update([0]);
+        hash.update(key.as_bytes());
+        hash.finalize().to_vec()
+    }
+}
