@@ -63,6 +63,16 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .route("/v1/transfers/{id}", get(transfer))
         .route("/v1/transfers/{id}/post", post(post_pending))
         .route("/v1/transfers/{id}/void", post(void_pending))
+        .route("/v1/vouchers", post(issue_voucher))
+        .route("/v1/vouchers/{code}", get(voucher))
+        .route("/v1/vouchers/{code}/revoke", post(revoke_voucher))
+        .route("/v1/redemptions", post(request_redemption))
+        .route("/v1/redemptions/{id}/authorise", post(authorise_redemption))
+        .route("/v1/redemptions/{id}/refuse", post(refuse_redemption))
+        .route("/v1/settlements", post(settle))
+        .route("/v1/settlements/{id}", get(settlement))
+        .route("/v1/disbursements", post(disburse))
+        .route("/v1/disbursements/{id}", get(disbursement))
         .route("/v1/accounts/{id}/balance", get(balance))
         .route("/v1/accounts/{id}/history", get(history))
         .route("/v1/sms/twilio", post(sms_twilio))
@@ -326,6 +336,108 @@ struct NewProgramme {
     currency: String,
     budget: String,
     kind: String,
+    /// Voucher programmes: their terms (defaults as `sanad programme create`).
+    #[serde(default)]
+    terms: Option<NewTerms>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewTerms {
+    #[serde(default = "default_valid_days")]
+    valid_days: u64,
+    /// `enrolled` or `category:CAT`.
+    #[serde(default = "default_vendors")]
+    vendors: String,
+    #[serde(default)]
+    single_use: bool,
+    #[serde(default = "default_true")]
+    partial: bool,
+    #[serde(default)]
+    items: Vec<NewItem>,
+    #[serde(default = "default_pin_attempts")]
+    pin_attempts: u8,
+    #[serde(default = "default_lock_minutes")]
+    lock_minutes: u64,
+}
+
+impl Default for NewTerms {
+    fn default() -> Self {
+        Self {
+            valid_days: default_valid_days(),
+            vendors: default_vendors(),
+            single_use: false,
+            partial: true,
+            items: Vec::new(),
+            pin_attempts: default_pin_attempts(),
+            lock_minutes: default_lock_minutes(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewItem {
+    id: String,
+    name: String,
+    unit: String,
+    quantity: u32,
+    unit_value: String,
+}
+
+fn default_valid_days() -> u64 {
+    90
+}
+fn default_vendors() -> String {
+    "enrolled".into()
+}
+fn default_true() -> bool {
+    true
+}
+fn default_pin_attempts() -> u8 {
+    3
+}
+fn default_lock_minutes() -> u64 {
+    30
+}
+
+fn plan(terms: NewTerms, currency: Currency) -> Result<sanad_engine::VoucherPlan, Problem> {
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    let vendors = match terms.vendors.split_once(':') {
+        None if terms.vendors == "enrolled" => sanad_ledger::Vendors::Enrolled,
+        Some(("category", category)) => sanad_ledger::Vendors::Category(id(category, "category")?),
+        _ => {
+            return Err(Problem::bad_request(
+                "invalid_terms",
+                "vendors is `enrolled` or `category:CAT`",
+            ));
+        }
+    };
+    let items = terms
+        .items
+        .into_iter()
+        .map(|item| {
+            Ok(sanad_ledger::Item {
+                id: id(&item.id, "item")?,
+                name: item.name,
+                unit: item.unit,
+                quantity: item.quantity,
+                unit_value: amount(&item.unit_value, currency)?,
+            })
+        })
+        .collect::<Result<Vec<_>, Problem>>()?;
+    Ok(sanad_engine::VoucherPlan {
+        valid_from_ms: now_ms,
+        valid_until_ms: now_ms.saturating_add(terms.valid_days.saturating_mul(86_400_000)),
+        vendors,
+        single_use: terms.single_use,
+        partial: terms.partial,
+        items,
+        pin_attempts: terms.pin_attempts,
+        lock_ms: terms.lock_minutes.saturating_mul(60_000),
+    })
 }
 
 fn programme_kind(text: &str) -> Result<ProgrammeKind, Problem> {
@@ -343,14 +455,21 @@ async fn create_programme(State(state): Shared, headers: HeaderMap, body: Bytes)
         let currency = currency(&request.currency)?;
         let budget = amount(&request.budget, currency)?;
         let kind = programme_kind(&request.kind)?;
-        if kind != ProgrammeKind::Cash {
-            return Err(Problem::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "voucher_terms_required",
-                "voucher programmes are created with their terms: not served over HTTP yet (use `sanad programme create`)",
-            ));
-        }
-        let (programme, log_index) = state.agency.create_programme_logged(&request.name, kind, budget)?;
+        let (programme, log_index) = match (kind, request.terms) {
+            (ProgrammeKind::Cash, None) => {
+                state.agency.create_programme_logged(&request.name, kind, budget)?
+            }
+            (ProgrammeKind::Cash, Some(_)) => {
+                return Err(Problem::bad_request(
+                    "invalid_terms",
+                    "a cash programme has no voucher terms",
+                ));
+            }
+            (_, terms) => {
+                let plan = plan(terms.unwrap_or_default(), currency)?;
+                state.agency.create_voucher_programme_logged(&request.name, kind, budget, &plan)?
+            }
+        };
         Ok((StatusCode::CREATED, json!({ "id": programme.as_str(), "log_index": log_index })))
     })
     .await
@@ -521,6 +640,9 @@ struct NewVendor {
     currency: String,
     #[serde(default)]
     categories: Vec<String>,
+    /// Voucher programmes to enrol it in (value programmes: no prices).
+    #[serde(default)]
+    programmes: Vec<String>,
 }
 
 async fn create_vendor(State(state): Shared, headers: HeaderMap, body: Bytes) -> Answer {
@@ -534,6 +656,10 @@ async fn create_vendor(State(state): Shared, headers: HeaderMap, body: Bytes) ->
             request.categories.iter().map(|c| id(c, "category")).collect::<Result<Vec<_>, _>>()?;
         let (vendor, log_index) =
             state.agency.open_vendor_logged(currency, &categories, request.phone.as_deref())?;
+        for programme in &request.programmes {
+            let programme = id(programme, "programme")?;
+            state.agency.enrol_vendor(&programme, &vendor, std::collections::BTreeMap::new())?;
+        }
         state.store.set_vendor_name(&vendor, &request.name).map_err(Problem::internal)?;
         Ok((StatusCode::CREATED, json!({ "id": vendor.as_str(), "log_index": log_index })))
     })
@@ -766,6 +892,377 @@ async fn void_pending(
         Ok((StatusCode::OK, json!({ "id": op.as_str(), "log_index": applied.log_index })))
     })
     .await
+}
+
+// ---------------------------------------------------------------------------------------------
+// Vouchers, redemptions, settlements.
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ItemAmount {
+    item: String,
+    quantity: u32,
+}
+
+fn items(list: &[ItemAmount]) -> Result<Vec<sanad_ledger::ItemQuantity>, Problem> {
+    list.iter()
+        .map(|i| {
+            Ok(sanad_ledger::ItemQuantity { item: id(&i.item, "item")?, quantity: i.quantity })
+        })
+        .collect()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewVoucher {
+    programme: String,
+    beneficiary: String,
+    #[serde(default)]
+    value: Option<String>,
+    #[serde(default)]
+    items: Vec<ItemAmount>,
+}
+
+fn programme_currency(state: &AppState, programme: &Id) -> Result<Currency, Problem> {
+    state
+        .agency
+        .ledger()
+        .read(|ledger| ledger.programme(programme).map(|p| p.currency))
+        .ok_or_else(|| Problem::not_found(format!("programme {programme} not found")))
+}
+
+async fn issue_voucher(State(state): Shared, headers: HeaderMap, body: Bytes) -> Answer {
+    write(state, headers, body, OPERATORS, |state, _, body| {
+        let request: NewVoucher = parse(&body)?;
+        let programme = id(&request.programme, "programme")?;
+        let currency = programme_currency(&state, &programme)?;
+        let value = request.value.as_deref().map(|v| amount(v, currency)).transpose()?;
+        let beneficiary = id(&request.beneficiary, "beneficiary")?;
+        let issued =
+            state.agency.issue_voucher(&programme, &beneficiary, value, items(&request.items)?)?;
+        Ok((
+            StatusCode::CREATED,
+            json!({
+                "id": issued.id.as_str(),
+                "code": issued.code.letters(),
+                "code_digits": issued.code.digits(),
+                "log_index": issued.log_index,
+            }),
+        ))
+    })
+    .await
+}
+
+/// The voucher a code in a path names (operators only: a code is a bearer secret).
+fn voucher_of_code(state: &AppState, code: &str) -> Result<Id, Problem> {
+    let code = sanad_ledger::VoucherCode::parse(code).map_err(sanad_engine::Error::from)?;
+    state.agency.registry().voucher_by_code(code)?.ok_or_else(|| {
+        Problem::new(StatusCode::NOT_FOUND, "voucher_not_found", "no voucher has this code")
+    })
+}
+
+async fn voucher(State(state): Shared, headers: HeaderMap, Path(code): Path<String>) -> Answer {
+    authorise(&state, &headers, OPERATORS)?;
+    let voucher = voucher_of_code(&state, &code)?;
+    let value = state
+        .agency
+        .ledger()
+        .read(|ledger| {
+            let known = ledger.voucher(&voucher)?;
+            let items: Vec<Value> = known
+                .items
+                .iter()
+                .map(|i| json!({ "item": i.item.as_str(), "issued": i.issued, "redeemed": i.redeemed, "held": i.held }))
+                .collect();
+            Some(json!({
+                "id": voucher.as_str(),
+                "programme": known.programme.as_str(),
+                "beneficiary": known.beneficiary.as_str(),
+                "value": money(known.value),
+                "available": money(known.available()),
+                "held": money(known.held()),
+                "redeemed": money(known.redeemed()),
+                "returned": money(known.returned()),
+                "items": items,
+                "expires_at_ms": known.expires_at_ms,
+                "locked_until_ms": known.locked_until_ms,
+                "closed": known.closed.map(|reason| format!("{reason:?}").to_lowercase()),
+            }))
+        })
+        .ok_or_else(|| Problem::not_found("voucher not found"))?;
+    Ok(json_response(StatusCode::OK, &value))
+}
+
+async fn revoke_voucher(
+    State(state): Shared,
+    headers: HeaderMap,
+    Path(code): Path<String>,
+    body: Bytes,
+) -> Answer {
+    write(state, headers, body, OPERATORS, move |state, _, _| {
+        let voucher = voucher_of_code(&state, &code)?;
+        let log_index = state.agency.revoke_voucher(&voucher)?;
+        Ok((StatusCode::OK, json!({ "id": voucher.as_str(), "log_index": log_index })))
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewRedemption {
+    code: String,
+    vendor: String,
+    #[serde(default)]
+    amount: Option<String>,
+    #[serde(default)]
+    items: Vec<ItemAmount>,
+    /// The redemption's id, for retries (by default a new one).
+    #[serde(default)]
+    id: Option<String>,
+}
+
+const SHOPS: &[Role] = &[Role::Operator, Role::Vendor];
+
+/// A vendor token acts for its own vendor only.
+fn own_vendor(token: &TokenRecord, vendor: &Id) -> Result<(), Problem> {
+    if token.role == Role::Vendor && token.vendor.as_deref() != Some(vendor.as_str()) {
+        return Err(Problem::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "a vendor token acts for its own vendor only",
+        ));
+    }
+    Ok(())
+}
+
+async fn request_redemption(State(state): Shared, headers: HeaderMap, body: Bytes) -> Answer {
+    write(state, headers, body, SHOPS, |state, token, body| {
+        let request: NewRedemption = parse(&body)?;
+        let vendor = id(&request.vendor, "vendor")?;
+        own_vendor(&token, &vendor)?;
+        let currency = state
+            .agency
+            .ledger()
+            .account(&vendor)
+            .map(|a| a.currency())
+            .ok_or_else(|| Problem::not_found(format!("vendor {vendor} not found")))?;
+        let value = request.amount.as_deref().map(|a| amount(a, currency)).transpose()?;
+        let redemption = request.id.as_deref().map(|r| id(r, "id")).transpose()?;
+        let asked = state.agency.request_redemption(
+            &request.code,
+            &vendor,
+            value,
+            items(&request.items)?,
+            redemption,
+        )?;
+        Ok((
+            StatusCode::CREATED,
+            json!({
+                "id": asked.id.as_str(),
+                "voucher": asked.voucher.as_str(),
+                "amount": money(asked.amount),
+                "log_index": asked.log_index,
+            }),
+        ))
+    })
+    .await
+}
+
+/// The vendor of a redemption, for a vendor token's check.
+fn redemption_vendor(state: &AppState, redemption: &Id) -> Result<Id, Problem> {
+    state
+        .agency
+        .ledger()
+        .read(|ledger| ledger.redemption(redemption).map(|r| r.vendor.clone()))
+        .ok_or_else(|| Problem::not_found(format!("redemption {redemption} not found")))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Pin {
+    pin: String,
+}
+
+async fn authorise_redemption(
+    State(state): Shared,
+    headers: HeaderMap,
+    Path(redemption): Path<String>,
+    body: Bytes,
+) -> Answer {
+    write(state, headers, body, SHOPS, move |state, token, body| {
+        let request: Pin = parse(&body)?;
+        let redemption = id(&redemption, "redemption")?;
+        own_vendor(&token, &redemption_vendor(&state, &redemption)?)?;
+        let log_index = state.agency.authorise_with_pin(&redemption, &request.pin)?;
+        Ok((
+            StatusCode::OK,
+            json!({ "id": redemption.as_str(), "status": "authorised", "log_index": log_index }),
+        ))
+    })
+    .await
+}
+
+async fn refuse_redemption(
+    State(state): Shared,
+    headers: HeaderMap,
+    Path(redemption): Path<String>,
+    body: Bytes,
+) -> Answer {
+    write(state, headers, body, SHOPS, move |state, token, _| {
+        let redemption = id(&redemption, "redemption")?;
+        own_vendor(&token, &redemption_vendor(&state, &redemption)?)?;
+        let log_index = state.agency.refuse_redemption(&redemption)?;
+        Ok((
+            StatusCode::OK,
+            json!({ "id": redemption.as_str(), "status": "refused", "log_index": log_index }),
+        ))
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewSettlement {
+    programme: String,
+    #[serde(default)]
+    run: Option<String>,
+}
+
+async fn settle(State(state): Shared, headers: HeaderMap, body: Bytes) -> Answer {
+    write(state, headers, body, OPERATORS, |state, _, body| {
+        let request: NewSettlement = parse(&body)?;
+        let programme = id(&request.programme, "programme")?;
+        let run = state.agency.settle(&programme, request.run.as_deref())?;
+        let vendors: Vec<Value> = run
+            .vendors
+            .iter()
+            .map(|v| {
+                json!({
+                    "vendor": v.vendor.as_str(),
+                    "settlement": v.settlement.as_str(),
+                    "amount": money(v.amount),
+                    "redemptions": v.redemptions,
+                    "log_index": v.log_index,
+                })
+            })
+            .collect();
+        Ok((StatusCode::CREATED, json!({ "run": run.run, "vendors": vendors })))
+    })
+    .await
+}
+
+async fn settlement(
+    State(state): Shared,
+    headers: HeaderMap,
+    Path(settlement): Path<String>,
+) -> Answer {
+    authorise(&state, &headers, &[Role::Operator, Role::Auditor])?;
+    let settlement = id(&settlement, "settlement")?;
+    let record = state
+        .agency
+        .ledger()
+        .read(|ledger| ledger.settlement(&settlement).cloned())
+        .ok_or_else(|| Problem::not_found(format!("settlement {settlement} not found")))?;
+    let wants_csv = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|accept| accept.contains("text/csv"));
+    if wants_csv {
+        let agency = Arc::clone(&state.agency);
+        let csv = blocking(move || agency.settlement_statement(&settlement).map_err(Problem::from))
+            .await?;
+        return Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], csv).into_response());
+    }
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({
+            "id": settlement.as_str(),
+            "programme": record.programme.as_str(),
+            "vendor": record.vendor.as_str(),
+            "to": record.to.as_str(),
+            "amount": money(record.amount),
+            "redemptions": record.redemptions,
+            "since_index": record.since_index,
+            "log_index": record.index,
+        }),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DisburseQuery {
+    programme: String,
+    #[serde(default)]
+    register: bool,
+    #[serde(default)]
+    skip_invalid: bool,
+}
+
+async fn disburse(
+    State(state): Shared,
+    headers: HeaderMap,
+    Query(query): Query<DisburseQuery>,
+    body: Bytes,
+) -> Answer {
+    let is_csv = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.starts_with("text/csv"));
+    if !is_csv {
+        return Err(Problem::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "send the file as text/csv",
+        ));
+    }
+    write(state, headers, body, OPERATORS, move |state, _, body| {
+        let programme = id(&query.programme, "programme")?;
+        let options = sanad_engine::disburse::DisburseOptions {
+            register: query.register,
+            skip_invalid: query.skip_invalid,
+        };
+        let report = sanad_engine::disburse::disburse(
+            &state.agency,
+            &programme,
+            &body,
+            options,
+            &mut |_, _| {},
+        )?;
+        let value = report_json(&report);
+        state.store.remember_report(&report.run, &value).map_err(Problem::internal)?;
+        let status = if report.refusal.is_some() {
+            StatusCode::UNPROCESSABLE_ENTITY
+        } else {
+            StatusCode::CREATED
+        };
+        Ok((status, value))
+    })
+    .await
+}
+
+fn report_json(report: &sanad_engine::disburse::Report) -> Value {
+    let rejected: Vec<Value> =
+        report.rejected.iter().map(|p| json!({ "line": p.line, "reason": p.reason })).collect();
+    let totals: Vec<Value> = report.paid_totals.values().map(|a| money(*a)).collect();
+    json!({
+        "id": report.run,
+        "rows": report.rows,
+        "paid": report.paid,
+        "already_paid": report.already_paid,
+        "registered": report.registered,
+        "rejected": rejected,
+        "paid_totals": totals,
+        "refusal": report.refusal,
+    })
+}
+
+async fn disbursement(State(state): Shared, headers: HeaderMap, Path(run): Path<String>) -> Answer {
+    authorise(&state, &headers, &[Role::Operator, Role::Auditor])?;
+    let value = state
+        .store
+        .report(&run)
+        .ok_or_else(|| Problem::not_found(format!("disbursement {run} not found")))?;
+    Ok(json_response(StatusCode::OK, &value))
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -61,6 +61,8 @@ pub(crate) struct Store {
     answers: sled::Tree,
     // Vendor id → display name (a shop's name; not in the log).
     vendors: sled::Tree,
+    // Disbursement run → its latest report.
+    reports: sled::Tree,
     db: sled::Db,
 }
 
@@ -79,6 +81,7 @@ impl Store {
             tokens: db.open_tree("tokens")?,
             answers: db.open_tree("answers")?,
             vendors: db.open_tree("vendors")?,
+            reports: db.open_tree("reports")?,
             db,
         })
     }
@@ -119,6 +122,21 @@ impl Store {
     pub(crate) fn vendor_name(&self, vendor: &sanad_money::Id) -> Option<String> {
         let stored = self.vendors.get(vendor.as_str()).ok()??;
         Some(String::from_utf8_lossy(&stored).into_owned())
+    }
+
+    pub(crate) fn remember_report(
+        &self,
+        run: &str,
+        report: &serde_json::Value,
+    ) -> anyhow::Result<()> {
+        self.reports.insert(run, serde_json::to_vec(report)?)?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    pub(crate) fn report(&self, run: &str) -> Option<serde_json::Value> {
+        let stored = self.reports.get(run).ok()??;
+        serde_json::from_slice(&stored).ok()
     }
 
     /// A stored answer for `key` (scoped to the token), or a conflict when the key was used

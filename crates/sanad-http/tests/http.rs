@@ -247,6 +247,96 @@ fn an_agency_system_and_a_gateway_drive_the_ledger_over_http() {
         .unwrap();
     assert_eq!(server.agent.run(forged).unwrap().status().as_u16(), 403);
 
+    // Vouchers over HTTP: a programme with terms, a shop with its own token, a redemption
+    // authorised with the beneficiary's PIN at the counter, a settlement with its statement.
+    let (status, food) = server.json("POST", "/v1/programmes", &admin, json!({"name": "Food", "currency": "JOD", "budget": "500", "kind": "value_voucher", "terms": {"valid_days": 30}}));
+    assert_eq!(status, 201, "{food}");
+    let food = food["id"].as_str().unwrap().to_owned();
+    let (status, shop) = server.json("POST", "/v1/vendors", &admin, json!({"name": "Corner shop", "phone": "0771234567", "currency": "JOD", "programmes": [food]}));
+    assert_eq!(status, 201, "{shop}");
+    let shop = shop["id"].as_str().unwrap().to_owned();
+    assert_eq!(server.get(&format!("/v1/vendors/{shop}"), &admin).1["name"], "Corner shop");
+    let (_, shop_token) = server.json(
+        "POST",
+        "/v1/tokens",
+        &admin,
+        json!({"name": "corner-shop", "role": "vendor", "vendor": shop}),
+    );
+    let shop_token = shop_token["token"].as_str().unwrap().to_owned();
+    let amal_id = amal["id"].as_str().unwrap();
+    let (status, voucher) = server.json(
+        "POST",
+        "/v1/vouchers",
+        &admin,
+        json!({"programme": food, "beneficiary": amal_id, "value": "40"}),
+    );
+    assert_eq!(status, 201, "{voucher}");
+    let code = voucher["code"].as_str().unwrap().to_owned();
+    assert_eq!(
+        server.get(&format!("/v1/vouchers/{code}"), &admin).1["available"]["amount"],
+        "40.000"
+    );
+    assert_eq!(
+        server.get(&format!("/v1/vouchers/{code}"), &shop_token).0,
+        403,
+        "a code is for operators to look up"
+    );
+    let (status, redemption) = server.json(
+        "POST",
+        "/v1/redemptions",
+        &shop_token,
+        json!({"code": code, "vendor": shop, "amount": "15"}),
+    );
+    assert_eq!(status, 201, "{redemption}");
+    let redemption = redemption["id"].as_str().unwrap().to_owned();
+    let (status, wrong) = server.json(
+        "POST",
+        &format!("/v1/redemptions/{redemption}/authorise"),
+        &shop_token,
+        json!({"pin": "0000"}),
+    );
+    assert_eq!((status, wrong["code"].as_str()), (403, Some("wrong_pin")));
+    let (status, _) = server.json(
+        "POST",
+        &format!("/v1/redemptions/{redemption}/authorise"),
+        &shop_token,
+        json!({"pin": "4821"}),
+    );
+    assert_eq!(status, 200);
+    assert_eq!(
+        server.get(&format!("/v1/accounts/{shop}/balance"), &shop_token).1["available"],
+        "15.000"
+    );
+    assert_eq!(server.get(&format!("/v1/accounts/{wallet}/balance"), &shop_token).0, 403);
+    let (status, run) =
+        server.json("POST", "/v1/settlements", &admin, json!({"programme": food, "run": "dec"}));
+    assert_eq!(status, 201, "{run}");
+    let settlement = run["vendors"][0]["settlement"].as_str().unwrap().to_owned();
+    let request = ureq::http::Request::builder()
+        .uri(format!("{}/v1/settlements/{settlement}", server.base))
+        .header("Authorization", format!("Bearer {admin}"))
+        .header("Accept", "text/csv")
+        .body(())
+        .unwrap();
+    let statement = server.agent.run(request).unwrap().body_mut().read_to_string().unwrap();
+    assert!(statement.lines().nth(1).unwrap().contains(",pin,15.000,JOD,"), "{statement}");
+
+    // A disbursement file.
+    let request = ureq::http::Request::builder()
+        .method("POST")
+        .uri(format!("{}/v1/disbursements?programme={programme}&register=true", server.base))
+        .header("Authorization", format!("Bearer {admin}"))
+        .header("Content-Type", "text/csv")
+        .body("phone,amount\n0791234599,5\n".to_owned())
+        .unwrap();
+    let mut response = server.agent.run(request).unwrap();
+    assert_eq!(response.status().as_u16(), 201);
+    let report: Value =
+        serde_json::from_str(&response.body_mut().read_to_string().unwrap()).unwrap();
+    assert_eq!((report["paid"].as_u64(), report["registered"].as_u64()), (Some(1), Some(1)));
+    let run_id = report["id"].as_str().unwrap();
+    assert_eq!(server.get(&format!("/v1/disbursements/{run_id}"), &admin).1["paid"], 1);
+
     // The log, public: key, checkpoint, a receipt for the first transfer, tiles.
     let key = server.call("GET", "/log/key", None, None, None).2;
     assert!(key.starts_with("sanad.localhost/ledger+"));
