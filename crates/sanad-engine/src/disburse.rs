@@ -234,22 +234,15 @@ pub fn disburse(
         let mut transfers = Vec::with_capacity(chunk.len());
         let mut lines = Vec::with_capacity(chunk.len());
         for (row, amount) in chunk {
-            let beneficiary = match &row.beneficiary {
-                Some(known) => known.clone(),
-                None => match agency.register(&row.person, currency) {
-                    Ok(registered) => {
-                        report.registered += 1;
-                        registered
-                    }
-                    // Registered by an earlier, interrupted run of this file.
-                    Err(Error::Duplicate { field: "phone", existing }) => existing,
-                    Err(error) => {
-                        report
-                            .rejected
-                            .push(RowProblem { line: row.line, reason: error.to_string() });
-                        continue;
-                    }
-                },
+            let beneficiary = match beneficiary_of(agency, row, currency) {
+                Ok((beneficiary, registered)) => {
+                    report.registered += usize::from(registered);
+                    beneficiary
+                }
+                Err(error) => {
+                    report.rejected.push(RowProblem { line: row.line, reason: error.to_string() });
+                    continue;
+                }
             };
             let wallet = agency.ensure_wallet(&beneficiary, currency)?;
             transfers.push(Command::Transfer {
@@ -289,6 +282,23 @@ pub fn disburse(
     }
     report.rejected.sort_by_key(|problem| problem.line);
     Ok(report)
+}
+
+/// The row's beneficiary: the one registered with its phone, or registered now from its
+/// columns (`true`), or found registered by an earlier, interrupted run of the same file.
+pub(crate) fn beneficiary_of(
+    agency: &Agency,
+    row: &Row,
+    currency: Currency,
+) -> Result<(Id, bool), Error> {
+    match &row.beneficiary {
+        Some(known) => Ok((known.clone(), false)),
+        None => match agency.register(&row.person, currency) {
+            Ok(registered) => Ok((registered, true)),
+            Err(Error::Duplicate { field: "phone", existing }) => Ok((existing, false)),
+            Err(error) => Err(error),
+        },
+    }
 }
 
 /// Reads and checks every row; returns the good rows and the problems. Each row's id is

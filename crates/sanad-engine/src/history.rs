@@ -59,21 +59,26 @@ impl History {
         };
         let mut found = Vec::with_capacity(limit.min(1024));
         while offset < self.deltas.len() && found.len() < limit {
-            let (mut delta, mut shift) = (0u64, 0);
-            while let Some(byte) = self.deltas.get(offset) {
-                offset += 1;
-                delta |= u64::from(byte & 0x7f) << shift;
-                shift += 7;
-                if byte & 0x80 == 0 {
-                    break;
-                }
-            }
-            value += delta;
+            value += self.delta_at(&mut offset);
             if after.is_none_or(|after| value > after) {
                 found.push(value);
             }
         }
         found
+    }
+
+    /// The LEB128 delta at `offset`, which moves past it.
+    fn delta_at(&self, offset: &mut usize) -> u64 {
+        let (mut delta, mut shift) = (0u64, 0);
+        while let Some(byte) = self.deltas.get(*offset) {
+            *offset += 1;
+            delta |= u64::from(byte & 0x7f) << shift;
+            shift += 7;
+            if byte & 0x80 == 0 {
+                break;
+            }
+        }
+        delta
     }
 
     /// The last `n` indexes, oldest first: decoded from the last mark with at least `n`
@@ -92,16 +97,7 @@ impl History {
         };
         let mut tail = std::collections::VecDeque::with_capacity(n.min(1024) + 1);
         while offset < self.deltas.len() {
-            let (mut delta, mut shift) = (0u64, 0);
-            while let Some(byte) = self.deltas.get(offset) {
-                offset += 1;
-                delta |= u64::from(byte & 0x7f) << shift;
-                shift += 7;
-                if byte & 0x80 == 0 {
-                    break;
-                }
-            }
-            value += delta;
+            value += self.delta_at(&mut offset);
             tail.push_back(value);
             if tail.len() > n {
                 tail.pop_front();

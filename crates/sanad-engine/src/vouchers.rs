@@ -30,7 +30,9 @@ use sanad_money::{Amount, Currency, Id};
 use sha2::{Digest as _, Sha256};
 
 use crate::agency::{AGENCY_OWNER, id, random_id};
-use crate::disburse::{AmountColumn, DisburseOptions, Row, RowProblem, run_of, validate};
+use crate::disburse::{
+    AmountColumn, DisburseOptions, Row, RowProblem, beneficiary_of, run_of, validate,
+};
 use crate::{Agency, Error};
 
 /// Unknown codes a vendor may try per window before it must wait.
@@ -448,22 +450,17 @@ impl Agency {
             let mut lines = Vec::with_capacity(chunk.len());
             let mut commands = Vec::with_capacity(chunk.len());
             for row in chunk {
-                let beneficiary = match &row.beneficiary {
-                    Some(known) => known.clone(),
-                    None => match self.register(&row.person, currency) {
-                        Ok(registered) => {
-                            report.registered += 1;
-                            registered
-                        }
-                        // Registered by an earlier, interrupted run of this file.
-                        Err(Error::Duplicate { field: "phone", existing }) => existing,
-                        Err(error) => {
-                            report
-                                .rejected
-                                .push(RowProblem { line: row.line, reason: error.to_string() });
-                            continue;
-                        }
-                    },
+                let beneficiary = match beneficiary_of(self, row, currency) {
+                    Ok((beneficiary, registered)) => {
+                        report.registered += usize::from(registered);
+                        beneficiary
+                    }
+                    Err(error) => {
+                        report
+                            .rejected
+                            .push(RowProblem { line: row.line, reason: error.to_string() });
+                        continue;
+                    }
                 };
                 lines.push((row.line, row.transfer.clone()));
                 commands.push(Command::IssueVoucher {

@@ -310,6 +310,20 @@ impl State {
         Ok(Issue { value, items, balances, expires_at_ms, record })
     }
 
+    /// A command claiming `id` whose record may exist already: `same` says whether that record
+    /// is what the command asks for (`None`: there is none). The same again is an answered
+    /// retry (no events); anything else under a used id is a reuse.
+    fn retry_of(&self, id: &Id, same: Option<bool>) -> Result<Vec<Event>, Rejection> {
+        match same {
+            Some(true) => Ok(Vec::new()),
+            Some(false) => Err(Rejection::IdempotencyKeyReused(id.clone())),
+            None if self.used_get(self.key_of(id)).is_some() => {
+                Err(Rejection::IdempotencyKeyReused(id.clone()))
+            }
+            None => Ok(Vec::new()),
+        }
+    }
+
     /// An open voucher that may be redeemed now.
     fn redeemable(&self, id: &Id, now_ms: u64) -> Result<&Voucher, Rejection> {
         let voucher =
@@ -658,15 +672,9 @@ impl State {
                                 .iter()
                                 .map(|i| (&i.item, i.quantity))
                                 .eq(existing.items.iter().map(|b| (&b.item, b.issued))));
-                    return if same {
-                        Ok(Vec::new())
-                    } else {
-                        Err(Rejection::IdempotencyKeyReused(id.clone()))
-                    };
+                    return self.retry_of(id, Some(same));
                 }
-                if self.used_get(self.key_of(id)).is_some() {
-                    return Err(Rejection::IdempotencyKeyReused(id.clone()));
-                }
+                self.retry_of(id, None)?;
                 let issue = self.check_issue(
                     programme,
                     beneficiary,
@@ -701,15 +709,9 @@ impl State {
                         && existing.vendor == *vendor
                         && amount.is_none_or(|amount| amount == existing.amount)
                         && (items.is_empty() || *items == existing.items);
-                    return if same {
-                        Ok(Vec::new())
-                    } else {
-                        Err(Rejection::IdempotencyKeyReused(id.clone()))
-                    };
+                    return self.retry_of(id, Some(same));
                 }
-                if self.used_get(self.key_of(id)).is_some() {
-                    return Err(Rejection::IdempotencyKeyReused(id.clone()));
-                }
+                self.retry_of(id, None)?;
                 let request =
                     self.check_request(voucher, vendor, amount.as_ref(), items, *actor, at_ms)?;
                 let expires_by = self.vouchers.vouchers[voucher].expires_at_ms;
@@ -817,15 +819,9 @@ impl State {
                     let same = existing.programme == *programme
                         && existing.vendor == *vendor
                         && existing.to == *to;
-                    return if same {
-                        Ok(Vec::new())
-                    } else {
-                        Err(Rejection::IdempotencyKeyReused(id.clone()))
-                    };
+                    return self.retry_of(id, Some(same));
                 }
-                if self.used_get(self.key_of(id)).is_some() {
-                    return Err(Rejection::IdempotencyKeyReused(id.clone()));
-                }
+                self.retry_of(id, None)?;
                 let (record, transfer) =
                     self.check_settlement(programme, vendor, to, *actor, at_ms)?;
                 Ok(vec![Event::VendorSettled {
