@@ -177,7 +177,7 @@ async fn write(
             Ok(done) => done,
             Err(problem) if problem.status.is_client_error() => {
                 if let Some(key) = &key {
-                    let answer = problem_body(&problem);
+                    let answer = problem.body().into_bytes();
                     state.store.remember(
                         &scope,
                         key,
@@ -204,18 +204,6 @@ async fn write(
         Ok(json_response(status, &value))
     })
     .await
-}
-
-fn problem_body(problem: &Problem) -> Vec<u8> {
-    let response = Problem::new(problem.status, &problem.code, problem.detail.clone());
-    let value = json!({
-        "type": format!("https://sanad.invalid/problems/{}", response.code),
-        "title": response.status.canonical_reason().unwrap_or("error"),
-        "status": response.status.as_u16(),
-        "code": response.code,
-        "detail": response.detail,
-    });
-    value.to_string().into_bytes()
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -109,16 +109,23 @@ impl From<sanad_engine::Error> for Problem {
     }
 }
 
-impl IntoResponse for Problem {
-    fn into_response(self) -> Response {
-        let body = serde_json::json!({
+impl Problem {
+    /// The problem document (RFC 9457).
+    pub(crate) fn body(&self) -> String {
+        serde_json::json!({
             "type": format!("https://sanad.invalid/problems/{}", self.code),
             "title": self.status.canonical_reason().unwrap_or("error"),
             "status": self.status.as_u16(),
             "code": self.code,
             "detail": self.detail,
-        });
-        let mut response = (self.status, body.to_string()).into_response();
+        })
+        .to_string()
+    }
+}
+
+impl IntoResponse for Problem {
+    fn into_response(self) -> Response {
+        let mut response = (self.status, self.body()).into_response();
         response
             .headers_mut()
             .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
