@@ -12,7 +12,7 @@ use sanad_engine::{Agency, Options, VoucherPlan};
 use sanad_ledger::{Item, ProgrammeKind, Vendors};
 use sanad_money::{Amount, Currency, Id};
 
-use crate::{Command, ProgrammeCommand, VendorCommand, VoucherArgs, VoucherCommand};
+use crate::{Command, CsvRun, ProgrammeCommand, VendorCommand, VoucherArgs, VoucherCommand};
 
 /// Whether `dir` holds a ledger (not only a bare log).
 pub(crate) fn holds_ledger(dir: &Path) -> bool {
@@ -76,6 +76,17 @@ fn plan(args: &VoucherArgs, currency: Currency) -> anyhow::Result<VoucherPlan> {
         pin_attempts: args.pin_attempts,
         lock_ms: args.lock_minutes.saturating_mul(60_000),
     })
+}
+
+impl CsvRun {
+    /// The programme, the file's bytes and the options.
+    fn read(&self) -> anyhow::Result<(Id, Vec<u8>, DisburseOptions)> {
+        let programme = Id::parse(&self.programme).context("reading --programme")?;
+        let bytes =
+            std::fs::read(&self.csv).with_context(|| format!("reading {}", self.csv.display()))?;
+        let options = DisburseOptions { register: self.register, skip_invalid: self.skip_invalid };
+        Ok((programme, bytes, options))
+    }
 }
 
 /// Writes a new file readable by its owner only (voucher codes are bearer secrets).
@@ -156,19 +167,9 @@ pub(crate) fn run(command: Command) -> anyhow::Result<ExitCode> {
             agency.enrol_vendor(&programme, &vendor, priced)?;
             agency.close()?;
         }
-        Command::Voucher(VoucherCommand::Issue {
-            data,
-            programme,
-            csv,
-            codes,
-            register,
-            skip_invalid,
-        }) => {
-            let programme = Id::parse(&programme).context("reading --programme")?;
-            let bytes =
-                std::fs::read(&csv).with_context(|| format!("reading {}", csv.display()))?;
+        Command::Voucher(VoucherCommand::Issue { data, run, codes }) => {
+            let (programme, bytes, options) = run.read()?;
             let agency = open(&data.dir)?;
-            let options = DisburseOptions { register, skip_invalid };
             let report = agency.issue_vouchers_from_csv(&programme, &bytes, options)?;
             agency.close()?;
             let mut out = String::from("line,voucher,code\n");
@@ -214,10 +215,8 @@ pub(crate) fn run(command: Command) -> anyhow::Result<ExitCode> {
             }
             agency.close()?;
         }
-        Command::Disburse { data, programme, csv, register, skip_invalid } => {
-            let programme = Id::parse(&programme).context("reading --programme")?;
-            let bytes =
-                std::fs::read(&csv).with_context(|| format!("reading {}", csv.display()))?;
+        Command::Disburse { data, run } => {
+            let (programme, bytes, options) = run.read()?;
             let agency = open(&data.dir)?;
             let bar = if std::io::stderr().is_terminal() {
                 let bar = indicatif::ProgressBar::new(0);
@@ -231,7 +230,6 @@ pub(crate) fn run(command: Command) -> anyhow::Result<ExitCode> {
             } else {
                 indicatif::ProgressBar::hidden()
             };
-            let options = DisburseOptions { register, skip_invalid };
             let report = disburse(&agency, &programme, &bytes, options, &mut |done, total| {
                 bar.set_length(total as u64);
                 bar.set_position(done as u64);

@@ -74,18 +74,8 @@ enum Command {
     Disburse {
         #[command(flatten)]
         data: DataDir,
-        /// The programme paying.
-        #[arg(long)]
-        programme: String,
-        /// The CSV file.
-        #[arg(long)]
-        csv: PathBuf,
-        /// Register phones not registered yet, from the row.
-        #[arg(long)]
-        register: bool,
-        /// Pay the good rows even when some are bad.
-        #[arg(long)]
-        skip_invalid: bool,
+        #[command(flatten)]
+        run: CsvRun,
     },
     /// Print an available balance as `AMOUNT CUR`: a beneficiary's (by phone) or a
     /// programme's.
@@ -163,22 +153,29 @@ enum VoucherCommand {
     Issue {
         #[command(flatten)]
         data: DataDir,
-        /// The programme.
-        #[arg(long)]
-        programme: String,
-        /// The CSV file.
-        #[arg(long)]
-        csv: PathBuf,
+        #[command(flatten)]
+        run: CsvRun,
         /// Where to write the codes (`line,voucher,code`), readable by its owner only.
         #[arg(long)]
         codes: PathBuf,
-        /// Register phones not registered yet, from the row.
-        #[arg(long)]
-        register: bool,
-        /// Issue for the good rows even when some are bad.
-        #[arg(long)]
-        skip_invalid: bool,
     },
+}
+
+/// A programme's run over a CSV file of phones (a disbursement, a voucher issuance).
+#[derive(Args)]
+struct CsvRun {
+    /// The programme.
+    #[arg(long)]
+    programme: String,
+    /// The CSV file.
+    #[arg(long)]
+    csv: PathBuf,
+    /// Register phones not registered yet, from the row.
+    #[arg(long)]
+    register: bool,
+    /// Act on the good rows even when some are bad.
+    #[arg(long)]
+    skip_invalid: bool,
 }
 
 #[derive(Subcommand)]
