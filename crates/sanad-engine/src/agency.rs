@@ -15,9 +15,17 @@ use crate::{Error, Ledger, Options};
 /// The owner reference of the agency's own accounts (issuance, programme funding).
 pub(crate) const AGENCY_OWNER: &str = "agency";
 
-/// A ledger with its registry, in one data folder.
-#[derive(Debug)]
+/// A ledger with its registry, in one data folder. A clone is another handle on the same
+/// ones; [`Agency::acting_as`] gives a handle whose writes come from a principal.
+#[derive(Clone, Debug)]
 pub struct Agency {
+    parts: std::sync::Arc<Parts>,
+    /// The principal this handle writes for; `None` for the store's holder.
+    by: Option<Id>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Parts {
     ledger: Ledger,
     registry: Registry,
     pub(crate) guard: crate::vouchers::VoucherGuard,
@@ -52,7 +60,7 @@ impl Agency {
     ) -> Result<Self, Error> {
         let ledger = Ledger::create(dir, origin, options)?;
         let registry = Registry::open(dir, region)?;
-        Ok(Self { ledger, registry, guard: Default::default() })
+        Ok(Self::of(ledger, registry))
     }
 
     /// Opens the ledger and registry in `dir`, then finishes or undoes what a crash between
@@ -73,17 +81,71 @@ impl Agency {
                 (Work::Registration | Work::Erasure, _) => registry.erase(&person)?,
             }
         }
-        Ok(Self { ledger, registry, guard: Default::default() })
+        Ok(Self::of(ledger, registry))
     }
 
-    /// The ledger.
+    fn of(ledger: Ledger, registry: Registry) -> Self {
+        let parts = Parts { ledger, registry, guard: Default::default() };
+        Self { parts: std::sync::Arc::new(parts), by: None }
+    }
+
+    /// A handle on the same ledger and registry whose writes come from `principal`, granted
+    /// in the ledger (see [`sanad_ledger::access`]): each is refused unless the principal's
+    /// role covers it, and its log entries name the principal.
+    pub fn acting_as(&self, principal: Id) -> Self {
+        Self { parts: std::sync::Arc::clone(&self.parts), by: Some(principal) }
+    }
+
+    /// The principal this handle writes for, if any.
+    pub fn principal(&self) -> Option<&Id> {
+        self.by.as_ref()
+    }
+
+    /// The ledger, for queries. Writes go through [`Self::writes`], which names the principal.
     pub fn ledger(&self) -> &Ledger {
-        &self.ledger
+        &self.parts.ledger
+    }
+
+    /// The ledger's write calls on behalf of this handle's principal (where
+    /// `self.ledger().execute` would write as the store's holder).
+    pub fn calls(&self) -> crate::Calls<'_> {
+        self.parts.ledger.calls_by(self.by.as_ref())
+    }
+
+    /// Grants `principal` a role (a vendor principal names its vendor account): logged as
+    /// `principal.granted`, by this handle's principal. Returns the entry's log index (`None`
+    /// for a retry of the same grant).
+    ///
+    /// # Errors
+    /// [`Error::Rejected`] (`principal_exists`, `invalid_grant`, `not_permitted`, …); storage
+    /// errors.
+    pub fn grant_access(
+        &self,
+        principal: &Id,
+        role: sanad_ledger::Role,
+        vendor: Option<&Id>,
+    ) -> Result<Option<u64>, Error> {
+        let command =
+            Command::GrantAccess { principal: principal.clone(), role, vendor: vendor.cloned() };
+        Ok(self.calls().execute(command)??.log_index)
+    }
+
+    /// Revokes `principal`: it may cause no more entries. Returns the entry's log index.
+    ///
+    /// # Errors
+    /// As [`Self::grant_access`].
+    pub fn revoke_access(&self, principal: &Id) -> Result<Option<u64>, Error> {
+        let command = Command::RevokeAccess { principal: principal.clone() };
+        Ok(self.calls().execute(command)??.log_index)
     }
 
     /// The registry.
     pub fn registry(&self) -> &Registry {
-        &self.registry
+        &self.parts.registry
+    }
+
+    pub(crate) fn guard(&self) -> &crate::vouchers::VoucherGuard {
+        &self.parts.guard
     }
 
     /// The account that money enters the system through, per currency.
@@ -105,13 +167,13 @@ impl Agency {
         currency: Currency,
         owner: Id,
     ) -> Result<(), Error> {
-        if let Some(existing) = self.ledger.account(&account) {
+        if let Some(existing) = self.ledger().account(&account) {
             if existing.kind() == kind && existing.currency() == currency {
                 return Ok(());
             }
             return Err(Rejection::AccountExists(account).into());
         }
-        match self.ledger.execute(Command::OpenAccount { id: account, kind, currency, owner })? {
+        match self.calls().execute(Command::OpenAccount { id: account, kind, currency, owner })? {
             Ok(_) | Err(Rejection::AccountExists(_)) => Ok(()),
             Err(rejection) => Err(rejection.into()),
         }
@@ -143,7 +205,7 @@ impl Agency {
     ) -> Result<(Id, Option<u64>), Error> {
         let programme = random_id("prog-", 16);
         let group = self.programme_group(&programme, name, kind, budget)?;
-        let applied = self.ledger.execute_linked(group)??;
+        let applied = self.calls().execute_linked(group)??;
         Ok((programme, applied.log_index))
     }
 
@@ -192,7 +254,7 @@ impl Agency {
 
     /// The time by the ledger's clock, in ms since the Unix epoch.
     pub(crate) fn now_ms(&self) -> u64 {
-        self.ledger.now_ms()
+        self.ledger().now_ms()
     }
 
     /// Registers a person and opens their wallet in `currency`. The registry record is written
@@ -214,7 +276,7 @@ impl Agency {
         person: &NewPerson,
         currency: Currency,
     ) -> Result<(Id, Option<u64>), Error> {
-        let registered = self.registry.register(person)?;
+        let registered = self.registry().register(person)?;
         let group = vec![
             Command::RegisterBeneficiary {
                 id: registered.id.clone(),
@@ -227,11 +289,11 @@ impl Agency {
                 owner: registered.id.clone(),
             },
         ];
-        let logged = self.ledger.execute_linked(group);
+        let logged = self.calls().execute_linked(group);
         if matches!(logged, Ok(Ok(_))) {
-            self.registry.confirm(&registered.id)?;
+            self.registry().confirm(&registered.id)?;
         } else {
-            self.registry.erase(&registered.id)?;
+            self.registry().erase(&registered.id)?;
         }
         let applied = logged??;
         Ok((registered.id, applied.log_index))
@@ -243,7 +305,7 @@ impl Agency {
     /// [`Error::BeneficiaryNotFound`] for an unknown or erased beneficiary; storage errors.
     pub fn ensure_wallet(&self, beneficiary: &Id, currency: Currency) -> Result<Id, Error> {
         let known =
-            self.ledger.read(|state| state.beneficiary(beneficiary).is_some_and(|b| !b.erased));
+            self.ledger().read(|state| state.beneficiary(beneficiary).is_some_and(|b| !b.erased));
         if !known {
             return Err(Error::BeneficiaryNotFound(beneficiary.clone()));
         }
@@ -261,7 +323,7 @@ impl Agency {
     pub fn erase(&self, beneficiary: &Id) -> Result<(), Error> {
         // Their open vouchers could never be authorised again (the PIN and the phone go with
         // the record): revoke them first, so that their value returns to the programmes.
-        let open: Vec<Id> = self.ledger.read(|state| {
+        let open: Vec<Id> = self.ledger().read(|state| {
             state
                 .vouchers()
                 .filter(|(_, voucher)| {
@@ -271,16 +333,16 @@ impl Agency {
                 .collect()
         });
         for voucher in open {
-            match self.ledger.execute(Command::RevokeVoucher { voucher })? {
+            match self.calls().execute(Command::RevokeVoucher { voucher })? {
                 Ok(_) => {}
                 Err(rejection) => return Err(rejection.into()),
             }
         }
-        self.registry.begin_erasure(beneficiary)?;
-        match self.ledger.execute(Command::EraseBeneficiary { id: beneficiary.clone() })? {
-            Ok(_) => self.registry.erase(beneficiary),
+        self.registry().begin_erasure(beneficiary)?;
+        match self.calls().execute(Command::EraseBeneficiary { id: beneficiary.clone() })? {
+            Ok(_) => self.registry().erase(beneficiary),
             Err(rejection) => {
-                self.registry.confirm(beneficiary)?;
+                self.registry().confirm(beneficiary)?;
                 Err(rejection.into())
             }
         }
@@ -291,13 +353,13 @@ impl Agency {
     /// # Errors
     /// [`Error::InvalidPhone`]; storage errors.
     pub fn beneficiary_by_phone(&self, phone: &str) -> Result<Option<Id>, Error> {
-        let e164 = self.registry.normalise_phone(phone)?;
-        self.registry.find_by_phone(&e164)
+        let e164 = self.registry().normalise_phone(phone)?;
+        self.registry().find_by_phone(&e164)
     }
 
     /// A beneficiary's wallets, one per currency.
     pub fn wallets(&self, beneficiary: &Id) -> Vec<Account> {
-        self.ledger.read(|state| {
+        self.ledger().read(|state| {
             state
                 .accounts()
                 .filter(|account| {
@@ -313,6 +375,6 @@ impl Agency {
     /// # Errors
     /// As [`Ledger::close`].
     pub fn close(&self) -> Result<(), Error> {
-        self.ledger.close()
+        self.ledger().close()
     }
 }

@@ -257,7 +257,7 @@ pub fn disburse(
             lines.push((row.line, *amount));
         }
         if !transfers.is_empty() {
-            let results = agency.ledger().execute_each(transfers)?;
+            let results = agency.calls().execute_each(transfers)?;
             for ((line, amount), result) in lines.into_iter().zip(results) {
                 match result {
                     Ok(applied) if applied.events.is_empty() => report.already_paid += 1,

@@ -365,6 +365,52 @@ impl std::fmt::Debug for Ledger {
     }
 }
 
+/// Calls to a [`Ledger`] on behalf of one principal (see [`Ledger::calls_by`]).
+#[derive(Clone, Copy, Debug)]
+pub struct Calls<'a> {
+    ledger: &'a Ledger,
+    by: Option<&'a Id>,
+}
+
+impl Calls<'_> {
+    /// As [`Ledger::execute`].
+    ///
+    /// # Errors
+    /// As [`Ledger::execute`].
+    pub fn execute(&self, command: Command) -> Result<Result<Applied, Rejection>, Error> {
+        let mut results = self.execute_each(vec![command])?;
+        results.pop().ok_or_else(|| Error::Corrupt("an empty answer".into()))
+    }
+
+    /// As [`Ledger::execute_each`].
+    ///
+    /// # Errors
+    /// As [`Ledger::execute_each`].
+    pub fn execute_each(
+        &self,
+        commands: Vec<Command>,
+    ) -> Result<Vec<Result<Applied, Rejection>>, Error> {
+        match self.ledger.submit(self.by, writer::Work::Each(commands))? {
+            writer::Answer::Each(results) => Ok(results),
+            _ => Err(Error::Corrupt("another answer to a call".into())),
+        }
+    }
+
+    /// As [`Ledger::execute_linked`].
+    ///
+    /// # Errors
+    /// As [`Ledger::execute_each`].
+    pub fn execute_linked(
+        &self,
+        commands: Vec<Command>,
+    ) -> Result<Result<Applied, GroupRejection>, Error> {
+        match self.ledger.submit(self.by, writer::Work::Linked(commands))? {
+            writer::Answer::Linked(result) => Ok(result),
+            _ => Err(Error::Corrupt("another answer to a group".into())),
+        }
+    }
+}
+
 impl Ledger {
     /// Creates a new ledger (its log and signing key) in `dir`.
     ///
@@ -469,7 +515,7 @@ impl Ledger {
         &self.report
     }
 
-    fn submit(&self, work: writer::Work) -> Result<writer::Answer, Error> {
+    fn submit(&self, by: Option<&Id>, work: writer::Work) -> Result<writer::Answer, Error> {
         if work.len() == 0 || work.len() > CALL_COMMANDS_MAX {
             return Err(Error::BadCall(work.len()));
         }
@@ -484,7 +530,7 @@ impl Ledger {
             if jobs.closing {
                 return Err(self.shared.stopped_error());
             }
-            jobs.queue.push_back(writer::Job { work, reply });
+            jobs.queue.push_back(writer::Job { work, by: by.cloned(), reply });
         }
         self.shared.jobs_ready.notify_one();
         answer.recv().map_err(|_| self.shared.stopped_error())?
@@ -496,8 +542,7 @@ impl Ledger {
     /// # Errors
     /// Storage failures, after which the ledger refuses writes until reopened.
     pub fn execute(&self, command: Command) -> Result<Result<Applied, Rejection>, Error> {
-        let mut results = self.execute_each(vec![command])?;
-        results.pop().ok_or_else(|| Error::Corrupt("an empty answer".into()))
+        self.calls_by(None).execute(command)
     }
 
     /// Executes independent commands in one call (and usually one commit): each is decided
@@ -509,10 +554,7 @@ impl Ledger {
         &self,
         commands: Vec<Command>,
     ) -> Result<Vec<Result<Applied, Rejection>>, Error> {
-        match self.submit(writer::Work::Each(commands))? {
-            writer::Answer::Each(results) => Ok(results),
-            _ => Err(Error::Corrupt("another answer to a call".into())),
-        }
+        self.calls_by(None).execute_each(commands)
     }
 
     /// Executes a linked group: all commands apply, in one commit, or none does.
@@ -523,10 +565,15 @@ impl Ledger {
         &self,
         commands: Vec<Command>,
     ) -> Result<Result<Applied, GroupRejection>, Error> {
-        match self.submit(writer::Work::Linked(commands))? {
-            writer::Answer::Linked(result) => Ok(result),
-            _ => Err(Error::Corrupt("another answer to a group".into())),
-        }
+        self.calls_by(None).execute_linked(commands)
+    }
+
+    /// Calls on behalf of `by`, a principal granted in the ledger (see
+    /// [`sanad_ledger::access`]): each command is refused unless its role covers what it
+    /// would do, and the entries it causes name the principal. `None` is the store's holder,
+    /// as [`Self::execute`] and its siblings.
+    pub fn calls_by<'a>(&'a self, by: Option<&'a Id>) -> Calls<'a> {
+        Calls { ledger: self, by }
     }
 
     /// Rotates the log's signing key through the writer (see [`Log::rotate_key`]); returns the
@@ -536,7 +583,7 @@ impl Ledger {
     /// # Errors
     /// As [`Log::rotate_key`].
     pub fn rotate_key(&self) -> Result<sanad_tlog::NoteVerifier, Error> {
-        match self.submit(writer::Work::RotateKey)? {
+        match self.submit(None, writer::Work::RotateKey)? {
             writer::Answer::Rotated(verifier) => Ok(*verifier),
             _ => Err(Error::Corrupt("another answer to a key rotation".into())),
         }

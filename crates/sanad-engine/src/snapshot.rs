@@ -5,7 +5,7 @@
 //! rebuilt from the whole log: the log is the truth, a snapshot only saves time.
 //!
 //! File: `ledger.snapshot`, written to a temporary file, fsynced and renamed into place.
-//! Bytes: `sanad-snapshot/v5\n`, a postcard-encoded [`Snapshot`], then SHA-256 of all before.
+//! Bytes: `sanad-snapshot/v6\n`, a postcard-encoded [`Snapshot`], then SHA-256 of all before.
 
 use std::io::Write;
 use std::path::Path;
@@ -20,7 +20,7 @@ use crate::Error;
 
 /// The snapshot's file in the data folder.
 pub const SNAPSHOT_FILE: &str = "ledger.snapshot";
-const MAGIC: &[u8] = b"sanad-snapshot/v5\n";
+const MAGIC: &[u8] = b"sanad-snapshot/v6\n";
 
 /// A snapshot as read.
 #[derive(Deserialize)]

@@ -225,7 +225,7 @@ impl Agency {
             },
         );
         group.insert(3, Command::SetVoucherTerms { programme: programme.clone(), terms });
-        let applied = self.ledger().execute_linked(group)??;
+        let applied = self.calls().execute_linked(group)??;
         Ok((programme, applied.log_index))
     }
 
@@ -273,7 +273,7 @@ impl Agency {
                 categories: categories.iter().cloned().collect(),
             });
         }
-        let applied = self.ledger().execute_linked(group)??;
+        let applied = self.calls().execute_linked(group)??;
         if let Some(phone) = phone {
             self.registry().register_vendor_phone(&vendor, phone)?;
         }
@@ -293,7 +293,7 @@ impl Agency {
     ) -> Result<(), Error> {
         let command =
             Command::EnrolVendor { programme: programme.clone(), vendor: vendor.clone(), prices };
-        self.ledger().execute(command)??;
+        self.calls().execute(command)??;
         Ok(())
     }
 
@@ -335,7 +335,7 @@ impl Agency {
             expires_at_ms: None,
             actor: Actor::Operator,
         };
-        match self.ledger().execute(command)? {
+        match self.calls().execute(command)? {
             Ok(applied) => {
                 Ok(IssuedVoucher { id: voucher.clone(), code, log_index: applied.log_index })
             }
@@ -478,7 +478,7 @@ impl Agency {
             }
             let vouchers: Vec<Id> = lines.iter().map(|(_, voucher)| voucher.clone()).collect();
             let codes = self.codes_for(&vouchers)?;
-            let results = self.ledger().execute_each(commands)?;
+            let results = self.calls().execute_each(commands)?;
             for (((line, voucher), code), result) in lines.into_iter().zip(codes).zip(results) {
                 match result {
                     Ok(applied) => {
@@ -510,14 +510,14 @@ impl Agency {
     /// [`Error::TooManyGuesses`] once `vendor` guessed too often.
     pub fn voucher_by_code(&self, code: &str, vendor: &Id) -> Result<Id, Error> {
         let now_ms = self.now_ms();
-        self.guard.check_guesses(vendor, now_ms)?;
+        self.guard().check_guesses(vendor, now_ms)?;
         let code = VoucherCode::parse(code)?;
         match self.registry().voucher_by_code(code)? {
             Some(voucher) if self.ledger().read(|state| state.voucher(&voucher).is_some()) => {
                 Ok(voucher)
             }
             _ => {
-                self.guard.count_guess(vendor, now_ms);
+                self.guard().count_guess(vendor, now_ms);
                 Err(Error::UnknownVoucherCode)
             }
         }
@@ -549,7 +549,7 @@ impl Agency {
             timeout_ms: REDEMPTION_TIMEOUT_MS,
             actor: Actor::Vendor,
         };
-        let applied = self.ledger().execute(command)??;
+        let applied = self.calls().execute(command)??;
         let amount = self
             .ledger()
             .read(|state| state.redemption(&redemption).map(|r| r.amount))
@@ -590,13 +590,13 @@ impl Agency {
 
     fn authorise(&self, redemption: &Id, by: Authorisation) -> Result<Option<u64>, Error> {
         let command = Command::AuthoriseRedemption { redemption: redemption.clone(), by };
-        Ok(self.ledger().execute(command)??.log_index)
+        Ok(self.calls().execute(command)??.log_index)
     }
 
     /// Logs a wrong PIN or confirmation; the error says what follows.
     fn wrong_answer(&self, redemption: &Id) -> Result<Error, Error> {
         let command = Command::RecordPinFailure { redemption: redemption.clone() };
-        let applied = self.ledger().execute(command)??;
+        let applied = self.calls().execute(command)??;
         let (failures, locked_until_ms) = match applied.events.first() {
             Some(Event::RedemptionPinFailed { failures, locked_until_ms, .. }) => {
                 (*failures, *locked_until_ms)
@@ -624,7 +624,8 @@ impl Agency {
             .ok_or_else(|| Error::BeneficiaryNotFound(beneficiary.clone()))?;
         let answer = format!("{:06}", rand::rngs::OsRng.gen_range(0..1_000_000u32));
         let expected = digest(&[redemption.as_str().as_bytes(), answer.as_bytes()]);
-        crate::lock(&self.guard.confirmations).insert(redemption.clone(), (beneficiary, expected));
+        crate::lock(&self.guard().confirmations)
+            .insert(redemption.clone(), (beneficiary, expected));
         Ok((person.phone, answer))
     }
 
@@ -640,7 +641,7 @@ impl Agency {
         accept: bool,
     ) -> Result<Option<u64>, Error> {
         let expected =
-            crate::lock(&self.guard.confirmations).get(redemption).map(|(_, digits)| *digits);
+            crate::lock(&self.guard().confirmations).get(redemption).map(|(_, digits)| *digits);
         let given = digest(&[redemption.as_str().as_bytes(), digits.trim().as_bytes()]);
         // Compared whole, never byte by byte with an early exit.
         let right = expected.is_some_and(|expected| {
@@ -649,7 +650,7 @@ impl Agency {
         if !right {
             return Err(self.wrong_answer(redemption)?);
         }
-        crate::lock(&self.guard.confirmations).remove(redemption);
+        crate::lock(&self.guard().confirmations).remove(redemption);
         if accept {
             self.authorise(redemption, Authorisation::Confirmation)
         } else {
@@ -671,7 +672,7 @@ impl Agency {
         accept: bool,
     ) -> Result<(Id, Option<u64>), Error> {
         let waiting: Vec<(Id, [u8; 32])> = {
-            let mut confirmations = crate::lock(&self.guard.confirmations);
+            let mut confirmations = crate::lock(&self.guard().confirmations);
             // Forget what ended meanwhile (authorised elsewhere, refused, timed out).
             confirmations.retain(|redemption, _| {
                 self.ledger().read(|state| {
@@ -715,7 +716,7 @@ impl Agency {
     /// The ledger's rejections; storage errors.
     pub fn refuse_redemption(&self, redemption: &Id) -> Result<Option<u64>, Error> {
         let command = Command::RefuseRedemption { redemption: redemption.clone() };
-        Ok(self.ledger().execute(command)??.log_index)
+        Ok(self.calls().execute(command)??.log_index)
     }
 
     /// Revokes a voucher: its value returns to the programme.
@@ -724,7 +725,7 @@ impl Agency {
     /// The ledger's rejections; storage errors.
     pub fn revoke_voucher(&self, voucher: &Id) -> Result<Option<u64>, Error> {
         let command = Command::RevokeVoucher { voucher: voucher.clone() };
-        Ok(self.ledger().execute(command)??.log_index)
+        Ok(self.calls().execute(command)??.log_index)
     }
 
     /// Settles every vendor of a programme that redeemed something since its last
@@ -770,7 +771,7 @@ impl Agency {
                 actor: Actor::Operator,
             })
             .collect();
-        for (vendor, result) in vendors.iter().zip(self.ledger().execute_each(commands)?) {
+        for (vendor, result) in vendors.iter().zip(self.calls().execute_each(commands)?) {
             let applied = result?;
             let settlement = settlement_of(vendor);
             let (amount, redemptions) = self

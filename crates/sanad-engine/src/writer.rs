@@ -55,6 +55,8 @@ pub(crate) enum Answer {
 
 pub(crate) struct Job {
     pub(crate) work: Work,
+    /// The principal the work comes from; its entries name it.
+    pub(crate) by: Option<sanad_money::Id>,
     pub(crate) reply: mpsc::SyncSender<Reply>,
 }
 
@@ -128,14 +130,17 @@ fn commit(shared: &Shared, mut jobs: Vec<Job>) -> Result<(), Error> {
     let mut view = shared.write_view();
     assert_eq!(view.state.next_index(), view.size, "the state reflects the whole log");
     let now_ms = (shared.clock)().max(view.at_ms);
-    let context = Context { now_ms };
     let mut events: Vec<Event> = Vec::new();
     let expire = Command::ExpireDue { at_most: EXPIRIES_PER_BATCH };
-    if let Ok(expired) = view.state.execute(&expire, &context) {
+    if let Ok(expired) = view.state.execute(&expire, &Context::at(now_ms)) {
         events.extend(expired);
     }
+    // Where each job's events start: the expiries before them are the store's own.
+    let mut starts = Vec::with_capacity(jobs.len());
     let mut decided = Vec::with_capacity(jobs.len());
     for job in &jobs {
+        starts.push(events.len());
+        let context = Context { now_ms, by: job.by.clone() };
         decided.push(match &job.work {
             Work::Each(commands) => Decided::Each(
                 commands
@@ -163,7 +168,16 @@ fn commit(shared: &Shared, mut jobs: Vec<Job>) -> Result<(), Error> {
     let first_index = view.size;
     let events = Arc::new(events);
     if !events.is_empty() {
-        let entries: Vec<Vec<u8>> = events.iter().map(Event::to_entry).collect();
+        let mut entries: Vec<Vec<u8>> = Vec::with_capacity(events.len());
+        let mut job_at = 0;
+        for (offset, event) in events.iter().enumerate() {
+            while job_at < jobs.len() && starts[job_at] <= offset {
+                job_at += 1;
+            }
+            // Job `job_at - 1` caused this event; before the first job's start, the expiries.
+            let by = job_at.checked_sub(1).and_then(|job| jobs[job].by.as_ref());
+            entries.push(event.to_entry_by(by));
+        }
         let count = entries.len() as u64;
         let appended = shared.log.append(entries).inspect_err(|error| {
             // The state is ahead of the log; answer everyone, then stop.

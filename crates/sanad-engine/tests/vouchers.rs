@@ -496,3 +496,72 @@ fn bad_redemptions_append_nothing_and_a_typo_is_told_apart() {
     assert_eq!(agency.ledger().size(), size + 2, "two closings, nothing else");
     assert_eq!(agency.ledger().account(&value).unwrap().balance(), jod("100"));
 }
+
+/// A handle acting as a principal writes only what its role covers, and every entry it
+/// causes names it; the grants replay with the rest.
+#[test]
+fn principals_are_checked_by_the_ledger_and_named_in_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(AtomicU64::new(START_MS));
+    let agency = agency(dir.path(), &clock);
+    let programme = agency
+        .create_voucher_programme(
+            "Food vouchers",
+            ProgrammeKind::ValueVoucher,
+            jod("1000"),
+            &plan(Vendors::Enrolled, Vec::new()),
+        )
+        .unwrap();
+    let shop = agency.open_vendor(jod("1").currency(), &[], None).unwrap();
+    agency.enrol_vendor(&programme, &shop, BTreeMap::new()).unwrap();
+    let amal = beneficiary(&agency, "+962791234567");
+    let granted = agency.grant_access(&id("tok-op"), sanad_ledger::Role::Operator, None).unwrap();
+    assert!(granted.is_some());
+    agency.grant_access(&id("tok-shop"), sanad_ledger::Role::Vendor, Some(&shop)).unwrap();
+    let operator = agency.acting_as(id("tok-op"));
+    let vendor = agency.acting_as(id("tok-shop"));
+    assert_eq!(vendor.principal(), Some(&id("tok-shop")));
+
+    let refused = vendor.issue_voucher(&programme, &amal, Some(jod("50")), Vec::new());
+    assert!(matches!(refused, Err(Error::Rejected(Rejection::NotPermitted { .. }))), "{refused:?}");
+    let voucher = operator.issue_voucher(&programme, &amal, Some(jod("50")), Vec::new()).unwrap();
+    let request = vendor
+        .request_redemption(&voucher.code.letters(), &shop, Some(jod("20")), Vec::new(), None)
+        .unwrap();
+    vendor.authorise_with_pin(&request.id, "4821").unwrap();
+    assert!(matches!(
+        operator.grant_access(&id("tok-x"), sanad_ledger::Role::Auditor, None),
+        Err(Error::Rejected(Rejection::NotPermitted { .. }))
+    ));
+    agency.revoke_access(&id("tok-shop")).unwrap();
+    let revoked =
+        vendor.request_redemption(&voucher.code.letters(), &shop, Some(jod("1")), Vec::new(), None);
+    assert!(matches!(revoked, Err(Error::Rejected(Rejection::UnknownPrincipal(_)))), "{revoked:?}");
+
+    // Each entry names the principal that caused it, or none for the store's holder.
+    let log = agency.ledger().log();
+    let mut named = Vec::new();
+    log.for_each_entry(0, log.size(), |_, entry| {
+        let (event, by) = sanad_ledger::Event::decode_entry(entry).unwrap();
+        named.push((event.type_name(), by.map(|by| by.as_str().to_owned())));
+        Ok(())
+    })
+    .unwrap();
+    let by = |kind: &str| -> Vec<Option<&str>> {
+        named.iter().filter(|(k, _)| *k == kind).map(|(_, by)| by.as_deref()).collect()
+    };
+    assert_eq!(by("voucher.issued"), [Some("tok-op")]);
+    assert_eq!(by("redemption.requested"), [Some("tok-shop")]);
+    assert_eq!(by("redemption.authorised"), [Some("tok-shop")]);
+    assert_eq!(by("principal.granted"), [None, None]);
+    assert_eq!(by("principal.revoked"), [None]);
+
+    // Grants come back from the log alone.
+    let before = agency.ledger().read(|state| state.detached());
+    agency.close().unwrap();
+    drop((agency, operator, vendor));
+    std::fs::remove_file(dir.path().join(sanad_engine::SNAPSHOT_FILE)).unwrap();
+    let reopened = self::agency(dir.path(), &clock);
+    assert!(reopened.ledger().read(|state| state.detached()) == before);
+    assert!(reopened.ledger().read(|state| state.principal(&id("tok-shop")).unwrap().revoked));
+}

@@ -52,6 +52,7 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .route("/log/tile/{*path}", get(log_tile))
         .route("/log/receipt/{index}", get(log_receipt))
         .route("/v1/tokens", post(create_token))
+        .route("/v1/tokens/{id}", axum::routing::delete(revoke_token))
         .route("/v1/programmes", post(create_programme))
         .route("/v1/programmes/{id}", get(programme))
         .route("/v1/beneficiaries", post(register))
@@ -146,6 +147,13 @@ fn money(amount: Amount) -> Value {
     json!({ "amount": amount.to_decimal_string(), "currency": amount.currency().code() })
 }
 
+/// Who makes a write: the token, and the agency acting as its principal, so that the ledger
+/// checks the token's role again and names the token in every entry the write causes.
+struct Caller {
+    token: TokenRecord,
+    agency: Agency,
+}
+
 /// A write: authorised, answered again for a repeated `Idempotency-Key` (409 when the body
 /// differs), otherwise done by `work` and remembered.
 async fn write(
@@ -153,14 +161,16 @@ async fn write(
     headers: HeaderMap,
     body: Bytes,
     roles: &'static [Role],
-    work: impl FnOnce(Arc<AppState>, TokenRecord, Bytes) -> Result<(StatusCode, Value), Problem>
+    work: impl FnOnce(Arc<AppState>, Caller, Bytes) -> Result<(StatusCode, Value), Problem>
     + Send
     + 'static,
 ) -> Answer {
-    let record = authorise(&state, &headers, roles)?;
+    let token = authorise(&state, &headers, roles)?;
+    let principal = Id::parse(&token.principal).map_err(Problem::internal)?;
     let key = headers.get("idempotency-key").and_then(|v| v.to_str().ok()).map(str::to_owned);
     blocking(move || {
-        let scope = format!("{}:{:?}", record.name, record.role);
+        // Answers are kept per token: another caller's key is another key.
+        let scope = token.principal.clone();
         if let Some(key) = &key {
             if key.is_empty() || key.len() > 255 {
                 return Err(Problem::bad_request("invalid_idempotency_key", "1 to 255 characters"));
@@ -173,7 +183,8 @@ async fn write(
                 return Ok(response);
             }
         }
-        let (status, value) = match work(Arc::clone(&state), record, body.clone()) {
+        let caller = Caller { agency: state.agency.acting_as(principal), token };
+        let (status, value) = match work(Arc::clone(&state), caller, body.clone()) {
             Ok(done) => done,
             Err(problem) if problem.status.is_client_error() => {
                 if let Some(key) = &key {
@@ -285,7 +296,7 @@ struct NewToken {
 }
 
 async fn create_token(State(state): Shared, headers: HeaderMap, body: Bytes) -> Answer {
-    write(state, headers, body, &[], |state, _, body| {
+    write(state, headers, body, &[], |state, caller, body| {
         let request: NewToken = parse(&body)?;
         let role = Role::parse(&request.role).ok_or_else(|| {
             Problem::bad_request("invalid_role", "admin, operator, vendor or auditor")
@@ -293,22 +304,51 @@ async fn create_token(State(state): Shared, headers: HeaderMap, body: Bytes) -> 
         if request.name.is_empty() || request.name.len() > 100 {
             return Err(Problem::bad_request("invalid_name", "1 to 100 characters"));
         }
-        if role == Role::Vendor {
-            let vendor = request.vendor.as_deref().ok_or_else(|| {
-                Problem::bad_request("vendor_required", "a vendor token names its vendor")
-            })?;
-            let vendor = id(vendor, "vendor")?;
-            if state.agency.ledger().account(&vendor).is_none() {
-                return Err(Problem::not_found(format!("vendor {vendor} not found")));
-            }
+        let vendor = request.vendor.as_deref().map(|v| id(v, "vendor")).transpose()?;
+        if let Some(vendor) =
+            vendor.as_ref().filter(|v| caller.agency.ledger().account(v).is_none())
+        {
+            return Err(Problem::not_found(format!("vendor {vendor} not found")));
         }
-        let token = state
-            .store
-            .create_token(&TokenRecord { name: request.name.clone(), role, vendor: request.vendor })
-            .map_err(Problem::internal)?;
+        // Granted in the ledger first: a token that exists is always a logged principal.
+        let principal = Store::new_principal();
+        let log_index = caller.agency.grant_access(&principal, role, vendor.as_ref())?;
+        let record = TokenRecord {
+            principal: principal.as_str().to_owned(),
+            name: request.name.clone(),
+            role,
+            vendor: request.vendor,
+        };
+        let token = state.store.create_token(&record).map_err(Problem::internal)?;
         Ok((
             StatusCode::CREATED,
-            json!({ "name": request.name, "role": request.role, "token": token }),
+            json!({
+                "id": principal.as_str(),
+                "name": request.name,
+                "role": request.role,
+                "token": token,
+                "log_index": log_index,
+            }),
+        ))
+    })
+    .await
+}
+
+async fn revoke_token(
+    State(state): Shared,
+    headers: HeaderMap,
+    Path(principal): Path<String>,
+) -> Answer {
+    write(state, headers, Bytes::new(), &[], move |state, caller, _| {
+        let principal = id(&principal, "token")?;
+        if caller.agency.ledger().read(|ledger| ledger.principal(&principal).is_none()) {
+            return Err(Problem::not_found(format!("token {principal} not found")));
+        }
+        let log_index = caller.agency.revoke_access(&principal)?;
+        state.store.forget_token(&principal).map_err(Problem::internal)?;
+        Ok((
+            StatusCode::OK,
+            json!({ "id": principal.as_str(), "status": "revoked", "log_index": log_index }),
         ))
     })
     .await
@@ -438,14 +478,14 @@ fn programme_kind(text: &str) -> Result<ProgrammeKind, Problem> {
 }
 
 async fn create_programme(State(state): Shared, headers: HeaderMap, body: Bytes) -> Answer {
-    write(state, headers, body, OPERATORS, |state, _, body| {
+    write(state, headers, body, OPERATORS, |_, caller, body| {
         let request: NewProgramme = parse(&body)?;
         let currency = currency(&request.currency)?;
         let budget = amount(&request.budget, currency)?;
         let kind = programme_kind(&request.kind)?;
         let (programme, log_index) = match (kind, request.terms) {
             (ProgrammeKind::Cash, None) => {
-                state.agency.create_programme_logged(&request.name, kind, budget)?
+                caller.agency.create_programme_logged(&request.name, kind, budget)?
             }
             (ProgrammeKind::Cash, Some(_)) => {
                 return Err(Problem::bad_request(
@@ -455,7 +495,7 @@ async fn create_programme(State(state): Shared, headers: HeaderMap, body: Bytes)
             }
             (_, terms) => {
                 let plan = plan(terms.unwrap_or_default(), currency)?;
-                state.agency.create_voucher_programme_logged(&request.name, kind, budget, &plan)?
+                caller.agency.create_voucher_programme_logged(&request.name, kind, budget, &plan)?
             }
         };
         Ok((StatusCode::CREATED, json!({ "id": programme.as_str(), "log_index": log_index })))
@@ -540,7 +580,7 @@ struct NewBeneficiary {
 }
 
 async fn register(State(state): Shared, headers: HeaderMap, body: Bytes) -> Answer {
-    write(state, headers, body, OPERATORS, |state, _, body| {
+    write(state, headers, body, OPERATORS, |state, caller, body| {
         let request: NewBeneficiary = parse(&body)?;
         let currency = match (&request.programme, &request.currency) {
             (Some(programme), _) => {
@@ -561,7 +601,7 @@ async fn register(State(state): Shared, headers: HeaderMap, body: Bytes) -> Answ
             language: request.language,
             pin: request.pin.map(zeroize::Zeroizing::new),
         };
-        let (beneficiary, log_index) = state.agency.register_logged(&person, currency)?;
+        let (beneficiary, log_index) = caller.agency.register_logged(&person, currency)?;
         let wallet = Agency::wallet_of(&beneficiary, currency);
         Ok((
             StatusCode::CREATED,
@@ -608,9 +648,9 @@ async fn beneficiary(
 }
 
 async fn erase(State(state): Shared, headers: HeaderMap, Path(person): Path<String>) -> Answer {
-    write(state, headers, Bytes::new(), OPERATORS, move |state, _, _| {
+    write(state, headers, Bytes::new(), OPERATORS, move |_, caller, _| {
         let person = id(&person, "beneficiary")?;
-        state.agency.erase(&person)?;
+        caller.agency.erase(&person)?;
         Ok((StatusCode::OK, json!({ "id": person.as_str(), "erased": true })))
     })
     .await
@@ -634,7 +674,7 @@ struct NewVendor {
 }
 
 async fn create_vendor(State(state): Shared, headers: HeaderMap, body: Bytes) -> Answer {
-    write(state, headers, body, OPERATORS, |state, _, body| {
+    write(state, headers, body, OPERATORS, |state, caller, body| {
         let request: NewVendor = parse(&body)?;
         if request.name.trim().is_empty() || request.name.chars().count() > 200 {
             return Err(Problem::bad_request("invalid_name", "1 to 200 characters"));
@@ -643,10 +683,10 @@ async fn create_vendor(State(state): Shared, headers: HeaderMap, body: Bytes) ->
         let categories =
             request.categories.iter().map(|c| id(c, "category")).collect::<Result<Vec<_>, _>>()?;
         let (vendor, log_index) =
-            state.agency.open_vendor_logged(currency, &categories, request.phone.as_deref())?;
+            caller.agency.open_vendor_logged(currency, &categories, request.phone.as_deref())?;
         for programme in &request.programmes {
             let programme = id(programme, "programme")?;
-            state.agency.enrol_vendor(&programme, &vendor, std::collections::BTreeMap::new())?;
+            caller.agency.enrol_vendor(&programme, &vendor, std::collections::BTreeMap::new())?;
         }
         state.store.set_vendor_name(&vendor, &request.name).map_err(Problem::internal)?;
         Ok((StatusCode::CREATED, json!({ "id": vendor.as_str(), "log_index": log_index })))
@@ -763,7 +803,7 @@ fn applied_json(id: &str, result: Result<sanad_engine::Applied, sanad_ledger::Re
 }
 
 async fn transfers(State(state): Shared, headers: HeaderMap, body: Bytes) -> Answer {
-    write(state, headers, body, OPERATORS, |state, _, body| {
+    write(state, headers, body, OPERATORS, |state, caller, body| {
         let value: Value = parse(&body)?;
         if value.is_array() {
             let requests: Vec<NewTransfer> = parse(&body)?;
@@ -772,14 +812,14 @@ async fn transfers(State(state): Shared, headers: HeaderMap, body: Bytes) -> Ans
             }
             let ids: Vec<String> = requests.iter().map(|r| r.id.clone()).collect();
             let commands = requests.into_iter().map(|r| transfer_command(&state, r)).collect::<Result<Vec<_>, _>>()?;
-            let results = state.agency.ledger().execute_each(commands)?;
+            let results = caller.agency.calls().execute_each(commands)?;
             let answers: Vec<Value> = ids.iter().zip(results).map(|(id, result)| applied_json(id, result)).collect();
             return Ok((StatusCode::OK, json!({ "results": answers })));
         }
         let request: NewTransfer = parse(&body)?;
         let transfer_id = request.id.clone();
         let command = transfer_command(&state, request)?;
-        let applied = state.agency.ledger().execute(command)??;
+        let applied = caller.agency.calls().execute(command)??;
         Ok((StatusCode::CREATED, json!({ "id": transfer_id, "log_index": applied.log_index, "replayed": applied.events.is_empty() })))
     })
     .await
@@ -842,7 +882,7 @@ async fn post_pending(
     Path(pending): Path<String>,
     body: Bytes,
 ) -> Answer {
-    write(state, headers, body, OPERATORS, move |state, _, body| {
+    write(state, headers, body, OPERATORS, move |state, caller, body| {
         let request: Operation = if body.is_empty() { Operation::default() } else { parse(&body)? };
         let pending = id(&pending, "transfer")?;
         let currency = state
@@ -852,7 +892,7 @@ async fn post_pending(
             .ok_or_else(|| Problem::not_found(format!("pending transfer {pending} not found")))?;
         let amount = request.amount.as_deref().map(|a| amount(a, currency)).transpose()?;
         let op = operation_id(request.id.as_deref(), &pending, "post")?;
-        let applied = state.agency.ledger().execute(Command::PostPending {
+        let applied = caller.agency.calls().execute(Command::PostPending {
             id: op.clone(),
             pending,
             amount,
@@ -868,7 +908,7 @@ async fn void_pending(
     Path(pending): Path<String>,
     body: Bytes,
 ) -> Answer {
-    write(state, headers, body, OPERATORS, move |state, _, body| {
+    write(state, headers, body, OPERATORS, move |_, caller, body| {
         let request: Operation = if body.is_empty() { Operation::default() } else { parse(&body)? };
         if request.amount.is_some() {
             return Err(Problem::bad_request("invalid_json", "a void takes no amount"));
@@ -876,7 +916,7 @@ async fn void_pending(
         let pending = id(&pending, "transfer")?;
         let op = operation_id(request.id.as_deref(), &pending, "void")?;
         let applied =
-            state.agency.ledger().execute(Command::VoidPending { id: op.clone(), pending })??;
+            caller.agency.calls().execute(Command::VoidPending { id: op.clone(), pending })??;
         Ok((StatusCode::OK, json!({ "id": op.as_str(), "log_index": applied.log_index })))
     })
     .await
@@ -920,14 +960,14 @@ fn programme_currency(state: &AppState, programme: &Id) -> Result<Currency, Prob
 }
 
 async fn issue_voucher(State(state): Shared, headers: HeaderMap, body: Bytes) -> Answer {
-    write(state, headers, body, OPERATORS, |state, _, body| {
+    write(state, headers, body, OPERATORS, |state, caller, body| {
         let request: NewVoucher = parse(&body)?;
         let programme = id(&request.programme, "programme")?;
         let currency = programme_currency(&state, &programme)?;
         let value = request.value.as_deref().map(|v| amount(v, currency)).transpose()?;
         let beneficiary = id(&request.beneficiary, "beneficiary")?;
         let issued =
-            state.agency.issue_voucher(&programme, &beneficiary, value, items(&request.items)?)?;
+            caller.agency.issue_voucher(&programme, &beneficiary, value, items(&request.items)?)?;
         Ok((
             StatusCode::CREATED,
             json!({
@@ -987,9 +1027,9 @@ async fn revoke_voucher(
     Path(code): Path<String>,
     body: Bytes,
 ) -> Answer {
-    write(state, headers, body, OPERATORS, move |state, _, _| {
+    write(state, headers, body, OPERATORS, move |state, caller, _| {
         let voucher = voucher_of_code(&state, &code)?;
-        let log_index = state.agency.revoke_voucher(&voucher)?;
+        let log_index = caller.agency.revoke_voucher(&voucher)?;
         Ok((StatusCode::OK, json!({ "id": voucher.as_str(), "log_index": log_index })))
     })
     .await
@@ -1024,10 +1064,10 @@ fn own_vendor(token: &TokenRecord, vendor: &Id) -> Result<(), Problem> {
 }
 
 async fn request_redemption(State(state): Shared, headers: HeaderMap, body: Bytes) -> Answer {
-    write(state, headers, body, SHOPS, |state, token, body| {
+    write(state, headers, body, SHOPS, |state, caller, body| {
         let request: NewRedemption = parse(&body)?;
         let vendor = id(&request.vendor, "vendor")?;
-        own_vendor(&token, &vendor)?;
+        own_vendor(&caller.token, &vendor)?;
         let currency = state
             .agency
             .ledger()
@@ -1036,7 +1076,7 @@ async fn request_redemption(State(state): Shared, headers: HeaderMap, body: Byte
             .ok_or_else(|| Problem::not_found(format!("vendor {vendor} not found")))?;
         let value = request.amount.as_deref().map(|a| amount(a, currency)).transpose()?;
         let redemption = request.id.as_deref().map(|r| id(r, "id")).transpose()?;
-        let asked = state.agency.request_redemption(
+        let asked = caller.agency.request_redemption(
             &request.code,
             &vendor,
             value,
@@ -1077,11 +1117,11 @@ async fn authorise_redemption(
     Path(redemption): Path<String>,
     body: Bytes,
 ) -> Answer {
-    write(state, headers, body, SHOPS, move |state, token, body| {
+    write(state, headers, body, SHOPS, move |state, caller, body| {
         let request: Pin = parse(&body)?;
         let redemption = id(&redemption, "redemption")?;
-        own_vendor(&token, &redemption_vendor(&state, &redemption)?)?;
-        let log_index = state.agency.authorise_with_pin(&redemption, &request.pin)?;
+        own_vendor(&caller.token, &redemption_vendor(&state, &redemption)?)?;
+        let log_index = caller.agency.authorise_with_pin(&redemption, &request.pin)?;
         Ok((
             StatusCode::OK,
             json!({ "id": redemption.as_str(), "status": "authorised", "log_index": log_index }),
@@ -1096,10 +1136,10 @@ async fn refuse_redemption(
     Path(redemption): Path<String>,
     body: Bytes,
 ) -> Answer {
-    write(state, headers, body, SHOPS, move |state, token, _| {
+    write(state, headers, body, SHOPS, move |state, caller, _| {
         let redemption = id(&redemption, "redemption")?;
-        own_vendor(&token, &redemption_vendor(&state, &redemption)?)?;
-        let log_index = state.agency.refuse_redemption(&redemption)?;
+        own_vendor(&caller.token, &redemption_vendor(&state, &redemption)?)?;
+        let log_index = caller.agency.refuse_redemption(&redemption)?;
         Ok((
             StatusCode::OK,
             json!({ "id": redemption.as_str(), "status": "refused", "log_index": log_index }),
@@ -1117,10 +1157,10 @@ struct NewSettlement {
 }
 
 async fn settle(State(state): Shared, headers: HeaderMap, body: Bytes) -> Answer {
-    write(state, headers, body, OPERATORS, |state, _, body| {
+    write(state, headers, body, OPERATORS, |_, caller, body| {
         let request: NewSettlement = parse(&body)?;
         let programme = id(&request.programme, "programme")?;
-        let run = state.agency.settle(&programme, request.run.as_deref())?;
+        let run = caller.agency.settle(&programme, request.run.as_deref())?;
         let vendors: Vec<Value> = run
             .vendors
             .iter()
@@ -1203,14 +1243,14 @@ async fn disburse(
             "send the file as text/csv",
         ));
     }
-    write(state, headers, body, OPERATORS, move |state, _, body| {
+    write(state, headers, body, OPERATORS, move |state, caller, body| {
         let programme = id(&query.programme, "programme")?;
         let options = sanad_engine::disburse::DisburseOptions {
             register: query.register,
             skip_invalid: query.skip_invalid,
         };
         let report = sanad_engine::disburse::disburse(
-            &state.agency,
+            &caller.agency,
             &programme,
             &body,
             options,

@@ -105,7 +105,11 @@ fn main() -> anyhow::Result<()> {
     println!("verifier key: {}", agency.ledger().log().verifier().to_vkey());
     let store = store::Store::open(&flags.data)?;
     if !store.has_tokens() {
+        // The first admin is granted by the store's holder (this process, at first start).
+        let principal = store::Store::new_principal();
+        agency.grant_access(&principal, store::Role::Admin, None)?;
         let token = store.create_token(&store::TokenRecord {
+            principal: principal.as_str().to_owned(),
             name: "admin".into(),
             role: store::Role::Admin,
             vendor: None,

@@ -35,16 +35,23 @@ impl Problem {
     }
 }
 
-/// A refusal by the ledger: 404 for what does not exist, 409 for a conflict with the state,
-/// 422 for the rest (the request was understood and refused).
+/// A refusal by the ledger: 404 for what does not exist, 403 for a principal beyond its role,
+/// 409 for a conflict with the state, 422 for the rest (the request was understood and refused).
 impl From<Rejection> for Problem {
     fn from(rejection: Rejection) -> Self {
         let code = rejection.code();
         let status = if code.ends_with("_not_found") {
             StatusCode::NOT_FOUND
+        } else if matches!(code, "not_permitted" | "unknown_principal") {
+            // The ledger's own check of the token's role (or a token revoked meanwhile).
+            StatusCode::FORBIDDEN
         } else if matches!(
             code,
-            "idempotency_key_reused" | "account_exists" | "programme_exists" | "beneficiary_exists"
+            "idempotency_key_reused"
+                | "account_exists"
+                | "programme_exists"
+                | "beneficiary_exists"
+                | "principal_exists"
         ) {
             StatusCode::CONFLICT
         } else {

@@ -9,37 +9,16 @@ use rand::RngCore as _;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
+pub(crate) use sanad_ledger::Role;
+
 use crate::problem::Problem;
-
-/// What a token may do.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub(crate) enum Role {
-    /// Everything, including tokens.
-    Admin,
-    /// The agency's daily work: programmes, people, vendors, transfers, vouchers, settlements.
-    Operator,
-    /// A shop: redemptions, and its own account.
-    Vendor,
-    /// Read only.
-    Auditor,
-}
-
-impl Role {
-    pub(crate) fn parse(text: &str) -> Option<Self> {
-        match text {
-            "admin" => Some(Self::Admin),
-            "operator" => Some(Self::Operator),
-            "vendor" => Some(Self::Vendor),
-            "auditor" => Some(Self::Auditor),
-            _ => None,
-        }
-    }
-}
 
 /// A token's record (the token itself is never stored: only its SHA-256).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub(crate) struct TokenRecord {
+    /// The token's public id: the principal granted in the ledger, named by every entry the
+    /// token causes.
+    pub(crate) principal: String,
     pub(crate) name: String,
     pub(crate) role: Role,
     /// For vendor tokens: the vendor's account.
@@ -58,6 +37,8 @@ struct Stored {
 
 pub(crate) struct Store {
     tokens: sled::Tree,
+    // Principal (the token's public id) → the token's hash.
+    principals: sled::Tree,
     answers: sled::Tree,
     // Vendor id → display name (a shop's name; not in the log).
     vendors: sled::Tree,
@@ -79,6 +60,7 @@ impl Store {
         let db = sled::Config::new().path(dir.join("http.sled")).cache_capacity(8 << 20).open()?;
         Ok(Self {
             tokens: db.open_tree("tokens")?,
+            principals: db.open_tree("principals")?,
             answers: db.open_tree("answers")?,
             vendors: db.open_tree("vendors")?,
             reports: db.open_tree("reports")?,
@@ -86,7 +68,15 @@ impl Store {
         })
     }
 
-    /// Creates a token; returns it (shown once).
+    /// A new token's public id (`tok-` and 16 hex digits), the principal it is granted as.
+    pub(crate) fn new_principal() -> sanad_money::Id {
+        let mut bytes = [0u8; 8];
+        rand::rngs::OsRng.fill_bytes(&mut bytes);
+        sanad_money::Id::parse(&format!("tok-{}", hex(&bytes)))
+            .unwrap_or_else(|_| unreachable!("tok- and hex digits make an id"))
+    }
+
+    /// Stores a token for a principal already granted in the ledger; returns it (shown once).
     pub(crate) fn create_token(&self, record: &TokenRecord) -> anyhow::Result<String> {
         let mut secret = zeroize::Zeroizing::new([0u8; 32]);
         rand::rngs::OsRng.fill_bytes(secret.as_mut());
@@ -94,9 +84,20 @@ impl Store {
             "sanad_{}",
             base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secret.as_ref())
         );
-        self.tokens.insert(hash_token(&token), serde_json::to_vec(record)?)?;
+        let hash = hash_token(&token);
+        self.tokens.insert(&hash, serde_json::to_vec(record)?)?;
+        self.principals.insert(record.principal.as_bytes(), hash)?;
         self.db.flush()?;
         Ok(token)
+    }
+
+    /// Forgets a revoked principal's token: it authenticates no more.
+    pub(crate) fn forget_token(&self, principal: &sanad_money::Id) -> anyhow::Result<()> {
+        if let Some(hash) = self.principals.remove(principal.as_str())? {
+            self.tokens.remove(hash)?;
+        }
+        self.db.flush()?;
+        Ok(())
     }
 
     pub(crate) fn has_tokens(&self) -> bool {

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::voucher::{Authorisation, CloseReason, ItemQuantity, VoidReason, VoucherTerms};
-use crate::{AccountKind, Actor, Limits, ProgrammeKind, TransferRecord};
+use crate::{AccountKind, Actor, Limits, ProgrammeKind, Role, TransferRecord};
 
 /// Schema version written in every entry.
 pub const ENTRY_VERSION: u64 = 1;
@@ -366,6 +366,27 @@ pub enum Event {
         /// When.
         at_ms: u64,
     },
+    /// A principal was granted a role (see [`crate::access`]).
+    #[serde(rename = "principal.granted")]
+    PrincipalGranted {
+        /// The principal granted.
+        grantee: Id,
+        /// Its role.
+        role: Role,
+        /// For a vendor principal: its vendor account.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        vendor: Option<Id>,
+        /// When.
+        at_ms: u64,
+    },
+    /// A principal was revoked.
+    #[serde(rename = "principal.revoked")]
+    PrincipalRevoked {
+        /// The principal revoked.
+        grantee: Id,
+        /// When.
+        at_ms: u64,
+    },
 }
 
 fn strip_nulls(object: &mut serde_json::Map<String, serde_json::Value>) {
@@ -390,6 +411,7 @@ fn transfer_posted_entry(
     actor: Actor,
     reference: Option<&str>,
     at_ms: u64,
+    by: Option<&Id>,
 ) -> Vec<u8> {
     fn string(out: &mut Vec<u8>, text: &str) {
         serde_json::to_writer(&mut *out, text)
@@ -428,6 +450,10 @@ fn transfer_posted_entry(
     number(&mut out, at_ms);
     out.extend_from_slice(b",\"from\":");
     id(&mut out, from);
+    if let Some(by) = by {
+        out.extend_from_slice(b",\"principal\":");
+        id(&mut out, by);
+    }
     out.extend_from_slice(b",\"programme\":");
     id(&mut out, programme);
     if let Some(reference) = reference {
@@ -489,7 +515,44 @@ impl Event {
             | Self::RedemptionPinFailed { at_ms, .. }
             | Self::RedemptionVoided { at_ms, .. }
             | Self::VoucherClosed { at_ms, .. }
-            | Self::VendorSettled { at_ms, .. } => *at_ms,
+            | Self::VendorSettled { at_ms, .. }
+            | Self::PrincipalGranted { at_ms, .. }
+            | Self::PrincipalRevoked { at_ms, .. } => *at_ms,
+        }
+    }
+
+    /// The entry's `"type"`: the event's name in past tense.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Self::AccountOpened { .. } => "account.opened",
+            Self::TransferPosted { .. } => "transfer.posted",
+            Self::TransferPending { .. } => "transfer.pending",
+            Self::PendingPosted { .. } => "pending.posted",
+            Self::PendingVoided { .. } => "pending.voided",
+            Self::PendingExpired { .. } => "pending.expired",
+            Self::TransferReversed { .. } => "transfer.reversed",
+            Self::LimitsSet { .. } => "account.limits_set",
+            Self::AccountFrozen { .. } => "account.frozen",
+            Self::AccountUnfrozen { .. } => "account.unfrozen",
+            Self::AccountClosed { .. } => "account.closed",
+            Self::ProgrammeCreated { .. } => "programme.created",
+            Self::TierDefined { .. } => "tier.defined",
+            Self::TierSet { .. } => "account.tier_set",
+            Self::BeneficiaryRegistered { .. } => "beneficiary.registered",
+            Self::BeneficiaryErased { .. } => "beneficiary.erased",
+            Self::VoucherTermsSet { .. } => "programme.voucher_terms_set",
+            Self::VendorCategoriesSet { .. } => "vendor.categories_set",
+            Self::VendorEnrolled { .. } => "vendor.enrolled",
+            Self::VendorWithdrawn { .. } => "vendor.withdrawn",
+            Self::VoucherIssued { .. } => "voucher.issued",
+            Self::RedemptionRequested { .. } => "redemption.requested",
+            Self::RedemptionAuthorised { .. } => "redemption.authorised",
+            Self::RedemptionPinFailed { .. } => "redemption.pin_failed",
+            Self::RedemptionVoided { .. } => "redemption.voided",
+            Self::VoucherClosed { .. } => "voucher.closed",
+            Self::VendorSettled { .. } => "vendor.settled",
+            Self::PrincipalGranted { .. } => "principal.granted",
+            Self::PrincipalRevoked { .. } => "principal.revoked",
         }
     }
 
@@ -536,8 +599,14 @@ impl Event {
         }
     }
 
-    /// The canonical entry bytes.
+    /// The canonical entry bytes of an event the store's own holder caused.
     pub fn to_entry(&self) -> Vec<u8> {
+        self.to_entry_by(None)
+    }
+
+    /// The canonical entry bytes, naming the principal that caused the event (`"principal"`, see
+    /// [`crate::access`]) if there is one.
+    pub fn to_entry_by(&self, by: Option<&Id>) -> Vec<u8> {
         match self {
             Self::TransferPosted {
                 transfer,
@@ -557,14 +626,15 @@ impl Event {
                 *actor,
                 reference.as_deref(),
                 *at_ms,
+                by,
             ),
-            _ => self.to_entry_generic(),
+            _ => self.to_entry_generic(by),
         }
     }
 
     /// The canonical bytes by way of a sorted JSON object: right for every event, and the
     /// reference the fast paths are tested against.
-    fn to_entry_generic(&self) -> Vec<u8> {
+    fn to_entry_generic(&self, by: Option<&Id>) -> Vec<u8> {
         // Invariant: events hold only strings, booleans and integers, which always serialize.
         let Ok(serde_json::Value::Object(mut object)) = serde_json::to_value(self) else {
             unreachable!("an event serializes to a JSON object")
@@ -572,15 +642,26 @@ impl Event {
         // An absent optional member is left out, never written as null.
         strip_nulls(&mut object);
         object.insert("v".to_owned(), ENTRY_VERSION.into());
+        if let Some(by) = by {
+            object.insert("principal".to_owned(), by.as_str().into());
+        }
         // serde_json's map is a BTreeMap (no `preserve_order`): keys come out sorted.
         serde_json::to_vec(&object).unwrap_or_else(|_| unreachable!("a JSON object serializes"))
     }
 
-    /// Decodes canonical entry bytes.
+    /// Decodes canonical entry bytes, leaving out who caused the event.
     ///
     /// # Errors
     /// The [`EntryError`] saying why the bytes are not a valid entry.
     pub fn from_entry(bytes: &[u8]) -> Result<Self, EntryError> {
+        Self::decode_entry(bytes).map(|(event, _)| event)
+    }
+
+    /// Decodes canonical entry bytes: the event and the principal that caused it, if any.
+    ///
+    /// # Errors
+    /// The [`EntryError`] saying why the bytes are not a valid entry.
+    pub fn decode_entry(bytes: &[u8]) -> Result<(Self, Option<Id>), EntryError> {
         let mut object: serde_json::Map<String, serde_json::Value> =
             serde_json::from_slice(bytes).map_err(|e| EntryError::Malformed(e.to_string()))?;
         let version = object
@@ -590,12 +671,19 @@ impl Event {
         if version != ENTRY_VERSION {
             return Err(EntryError::UnknownVersion(version));
         }
+        let by = match object.remove("principal") {
+            None => None,
+            Some(serde_json::Value::String(by)) => {
+                Some(Id::parse(&by).map_err(|e| EntryError::Malformed(format!("principal: {e}")))?)
+            }
+            Some(_) => return Err(EntryError::Malformed("principal: not a string".into())),
+        };
         let event: Self = serde_json::from_value(serde_json::Value::Object(object))
             .map_err(|e| EntryError::Malformed(e.to_string()))?;
-        if event.to_entry() != bytes {
+        if event.to_entry_by(by.as_ref()) != bytes {
             return Err(EntryError::NotCanonical);
         }
-        Ok(event)
+        Ok((event, by))
     }
 }
 
@@ -625,8 +713,12 @@ mod tests {
                 reference,
                 at_ms,
             };
-            prop_assert_eq!(event.to_entry(), event.to_entry_generic());
-            prop_assert_eq!(Event::from_entry(&event.to_entry()).unwrap(), event);
+            prop_assert_eq!(event.to_entry(), event.to_entry_generic(None));
+            prop_assert_eq!(&Event::from_entry(&event.to_entry()).unwrap(), &event);
+            let by = Id::parse(&ids[0]).unwrap();
+            let attributed = event.to_entry_by(Some(&by));
+            prop_assert_eq!(&attributed, &event.to_entry_generic(Some(&by)));
+            prop_assert_eq!(Event::decode_entry(&attributed).unwrap(), (event, Some(by)));
         }
     }
 

@@ -25,7 +25,7 @@
 //! let jod = Currency::parse("JOD").unwrap();
 //! let id = |s: &str| Id::parse(s).unwrap();
 //! let mut ledger = State::default();
-//! let context = Context { now_ms: 0 };
+//! let context = Context::at(0);
 //! for (account, kind) in [("donor", AccountKind::External), ("prog-1", AccountKind::ProgrammeFunding)] {
 //!     let open = Command::OpenAccount { id: id(account), kind, currency: jod, owner: id("agency") };
 //!     for event in decide(&ledger, &open, &context).unwrap() {
@@ -54,12 +54,14 @@
 //! assert_eq!(ledger.account(&id("prog-1")).unwrap().balance().to_string(), "1000.000 JOD");
 //! ```
 
+pub mod access;
 mod event;
 mod sharded;
 mod state;
 mod table;
 pub mod voucher;
 
+pub use access::{Grant, Role};
 pub use event::{ENTRY_VERSION, EntryError, Event};
 pub use state::{
     Account, AccountKind, Beneficiary, GroupRejection, IdArchive, IdUse, Inconsistency, Pending,
@@ -165,10 +167,20 @@ impl Limits {
 }
 
 /// What the engine supplies that the core must not read itself.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Context {
     /// The time of the batch, in milliseconds since the Unix epoch.
     pub now_ms: u64,
+    /// The principal the command comes from (see [`access`]); `None` for the store's own
+    /// holder. The events it causes name it in their entries.
+    pub by: Option<Id>,
+}
+
+impl Context {
+    /// The store's own holder at `now_ms`.
+    pub fn at(now_ms: u64) -> Self {
+        Self { now_ms, by: None }
+    }
 }
 
 /// A request to change the ledger.
@@ -430,6 +442,20 @@ pub enum Command {
         /// Who asked.
         actor: Actor,
     },
+    /// Grant a principal (an API token, say) a role; see [`access`].
+    GrantAccess {
+        /// The principal's id (never a secret: the token's public id).
+        principal: Id,
+        /// Its role.
+        role: Role,
+        /// For a vendor principal: its vendor account.
+        vendor: Option<Id>,
+    },
+    /// Revoke a principal: it may cause no more entries.
+    RevokeAccess {
+        /// The principal.
+        principal: Id,
+    },
 }
 
 impl Command {
@@ -462,6 +488,8 @@ impl Command {
                 | Self::RefuseRedemption { .. }
                 | Self::RevokeVoucher { .. }
                 | Self::Settle { .. }
+                | Self::GrantAccess { .. }
+                | Self::RevokeAccess { .. }
         )
     }
 
@@ -679,6 +707,25 @@ pub enum Rejection {
     /// The vendor has nothing redeemed and unsettled in the programme.
     #[error("vendor {0} has nothing to settle")]
     NothingToSettle(Id),
+    /// No principal with this id, or it was revoked.
+    #[error("principal {0} is not granted (unknown or revoked)")]
+    UnknownPrincipal(Id),
+    /// The principal's role does not cover what the command would do.
+    #[error("principal {principal} ({}) may not cause {event}", role.as_str())]
+    NotPermitted {
+        /// The principal.
+        principal: Id,
+        /// Its role.
+        role: Role,
+        /// The entry type it would have caused.
+        event: &'static str,
+    },
+    /// A principal with this id was granted already, with another role.
+    #[error("principal {0} exists already")]
+    PrincipalExists(Id),
+    /// A grant that does not fit its role.
+    #[error("invalid grant: {0}")]
+    InvalidGrant(&'static str),
 }
 
 impl Rejection {
@@ -741,6 +788,10 @@ impl Rejection {
             Self::RedemptionNotFound(_) => "redemption_not_found",
             Self::RedemptionNotPending(_) => "redemption_not_pending",
             Self::NothingToSettle(_) => "nothing_to_settle",
+            Self::UnknownPrincipal(_) => "unknown_principal",
+            Self::NotPermitted { .. } => "not_permitted",
+            Self::PrincipalExists(_) => "principal_exists",
+            Self::InvalidGrant(_) => "invalid_grant",
         }
     }
 }

@@ -498,6 +498,7 @@ pub struct State {
     tiers: BTreeMap<Id, (Currency, Limits)>,
     pub(crate) beneficiaries: BTreeMap<Id, Beneficiary>,
     pub(crate) vouchers: crate::voucher::VoucherBook,
+    pub(crate) principals: BTreeMap<Id, crate::access::Grant>,
 }
 
 /// The idempotency index's older part, kept out of memory by the engine (on disk). The state
@@ -527,6 +528,7 @@ impl PartialEq for State {
             tiers,
             beneficiaries,
             vouchers,
+            principals,
         } = self;
         *accounts == other.accounts
             && *pendings == other.pendings
@@ -540,6 +542,7 @@ impl PartialEq for State {
             && *tiers == other.tiers
             && *beneficiaries == other.beneficiaries
             && *vouchers == other.vouchers
+            && *principals == other.principals
     }
 }
 
@@ -1135,8 +1138,13 @@ impl State {
         command: &Command,
         context: &Context,
     ) -> Result<Vec<Event>, Rejection> {
+        // An unknown or revoked principal learns nothing, not even why the command would fail.
+        if let Some(principal) = &context.by {
+            self.granted(principal)?;
+        }
         self.memo_key(command);
         let events = decide(self, command, context)?;
+        self.check_all_permitted(context, &events)?;
         for event in &events {
             self.apply_decided(event);
         }
@@ -1153,6 +1161,9 @@ impl State {
         commands: &[Command],
         context: &Context,
     ) -> Result<Vec<Event>, GroupRejection> {
+        if let Some(principal) = &context.by {
+            self.granted(principal).map_err(|rejection| GroupRejection { index: 0, rejection })?;
+        }
         let mut saved = Vec::new();
         let mut events = Vec::new();
         let next_index = self.next_index;
@@ -1166,6 +1177,8 @@ impl State {
                     None => decide(self, command, context),
                 },
             };
+            let decided = decided
+                .and_then(|events| self.check_all_permitted(context, &events).map(|()| events));
             match decided {
                 Ok(decided) => {
                     for event in &decided {
@@ -1182,6 +1195,17 @@ impl State {
             }
         }
         Ok(events)
+    }
+
+    /// Whether the context's principal may cause all of `events` (one command's), checked
+    /// against the state before they apply.
+    fn check_all_permitted(&self, context: &Context, events: &[Event]) -> Result<(), Rejection> {
+        if context.by.is_some() {
+            for event in events {
+                self.check_permitted(context.by.as_ref(), event)?;
+            }
+        }
+        Ok(())
     }
 
     /// Applies an event `decide` just produced from this state: the checks are the same, so a
@@ -1525,6 +1549,9 @@ impl State {
                     erased.erased = true;
                 }
             }
+            Event::PrincipalGranted { .. } | Event::PrincipalRevoked { .. } => {
+                self.apply_access(event)?;
+            }
             _ => self.apply_voucher(event, verify)?,
         }
         debug_assert!(self.totals().values().all(|total| *total == 0), "money created or lost");
@@ -1567,8 +1594,10 @@ impl State {
             self.next_index += 1;
             return Ok(None);
         }
-        let event =
-            Event::from_entry(entry).map_err(|e| Inconsistency(format!("entry {index}: {e}")))?;
+        let (event, by) =
+            Event::decode_entry(entry).map_err(|e| Inconsistency(format!("entry {index}: {e}")))?;
+        self.check_permitted(by.as_ref(), &event)
+            .map_err(|e| Inconsistency(format!("entry {index}: {e}")))?;
         self.apply(&event).map_err(|e| Inconsistency(format!("entry {index}: {}", e.0)))?;
         Ok(Some(event))
     }
@@ -1839,5 +1868,8 @@ pub(crate) fn decide(
         | Command::RefuseRedemption { .. }
         | Command::RevokeVoucher { .. }
         | Command::Settle { .. } => ledger.decide_voucher(command, context),
+        Command::GrantAccess { .. } | Command::RevokeAccess { .. } => {
+            ledger.decide_access(command, context)
+        }
     }
 }

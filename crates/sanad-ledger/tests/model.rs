@@ -443,7 +443,7 @@ proptest! {
             // Six hours a step, so that 24-hour windows roll over often and 30-day ones do too
             // in long runs.
             let now_ms = step as u64 * STEP_MS;
-            let context = Context { now_ms };
+            let context = Context::at(now_ms);
             model.now = now_ms;
             let before = ledger.clone();
             let command = &match command {
@@ -494,7 +494,7 @@ proptest! {
 #[test]
 fn rejections_change_nothing_and_have_stable_codes() {
     let jod = Currency::parse("JOD").unwrap();
-    let context = Context { now_ms: 0 };
+    let context = Context::at(0);
     let mut ledger = State::default();
     for (name, kind, _) in &ACCOUNTS[..3] {
         let open =

@@ -17,7 +17,7 @@ fn jod(text: &str) -> Amount {
     Amount::parse(text, Currency::parse("JOD").unwrap()).unwrap()
 }
 
-const NOW: Context = Context { now_ms: 1_000 };
+const NOW: Context = Context { now_ms: 1_000, by: None };
 
 /// A state with a funded programme `prog`, wallets `w1`, `w2` and an external `donor`.
 fn funded() -> (State, Vec<Event>) {

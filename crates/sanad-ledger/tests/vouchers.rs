@@ -22,7 +22,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use proptest::prelude::*;
 use sanad_ledger::{
     AccountKind, Actor, Authorisation, CloseReason, Command, Context, Event, Item, ItemQuantity,
-    ProgrammeKind, Rejection, State, Vendors, VoidReason, VoucherTerms, replay,
+    ProgrammeKind, Rejection, Role, State, Vendors, VoidReason, VoucherTerms, replay,
 };
 use sanad_money::{Amount, Currency, Id};
 
@@ -42,16 +42,18 @@ struct World {
     state: State,
     log: Vec<Vec<u8>>,
     now_ms: u64,
+    /// The principal commands come from (`None`: the store's own holder).
+    by: Option<Id>,
 }
 
 impl World {
     /// Runs a command; a refusal must change nothing.
     fn run(&mut self, command: &Command) -> Result<Vec<Event>, Rejection> {
         let before = self.state.clone();
-        let context = Context { now_ms: self.now_ms };
+        let context = Context { now_ms: self.now_ms, by: self.by.clone() };
         match self.state.execute(command, &context) {
             Ok(events) => {
-                self.log.extend(events.iter().map(Event::to_entry));
+                self.log.extend(events.iter().map(|event| event.to_entry_by(self.by.as_ref())));
                 Ok(events)
             }
             Err(rejection) => {
@@ -130,7 +132,7 @@ fn item(name: &str, quantity: u32, unit_value: &str) -> Item {
 /// commodity vouchers (rice and oil) redeemable at food shops (1 and 3), shop 1 with prices
 /// for both, shop 3 for rice only. Budgets of 300 JOD each.
 fn world(single_use: bool, partial: bool) -> World {
-    let mut world = World { state: State::default(), log: Vec::new(), now_ms: START_MS };
+    let mut world = World { state: State::default(), log: Vec::new(), now_ms: START_MS, by: None };
     open(&mut world, "donor", AccountKind::External);
     for programme in ["pv", "pc"] {
         open(&mut world, programme, AccountKind::ProgrammeFunding);
@@ -833,4 +835,114 @@ fn voucher_terms_are_checked() {
     let enrol = Command::EnrolVendor { programme: id("pc"), vendor: id("shop2"), prices };
     assert_eq!(world.refused(enrol), "price_above_value");
     world.replays();
+}
+
+fn grant(principal: &str, role: Role, vendor: Option<&str>) -> Command {
+    Command::GrantAccess { principal: id(principal), role, vendor: vendor.map(id) }
+}
+
+/// Principals: a store holder grants an admin, the admin grants the rest; each may cause only
+/// what its role covers, a vendor only for its own shop, and the log replays with every entry
+/// checked against its principal.
+#[test]
+fn principals_act_only_within_their_roles() {
+    let mut world = world(true, true);
+    world.ok(grant("tok-admin", Role::Admin, None));
+    world.by = Some(id("tok-admin"));
+    world.ok(grant("tok-op", Role::Operator, None));
+    world.ok(grant("tok-shop1", Role::Vendor, Some("shop1")));
+    world.ok(grant("tok-audit", Role::Auditor, None));
+    // Grants are checked, and a retried grant is answered.
+    assert!(world.ok(grant("tok-op", Role::Operator, None)).is_empty());
+    assert_eq!(world.refused(grant("tok-op", Role::Admin, None)), "principal_exists");
+    assert_eq!(world.refused(grant("tok-x", Role::Vendor, None)), "invalid_grant");
+    assert_eq!(world.refused(grant("tok-x", Role::Vendor, Some("pv"))), "invalid_grant");
+    assert_eq!(world.refused(grant("tok-x", Role::Operator, Some("shop1"))), "invalid_grant");
+
+    let issue = Command::IssueVoucher {
+        id: id("v-value"),
+        programme: id("pv"),
+        beneficiary: id("b1"),
+        value: Some(jod("50")),
+        items: Vec::new(),
+        expires_at_ms: None,
+        actor: Actor::Operator,
+    };
+    for principal in ["tok-audit", "tok-shop1"] {
+        world.by = Some(id(principal));
+        assert_eq!(world.refused(issue.clone()), "not_permitted", "{principal} issued");
+    }
+    world.by = Some(id("tok-op"));
+    assert_eq!(world.refused(grant("tok-y", Role::Auditor, None)), "not_permitted");
+    world.ok(issue);
+
+    // The vendor principal redeems for its own shop only, and its authorisation may close the
+    // single-use voucher; it may not settle.
+    world.by = Some(id("tok-shop1"));
+    assert_eq!(world.refused(request("r0", "v-value", "shop2", None, &[])), "not_permitted");
+    world.ok(request("r1", "v-value", "shop1", Some("20"), &[]));
+    let events = world.ok(authorise("r1"));
+    assert!(matches!(events.last(), Some(Event::VoucherClosed { reason: CloseReason::Used, .. })));
+    let settle = Command::Settle {
+        id: id("s1"),
+        programme: id("pv"),
+        vendor: id("shop1"),
+        to: id("payout"),
+        actor: Actor::Operator,
+    };
+    assert_eq!(world.refused(settle.clone()), "not_permitted");
+    world.by = Some(id("tok-op"));
+    world.ok(settle);
+
+    // Revoked and unknown principals cause nothing.
+    world.by = Some(id("tok-admin"));
+    world.ok(Command::RevokeAccess { principal: id("tok-shop1") });
+    assert!(world.ok(Command::RevokeAccess { principal: id("tok-shop1") }).is_empty());
+    assert_eq!(
+        world.refused(Command::RevokeAccess { principal: id("tok-z") }),
+        "unknown_principal"
+    );
+    for principal in ["tok-shop1", "tok-z"] {
+        world.by = Some(id(principal));
+        let refusal = world.refused(request("r2", "v-value", "shop1", None, &[]));
+        assert_eq!(refusal, "unknown_principal");
+    }
+    assert!(world.state.principal(&id("tok-shop1")).unwrap().revoked);
+    world.replays();
+}
+
+/// An auditor replaying a log finds an entry its principal had no right to cause, though the
+/// entry is otherwise valid.
+#[test]
+fn an_entry_beyond_its_principals_role_does_not_replay() {
+    let mut world = world(false, true);
+    world.ok(grant("tok-shop1", Role::Vendor, Some("shop1")));
+    world.ok(grant("tok-op", Role::Operator, None));
+    let at_ms = world.now_ms;
+    let payment = Event::TransferPosted {
+        transfer: id("t-sneak"),
+        from: id("pv"),
+        to: id("shop1"),
+        amount: jod("5"),
+        programme: id("pv"),
+        actor: Actor::Vendor,
+        reference: None,
+        at_ms,
+    };
+    let honest = world.log.len();
+    for (by, accepted) in [("tok-op", true), ("tok-shop1", false), ("tok-nobody", false)] {
+        world.log.truncate(honest);
+        world.log.push(payment.to_entry_by(Some(&id(by))));
+        let replayed = replay(world.log.iter().map(Vec::as_slice));
+        match replayed {
+            Ok(_) => assert!(accepted, "a payment by {by} replayed"),
+            Err(inconsistency) => {
+                assert!(!accepted, "the payment by {by} did not replay: {inconsistency}");
+                assert!(
+                    inconsistency.to_string().contains(&format!("entry {honest}: principal {by}")),
+                    "{inconsistency}"
+                );
+            }
+        }
+    }
 }
