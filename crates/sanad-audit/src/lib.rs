@@ -11,11 +11,21 @@
 //! 5. with an older checkpoint (`since`), the current tree is proved consistent with it, so a
 //!    rewritten or forked history fails.
 //!
-//! It depends on the format crate only, never on Sanad's storage, so its verdict does not rest
-//! on the code that wrote the log. Every failure names the file and entry that did not hold.
+//! [`verify_tiles`] does the same from any [`TileSource`] (a folder, or a live server's
+//! `/log/` over HTTP in the `sanad` command line), handing every entry to a visitor as it goes;
+//! [`money::MoneyAudit`] is such a visitor: it replays the entries through the ledger's rules
+//! and checks the money (conservation, negative balances, vouchers, settlements, principals).
+//!
+//! It depends on the format crate and the pure ledger rules only, never on Sanad's storage, so
+//! its verdict does not rest on the code that wrote the log. Every failure names the file and
+//! entry that did not hold.
 
 use std::fs;
 use std::path::{Path, PathBuf};
+
+#[cfg(feature = "live")]
+pub mod live;
+pub mod money;
 
 use sanad_tlog::checkpoint::SignedCheckpoint;
 use sanad_tlog::hash::{Hash, leaf_hash, root_of_leaf_hashes};
@@ -35,6 +45,14 @@ pub enum AuditError {
         /// The operating system's error.
         #[source]
         source: std::io::Error,
+    },
+    /// A file could not be fetched from a live log.
+    #[error("cannot fetch {url}: {reason}")]
+    Fetch {
+        /// Where from.
+        url: String,
+        /// Why not.
+        reason: String,
     },
     /// The checkpoint (or the older one given with `since`) is malformed or not signed by the
     /// key.
@@ -121,9 +139,29 @@ pub struct ExportReport {
     pub rotations: Vec<(u64, String)>,
 }
 
-fn read(dir: &Path, relative: &str) -> Result<Vec<u8>, AuditError> {
-    let path = dir.join(relative);
-    fs::read(&path).map_err(|source| AuditError::Read { path, source })
+/// Where the files of a tlog-tiles log are read from, by their path in the layout
+/// (`checkpoint`, `tile/0/000`, `tile/entries/x001/234.p/5`, …).
+pub trait TileSource {
+    /// The file at `relative`.
+    ///
+    /// # Errors
+    /// [`AuditError::Read`] (or [`AuditError::Fetch`]) when it cannot be had.
+    fn read(&self, relative: &str) -> Result<Vec<u8>, AuditError>;
+}
+
+/// An export folder.
+#[derive(Clone, Copy, Debug)]
+pub struct Folder<'a>(pub &'a Path);
+
+impl TileSource for Folder<'_> {
+    fn read(&self, relative: &str) -> Result<Vec<u8>, AuditError> {
+        let path = self.0.join(relative);
+        fs::read(&path).map_err(|source| AuditError::Read { path, source })
+    }
+}
+
+fn read(source: &dyn TileSource, relative: &str) -> Result<Vec<u8>, AuditError> {
+    source.read(relative)
 }
 
 /// Verifies the export in `dir` with `verifier`; with `since`, also proves the current tree
@@ -137,6 +175,22 @@ pub fn verify_export(
     verifier: &NoteVerifier,
     since: Option<&[u8]>,
     progress: &mut dyn FnMut(u64, u64),
+) -> Result<ExportReport, AuditError> {
+    verify_tiles(&Folder(dir), verifier, since, progress, &mut |_, _| {})
+}
+
+/// [`verify_export`] from any [`TileSource`], calling `visit(index, entry)` for every entry in
+/// order as its bundle is read (before the tiles above it are checked: a visitor's findings
+/// count only if the verification succeeds).
+///
+/// # Errors
+/// The first [`AuditError`] found.
+pub fn verify_tiles(
+    dir: &dyn TileSource,
+    verifier: &NoteVerifier,
+    since: Option<&[u8]>,
+    progress: &mut dyn FnMut(u64, u64),
+    visit: &mut dyn FnMut(u64, &[u8]),
 ) -> Result<ExportReport, AuditError> {
     // The signature is checked once the entries have shown which key is current.
     let checkpoint_bytes = read(dir, "checkpoint")?;
@@ -162,9 +216,11 @@ pub fn verify_export(
             });
         }
         for (offset, entry) in entries.iter().enumerate() {
+            let entry_index = index * TILE_WIDTH + offset as u64;
             if KeyRotation::is_rotation_entry(entry) {
-                keys.follow(index * TILE_WIDTH + offset as u64, entry)?;
+                keys.follow(entry_index, entry)?;
             }
+            visit(entry_index, entry);
         }
         let leaves: Vec<Hash> = entries.iter().map(|e| leaf_hash(e)).collect();
         compare_tile(dir, id, &leaves)?;
@@ -277,7 +333,7 @@ fn tile_in_tree(level: u8, index: u64, size: u64) -> TileId {
     TileId::in_tree(level, index, size).unwrap_or_else(|| unreachable!("tile inside the tree"))
 }
 
-fn compare_tile(dir: &Path, id: TileId, computed: &[Hash]) -> Result<(), AuditError> {
+fn compare_tile(dir: &dyn TileSource, id: TileId, computed: &[Hash]) -> Result<(), AuditError> {
     let path = id.path();
     let bytes = read(dir, &path)?;
     let stored = tile::parse_tile(&bytes, id.width())
@@ -291,7 +347,7 @@ fn compare_tile(dir: &Path, id: TileId, computed: &[Hash]) -> Result<(), AuditEr
 }
 
 fn check_consistency(
-    dir: &Path,
+    dir: &dyn TileSource,
     keys: &KeyChain,
     older: &[u8],
     new_size: u64,
@@ -344,8 +400,8 @@ impl TileReader for ComputedTiles {
     }
 }
 
-/// Tiles read from the export folder (already compared with the recomputed ones).
-struct DirTiles<'a>(&'a Path);
+/// Tiles read from the source (already compared with the recomputed ones).
+struct DirTiles<'a>(&'a dyn TileSource);
 
 impl TileReader for DirTiles<'_> {
     type Error = AuditError;

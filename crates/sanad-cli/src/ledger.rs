@@ -276,7 +276,9 @@ pub(crate) fn run(command: Command) -> anyhow::Result<ExitCode> {
             }
             agency.close()?;
         }
-        Command::Log(_) => unreachable!("log commands are run by main"),
+        Command::Log(_) | Command::Audit { .. } => {
+            unreachable!("log and audit commands are run by main")
+        }
     }
     stdout.flush()?;
     Ok(ExitCode::SUCCESS)

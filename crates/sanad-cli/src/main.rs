@@ -32,9 +32,14 @@
 //! sanad log receipt    --data DIR --index I            c2sp.org/tlog-proof@v1 receipt
 //! sanad log rotate-key --data DIR                      prints the new verifier key
 //! sanad log verify-receipt --key VKEY --receipt FILE --entry FILE
+//!
+//! sanad audit --tiles DIR_OR_URL --key VKEY [--since CHECKPOINT_FILE] [--report FILE.json]
+//!                         verifies as `log verify`, then replays the money; prints the
+//!                         figures and `ANOMALY at entry I: …` lines; last line `ok: the money
+//!                         holds (N entries replayed)` or `FAILED: N anomalies` (exit 1)
 //! ```
 
-use std::io::{BufRead as _, BufReader, IsTerminal as _, Read as _, Write as _};
+use std::io::{BufRead as _, BufReader, Write as _};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -44,6 +49,7 @@ use sanad_log::Log;
 use sanad_tlog::NoteVerifier;
 use sanad_tlog::proof_file::ProofFile;
 
+mod audit;
 mod ledger;
 
 #[derive(Parser)]
@@ -112,6 +118,22 @@ enum Command {
     /// The signed append-only log.
     #[command(subcommand)]
     Log(LogCommand),
+    /// Audit a log completely: verify it as `log verify` does, then replay every entry through
+    /// the ledger's rules and check the money; non-zero exit on any anomaly.
+    Audit {
+        /// An export folder, or a live log's URL (a Sanad server's root, or its /log prefix).
+        #[arg(long)]
+        tiles: String,
+        /// The log's verifier key (name+keyid+key).
+        #[arg(long)]
+        key: String,
+        /// An older signed checkpoint that the current tree must extend.
+        #[arg(long)]
+        since: Option<PathBuf>,
+        /// Write the findings as JSON to this file.
+        #[arg(long)]
+        report: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -336,6 +358,9 @@ fn main() -> ExitCode {
 fn run(command: Command) -> anyhow::Result<ExitCode> {
     let command = match command {
         Command::Log(command) => command,
+        Command::Audit { tiles, key, since, report } => {
+            return audit::run(&tiles, &key, since.as_deref(), report.as_ref());
+        }
         other => return ledger::run(other),
     };
     let mut stdout = std::io::stdout().lock();
@@ -462,28 +487,8 @@ fn verify(
     since: Option<&std::path::Path>,
 ) -> anyhow::Result<()> {
     let verifier = parse_key(key)?;
-    let older = match since {
-        Some(path) => {
-            let mut bytes = Vec::new();
-            std::fs::File::open(path)
-                .and_then(|mut f| f.read_to_end(&mut bytes))
-                .with_context(|| format!("reading {}", path.display()))?;
-            Some(bytes)
-        }
-        None => None,
-    };
-    let bar = if std::io::stderr().is_terminal() {
-        let bar = indicatif::ProgressBar::new(0);
-        bar.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{spinner} verifying {human_pos}/{human_len} entries [{bar:40}] {elapsed}, eta {eta}",
-            )
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-        );
-        bar
-    } else {
-        indicatif::ProgressBar::hidden()
-    };
+    let older = audit::read_since(since)?;
+    let bar = audit::progress_bar("verifying");
     let result =
         sanad_audit::verify_export(tiles, &verifier, older.as_deref(), &mut |done, total| {
             bar.set_length(total);

@@ -114,6 +114,97 @@ fn init_programme_disburse_balance_and_audit_one_folder() {
     assert!(verified.starts_with("ok: example.org/agency tree size "), "{verified}");
     let entries = std::fs::read_dir(export.join("tile/entries")).unwrap().count();
     assert!(entries > 0);
+
+    // The full audit replays the money too, and says what it found.
+    let report = dir.path().join("audit.json");
+    let audited = ok(&["audit", "--tiles", s(&export), "--key", vkey, "--report", s(&report)]);
+    assert!(audited.starts_with("ok: example.org/agency tree size "), "{audited}");
+    assert!(audited.contains("currency JOD: "), "{audited}");
+    assert!(
+        audited.contains(&format!(
+            "programme {programme} (Cash, JOD): Winter cash 2026: funding holds 924.500"
+        )),
+        "{audited}"
+    );
+    assert!(audited.lines().last().unwrap().starts_with("ok: the money holds ("), "{audited}");
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    assert_eq!(report["money"]["currencies"][0]["sum"], "0.000");
+    assert_eq!(report["money"]["currencies"][0]["entered"], "1000.000");
+    assert_eq!(report["money"]["anomalies"].as_array().unwrap().len(), 0);
+}
+
+/// A log whose entries are well-formed and signed but break the ledger's rules: the audit
+/// names each entry that does not hold, goes on past it, and fails.
+#[test]
+fn audit_names_every_entry_that_breaks_the_rules() {
+    use sanad_ledger::{AccountKind, Actor, Event, ProgrammeKind};
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("log");
+    let vkey = ok(&["log", "init", "--data", s(&data), "--origin", "example.org/forged"]);
+    let vkey = vkey.trim();
+    let id = |text: &str| sanad_money::Id::parse(text).unwrap();
+    let jod = sanad_money::Currency::parse("JOD").unwrap();
+    let amount = |text: &str| sanad_money::Amount::parse(text, jod).unwrap();
+    let open = |account: &str, kind| Event::AccountOpened {
+        account: id(account),
+        kind,
+        currency: jod,
+        owner: id("agency"),
+        at_ms: 1,
+    };
+    let pay = |transfer: &str, from: &str, to: &str, value: &str| Event::TransferPosted {
+        transfer: id(transfer),
+        from: id(from),
+        to: id(to),
+        amount: amount(value),
+        programme: id("prog"),
+        actor: Actor::Operator,
+        reference: None,
+        at_ms: 1,
+    };
+    let entries = [
+        open("donor", AccountKind::External).to_entry(),
+        open("prog", AccountKind::ProgrammeFunding).to_entry(),
+        open("w1", AccountKind::Wallet).to_entry(),
+        Event::ProgrammeCreated {
+            programme: id("prog"),
+            name: "Forged".into(),
+            kind: ProgrammeKind::Cash,
+            funding: id("prog"),
+            at_ms: 1,
+        }
+        .to_entry(),
+        pay("fund", "donor", "prog", "100").to_entry(),
+        // More than the programme has: it would go below zero.
+        pay("t1", "prog", "w1", "500").to_entry(),
+        pay("t2", "prog", "w1", "10").to_entry(),
+        // Caused by a principal nobody granted.
+        pay("t3", "w1", "prog", "1").to_entry_by(Some(&id("tok-ghost"))),
+    ];
+    let mut lines = Vec::new();
+    for entry in &entries {
+        lines.extend_from_slice(entry);
+        lines.push(b'\n');
+    }
+    let mut append = Command::new(env!("CARGO_BIN_EXE_sanad"))
+        .args(["log", "append", "--data", s(&data)])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut append.stdin.take().unwrap(), &lines).unwrap();
+    assert!(append.wait().unwrap().success());
+    let export = dir.path().join("export");
+    ok(&["log", "export", "--data", s(&data), "--out", s(&export)]);
+    // The cryptography holds: only the money does not.
+    ok(&["log", "verify", "--tiles", s(&export), "--key", vkey]);
+    let out = sanad(&["audit", "--tiles", s(&export), "--key", vkey]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{text}");
+    assert!(text.contains("ANOMALY at entry 5: insufficient funds in account prog"), "{text}");
+    assert!(text.contains("ANOMALY at entry 7: principal tok-ghost is not granted"), "{text}");
+    assert_eq!(last_line(&out), "FAILED: 2 anomalies", "{text}");
 }
 
 #[test]

@@ -743,7 +743,7 @@ fn replay_tail(
     let mut failure = None;
     let start = view.size;
     let mut apply = |index: u64, entry: &[u8]| -> Result<(), Error> {
-        if let Some(event) = view.state.replay_entry(index, entry)? {
+        if let Some((event, _)) = view.state.replay_entry(index, entry)? {
             view.at_ms = view.at_ms.max(event.at_ms());
             view.histories.record(index, &view.state, &event);
             archive_when_full(archive, &mut view.state, recent_ids_max)?;

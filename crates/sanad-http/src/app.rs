@@ -240,10 +240,14 @@ async fn log_tile(State(state): Shared, Path(path): Path<String>) -> Answer {
             .map_err(|e| Problem::not_found(e.to_string()))?;
         let log = state.agency.ledger().log();
         let size = log.checkpoint().checkpoint().size();
-        // Only tiles of the tree at the latest checkpoint, at the width they have in it.
-        if sanad_tlog::tile::TileId::in_tree(tile.level, tile.index, size) != Some(tile) {
-            return Err(Problem::not_found("no such tile in the tree at the latest checkpoint"));
-        }
+        // Tiles of the tree at the latest checkpoint, at the width they have in it or
+        // narrower: a partial tile's first hashes never change, so a client that read an
+        // older checkpoint still gets the tiles of its tree while the log grows.
+        let current = sanad_tlog::tile::TileId::in_tree(tile.level, tile.index, size)
+            .filter(|current| tile.width() <= current.width())
+            .ok_or_else(|| {
+                Problem::not_found("no such tile in the tree at the latest checkpoint")
+            })?;
         let bytes = if entries {
             if tile.level != 0 {
                 return Err(Problem::not_found("entry bundles are level 0"));
@@ -258,7 +262,11 @@ async fn log_tile(State(state): Shared, Path(path): Path<String>) -> Answer {
             .map_err(Problem::internal)?;
             bundle
         } else {
-            sanad_tlog::tile::tile_bytes(&log.read_tile(tile).map_err(Problem::internal)?)
+            let hashes = log.read_tile(current).map_err(Problem::internal)?;
+            let prefix = hashes
+                .get(..usize::from(tile.width()))
+                .ok_or_else(|| Problem::internal("a tile narrower than the tree says"))?;
+            sanad_tlog::tile::tile_bytes(prefix)
         };
         let cache = if tile.is_full() { "public, max-age=31536000, immutable" } else { "no-cache" };
         Ok((

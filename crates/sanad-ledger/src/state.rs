@@ -1574,16 +1574,17 @@ pub fn replay<'a>(entries: impl IntoIterator<Item = &'a [u8]>) -> Result<State, 
 }
 
 impl State {
-    /// Applies one log entry (entry `index` of the log, for messages); returns its event, or
-    /// `None` for a key hand-over.
+    /// Applies one log entry (entry `index` of the log, for messages); returns its event and
+    /// the principal that caused it (see [`crate::access`]), or `None` for a key hand-over.
     ///
     /// # Errors
-    /// [`Inconsistency`] when the entry is malformed or does not apply.
+    /// [`Inconsistency`] when the entry is malformed, does not apply, or goes beyond its
+    /// principal's role.
     pub fn replay_entry(
         &mut self,
         index: u64,
         entry: &[u8],
-    ) -> Result<Option<Event>, Inconsistency> {
+    ) -> Result<Option<(Event, Option<Id>)>, Inconsistency> {
         if index != self.next_index {
             return Err(Inconsistency(format!(
                 "entry {index} replayed where entry {} was expected",
@@ -1599,7 +1600,21 @@ impl State {
         self.check_permitted(by.as_ref(), &event)
             .map_err(|e| Inconsistency(format!("entry {index}: {e}")))?;
         self.apply(&event).map_err(|e| Inconsistency(format!("entry {index}: {}", e.0)))?;
-        Ok(Some(event))
+        Ok(Some((event, by)))
+    }
+
+    /// Steps over entry `index` without applying it, for an auditor that reports an entry
+    /// [`Self::replay_entry`] refused and goes on to find what else does not hold (what it
+    /// finds next may follow from the entry stepped over).
+    pub fn step_over(&mut self, index: u64) {
+        if index == self.next_index {
+            self.next_index += 1;
+        }
+    }
+
+    /// The principals granted in the log, with their grants (see [`crate::access`]).
+    pub fn principals(&self) -> impl Iterator<Item = (&Id, &crate::Grant)> {
+        self.principals.iter()
     }
 }
 
