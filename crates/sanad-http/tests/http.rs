@@ -9,12 +9,13 @@ use std::process::{Child, Command, Stdio};
 use serde_json::{Value, json};
 
 const TWILIO_TOKEN: &str = "twilio-test-token";
+const JSON_SECRET: &str = "json-gateway-test-secret";
 
 struct Server {
     child: Child,
     base: String,
     admin: String,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     agent: ureq::Agent,
 }
 
@@ -31,6 +32,7 @@ impl Server {
                 "JO",
             ])
             .env("SANAD_TWILIO_AUTH_TOKEN", TWILIO_TOKEN)
+            .env("SANAD_JSON_SECRET", JSON_SECRET)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -55,7 +57,7 @@ impl Server {
         let admin = std::fs::read_to_string(token_file).unwrap().trim().to_owned();
         let agent: ureq::Agent =
             ureq::Agent::config_builder().http_status_as_error(false).build().into();
-        Self { child, base, admin, _dir: dir, agent }
+        Self { child, base, admin, dir, agent }
     }
 
     fn call(
@@ -99,7 +101,38 @@ impl Server {
         (status, serde_json::from_str(&text).unwrap_or(Value::Null))
     }
 
-    fn stop(mut self) {
+    /// A text message through the signed JSON gateway: the reply and the notices for others.
+    fn sms(&self, id: &str, from: &str, text: &str) -> Value {
+        let body = json!({"id": id, "from": from, "text": text}).to_string();
+        let signature =
+            sanad_sms::gateway::json::signature(JSON_SECRET.as_bytes(), body.as_bytes());
+        let request = ureq::http::Request::builder()
+            .method("POST")
+            .uri(format!("{}/v1/sms/json", self.base))
+            .header(sanad_sms::gateway::json::SIGNATURE_HEADER, signature)
+            .header("Content-Type", "application/json")
+            .body(body)
+            .unwrap();
+        let mut response = self.agent.run(request).unwrap();
+        assert_eq!(response.status().as_u16(), 200);
+        serde_json::from_str(&response.body_mut().read_to_string().unwrap()).unwrap()
+    }
+
+    /// POSTs a CSV disbursement file; the report.
+    fn disburse(&self, token: &str, programme: &str, csv: &str) -> (u16, Value) {
+        let request = ureq::http::Request::builder()
+            .method("POST")
+            .uri(format!("{}/v1/disbursements?programme={programme}&register=true", self.base))
+            .header("Authorization", format!("Bearer {token}"))
+            .header("Content-Type", "text/csv")
+            .body(csv.to_owned())
+            .unwrap();
+        let mut response = self.agent.run(request).unwrap();
+        let status = response.status().as_u16();
+        (status, serde_json::from_str(&response.body_mut().read_to_string().unwrap()).unwrap())
+    }
+
+    fn stop(&mut self) {
         unsafe_free_sigterm(self.child.id());
         let status = self.child.wait().unwrap();
         assert!(status.success(), "a graceful stop: {status:?}");
@@ -124,7 +157,7 @@ fn unsafe_free_sigterm(pid: u32) {
 
 #[test]
 fn an_agency_system_and_a_gateway_drive_the_ledger_over_http() {
-    let server = Server::start();
+    let mut server = Server::start();
     let admin = server.admin.clone();
     assert_eq!(server.call("GET", "/healthz", None, None, None).2, "ok");
 
@@ -355,4 +388,132 @@ fn an_agency_system_and_a_gateway_drive_the_ledger_over_http() {
         "not full yet"
     );
     server.stop();
+}
+
+/// The auditor's whole check: verify the log and replay its money, from `source`.
+fn audit(
+    source: &dyn sanad_audit::TileSource,
+    verifier: &sanad_tlog::NoteVerifier,
+) -> (sanad_audit::ExportReport, sanad_audit::money::MoneyReport) {
+    let mut money = sanad_audit::money::MoneyAudit::new();
+    let verified =
+        sanad_audit::verify_tiles(source, verifier, None, &mut |_, _| {}, &mut |i, e| {
+            money.entry(i, e)
+        })
+        .unwrap();
+    (verified, money.finish())
+}
+
+/// A whole programme over HTTP as an agency runs one: an operator's token, a cash tranche from
+/// a file, vouchers redeemed by SMS at a shop and confirmed by the beneficiary's phone, a
+/// settlement; then the log audited live from the server and from an export, with the same
+/// findings, every write attributed to the token that made it.
+#[test]
+fn a_whole_programme_over_http_audited_live_and_from_an_export() {
+    let mut server = Server::start();
+    let admin = server.admin.clone();
+    let (status, ops) = server.json(
+        "POST",
+        "/v1/tokens",
+        &admin,
+        json!({"name": "field office", "role": "operator"}),
+    );
+    assert_eq!(status, 201, "{ops}");
+    let (ops, ops_principal) =
+        (ops["token"].as_str().unwrap().to_owned(), ops["id"].as_str().unwrap().to_owned());
+    assert!(ops_principal.starts_with("tok-"), "{ops_principal}");
+
+    let (status, cash) = server.json(
+        "POST",
+        "/v1/programmes",
+        &ops,
+        json!({"name": "Winter cash", "currency": "JOD", "budget": "1000", "kind": "cash"}),
+    );
+    assert_eq!(status, 201, "{cash}");
+    let cash = cash["id"].as_str().unwrap().to_owned();
+    let (status, amal) = server.json("POST", "/v1/beneficiaries", &ops, json!({"phone": "0791234567", "name": "Amal", "language": "en", "pin": "4821", "programme": cash}));
+    assert_eq!(status, 201, "{amal}");
+    let amal = amal["id"].as_str().unwrap().to_owned();
+    let (status, report) = server.disburse(
+        &ops,
+        &cash,
+        "phone,amount
+0791234567,20
+0791234599,5
+",
+    );
+    assert_eq!((status, report["paid"].as_u64()), (201, Some(2)), "{report}");
+
+    let (status, food) = server.json("POST", "/v1/programmes", &ops, json!({"name": "Food", "currency": "JOD", "budget": "500", "kind": "value_voucher", "terms": {"valid_days": 30}}));
+    assert_eq!(status, 201, "{food}");
+    let food = food["id"].as_str().unwrap().to_owned();
+    let (status, shop) = server.json("POST", "/v1/vendors", &ops, json!({"name": "Corner shop", "phone": "0771234567", "currency": "JOD", "programmes": [food]}));
+    assert_eq!(status, 201, "{shop}");
+    let shop = shop["id"].as_str().unwrap().to_owned();
+    let (status, voucher) = server.json(
+        "POST",
+        "/v1/vouchers",
+        &ops,
+        json!({"programme": food, "beneficiary": amal, "value": "40"}),
+    );
+    assert_eq!(status, 201, "{voucher}");
+    let code = voucher["code"].as_str().unwrap().to_owned();
+
+    // The shop redeems by SMS; the beneficiary's phone gets six digits and answers YES.
+    let asked = server.sms("m-1", "+962771234567", &format!("REDEEM {code} 15"));
+    let notice = &asked["notices"][0];
+    assert_eq!(notice["to"], "+962791234567", "{asked}");
+    let text = notice["text"].as_str().unwrap();
+    let digits: String = text
+        .split(|c: char| !c.is_ascii_digit())
+        .find(|run| run.len() == 6)
+        .unwrap_or_else(|| panic!("six digits in {text}"))
+        .to_owned();
+    let confirmed = server.sms("m-2", "+962791234567", &format!("YES {digits}"));
+    assert!(confirmed["reply"].is_string(), "{confirmed}");
+    assert_eq!(server.get(&format!("/v1/accounts/{shop}/balance"), &ops).1["available"], "15.000");
+    let (status, run) =
+        server.json("POST", "/v1/settlements", &ops, json!({"programme": food, "run": "dec"}));
+    assert_eq!(status, 201, "{run}");
+    let last = run["vendors"][0]["log_index"].as_u64().unwrap();
+
+    // Live: the server's /log, with its published key, once its checkpoint covers the
+    // settlement (a checkpoint follows an answered write within milliseconds).
+    let covered = (0..500).any(|_| {
+        let checkpoint = server.call("GET", "/log/checkpoint", None, None, None).2;
+        let size: u64 = checkpoint.lines().nth(1).unwrap().parse().unwrap();
+        size > last || {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+            false
+        }
+    });
+    assert!(covered, "no checkpoint covers entry {last} after 5 s");
+    let key = server.call("GET", "/log/key", None, None, None).2;
+    let verifier = sanad_tlog::NoteVerifier::parse(key.trim()).unwrap();
+    let (verified, live) = audit(&sanad_audit::live::LiveLog::new(&server.base), &verifier);
+    assert!(live.is_clean(), "{:?}", live.anomalies);
+    assert_eq!(live.entries, verified.tree_size);
+    let figures = |id: &str| live.programmes.iter().find(|p| p.id == id).unwrap().clone();
+    assert_eq!(figures(&cash).funding_balance, "975.000");
+    let vouchers = figures(&food).vouchers.unwrap();
+    assert_eq!(
+        (vouchers.issued_value.as_str(), vouchers.redeemed.as_str(), vouchers.settled.as_str()),
+        ("40.000", "15.000", "15.000")
+    );
+    assert_eq!(vouchers.outstanding, vouchers.escrow_balance);
+    assert!(live.currencies.iter().all(|c| c.sum == "0.000"), "{:?}", live.currencies);
+    // Every write over HTTP names the operator's token; the SMS steps are the channel's own.
+    let operator = &live.principals[&ops_principal];
+    assert_eq!(operator.role, sanad_ledger::Role::Operator);
+    assert!(operator.entries >= 10, "{operator:?}");
+    assert!(live.entries_without_principal > 0);
+
+    // From an export of the stopped server's store: the same log, the same findings.
+    server.stop();
+    let data = server.dir.path().join("data");
+    let export = server.dir.path().join("export");
+    sanad_log::Log::open(&data).unwrap().export(&export).unwrap();
+    let (exported, offline) = audit(&sanad_audit::Folder(&export), &verifier);
+    assert_eq!(exported.root, verified.root);
+    assert_eq!(offline, live);
 }
