@@ -34,7 +34,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 }
 
 /// A small ledger in `dir` and its export in `dir/export`; returns the verifier key.
-pub fn demo_export(dir: &Path) -> Result<String, Box<dyn std::error::Error>> {
+pub(crate) fn demo_export(dir: &Path) -> Result<String, Box<dyn std::error::Error>> {
     let jod = Currency::parse("JOD")?;
     let agency = Agency::create(
         &dir.join("ledger"),
@@ -62,7 +62,7 @@ pub fn demo_export(dir: &Path) -> Result<String, Box<dyn std::error::Error>> {
 }
 
 /// Audits the export in `dir` against the verifier key `key`, printing what it finds.
-pub fn audit(dir: &Path, key: &str) -> Result<MoneyReport, Box<dyn std::error::Error>> {
+pub(crate) fn audit(dir: &Path, key: &str) -> Result<MoneyReport, Box<dyn std::error::Error>> {
     let verifier = NoteVerifier::parse(key)?;
     let mut money = MoneyAudit::new();
     // One pass: each entry is replayed as its bundle is read and hashed.

@@ -65,7 +65,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
 /// Serves on `listen` until stopped, or, without it, answers one signed message on a free port
 /// and returns the TwiML reply.
-pub fn run(dir: &Path, listen: Option<&str>) -> Result<String, Box<dyn std::error::Error>> {
+pub(crate) fn run(dir: &Path, listen: Option<&str>) -> Result<String, Box<dyn std::error::Error>> {
     let jod = Currency::parse("JOD")?;
     let agency = Agency::create(dir, "example.org/sms-demo", Some("JO"), Options::default())?;
     let programme =
