@@ -216,6 +216,9 @@ pub struct Options {
     /// under what a hash table of 2^19 slots holds (458,752), so the table never doubles to
     /// 2^20 slots (24 MB more) on its way to the limit.
     pub recent_ids_max: usize,
+    /// Told, after each commit, how many commands it carried (the group commit's size): for
+    /// metrics. Called on the writer thread, with nothing locked that a query needs.
+    pub on_commit: Option<Arc<dyn Fn(usize) + Send + Sync>>,
 }
 
 impl Default for Options {
@@ -229,6 +232,7 @@ impl Default for Options {
             snapshot_every: 1_000_000,
             snapshot_on_close: true,
             recent_ids_max: 448_000,
+            on_commit: None,
         }
     }
 }
@@ -296,6 +300,7 @@ struct Shared {
     snapshot_size: AtomicU64,
     archive: Arc<archive::Archive>,
     recent_ids_max: usize,
+    on_commit: Option<Arc<dyn Fn(usize) + Send + Sync>>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -501,6 +506,7 @@ impl Ledger {
             snapshot_size: AtomicU64::new(snapshot_size),
             archive,
             recent_ids_max,
+            on_commit: options.on_commit,
         });
         let writer_shared = Arc::clone(&shared);
         let writer = std::thread::Builder::new()

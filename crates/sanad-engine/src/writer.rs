@@ -166,6 +166,7 @@ fn commit(shared: &Shared, mut jobs: Vec<Job>) -> Result<(), Error> {
         });
     }
     let first_index = view.size;
+    let commands: usize = jobs.iter().map(|job| job.work.len()).sum();
     let events = Arc::new(events);
     if !events.is_empty() {
         let mut entries: Vec<Vec<u8>> = Vec::with_capacity(events.len());
@@ -228,6 +229,9 @@ fn commit(shared: &Shared, mut jobs: Vec<Job>) -> Result<(), Error> {
     }
     crate::archive_when_full(&shared.archive, &mut view.state, shared.recent_ids_max)?;
     drop(view);
+    if let Some(on_commit) = &shared.on_commit {
+        on_commit(commands);
+    }
     shared.maybe_snapshot()?;
     Ok(())
 }

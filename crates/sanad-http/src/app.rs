@@ -39,6 +39,7 @@ pub(crate) struct AppState {
     pub(crate) secrets: Secrets,
     /// The URL gateways are configured with (what Twilio signs), without a trailing slash.
     pub(crate) public_url: String,
+    pub(crate) metrics: Arc<crate::metrics::Metrics>,
 }
 
 type Shared = State<Arc<AppState>>;
@@ -47,6 +48,12 @@ type Answer = Result<Response, Problem>;
 pub(crate) fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
+        .route(
+            "/metrics",
+            get(|State(state): Shared| async move {
+                crate::metrics::response(&state.metrics, state.agency.ledger().log().size())
+            }),
+        )
         .route("/log/key", get(log_key))
         .route("/log/checkpoint", get(log_checkpoint))
         .route("/log/tile/{*path}", get(log_tile))
@@ -82,6 +89,10 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .route("/v1/sms/kannel", get(sms_kannel))
         .route("/v1/sms/rapidpro", post(sms_rapidpro).get(sms_rapidpro_get))
         .route("/v1/sms/json", post(sms_json))
+        .route_layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&state.metrics),
+            crate::metrics::track,
+        ))
         .with_state(state)
 }
 

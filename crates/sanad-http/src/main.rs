@@ -15,6 +15,7 @@
 //! `<data>/admin.token` (mode 0600).
 
 mod app;
+mod metrics;
 mod problem;
 mod store;
 
@@ -91,13 +92,14 @@ fn main() -> anyhow::Result<()> {
         .with_context(|| format!("creating {}", flags.data.display()))?;
     let holds_ledger = flags.data.join(sanad_engine::SNAPSHOT_FILE).exists()
         || flags.data.join(sanad_engine::registry::AGENCY_KEY_FILE).exists();
+    let metrics = Arc::new(metrics::Metrics::new());
+    let options = Options { on_commit: Some(metrics.commit_observer()), ..Options::default() };
     let agency = if holds_ledger {
-        Agency::open(&flags.data, Options::default())
+        Agency::open(&flags.data, options)
             .with_context(|| format!("opening the ledger in {}", flags.data.display()))?
     } else {
-        let agency =
-            Agency::create(&flags.data, &flags.origin, flags.region.as_deref(), Options::default())
-                .with_context(|| format!("creating a ledger in {}", flags.data.display()))?;
+        let agency = Agency::create(&flags.data, &flags.origin, flags.region.as_deref(), options)
+            .with_context(|| format!("creating a ledger in {}", flags.data.display()))?;
         println!("created a ledger in {}", flags.data.display());
         agency
     };
@@ -146,6 +148,7 @@ fn main() -> anyhow::Result<()> {
             json: secret("SANAD_JSON_SECRET")?,
         },
         public_url,
+        metrics,
     });
     let router = app::router(state)
         // 8,190 transfers of about 200 bytes each fit; nothing larger is read.

@@ -387,6 +387,20 @@ fn an_agency_system_and_a_gateway_drive_the_ledger_over_http() {
         404,
         "not full yet"
     );
+
+    // Metrics: requests by route and status, latency, group commits, the log's size.
+    let (status, content_type, metrics) = server.call("GET", "/metrics", None, None, None);
+    assert_eq!(status, 200);
+    assert!(content_type.starts_with("application/openmetrics-text"), "{content_type}");
+    for expected in [
+        r#"sanad_http_requests_total{method="POST",route="/v1/transfers",status="201"} "#,
+        r#"sanad_http_request_duration_seconds_bucket{le="#,
+        "sanad_ledger_commit_commands_count ",
+    ] {
+        assert!(metrics.contains(expected), "{expected} in\n{metrics}");
+    }
+    let entries = metrics.lines().find_map(|l| l.strip_prefix("sanad_log_entries ")).unwrap();
+    assert!(entries.parse::<u64>().unwrap() >= size, "{entries}");
     server.stop();
 }
 
