@@ -13,10 +13,11 @@ use sanad_engine::registry::NewPerson;
 use sanad_ledger::{Actor, Command, Event, ProgrammeKind};
 use sanad_money::{Amount, Currency, Id};
 use sanad_sms::Channel;
-use serde::Deserialize;
-use serde_json::{Value, json};
+
+use serde_json::Value;
 
 use crate::problem::Problem;
+use crate::api::*;
 use crate::store::{Role, Store, TokenRecord};
 
 /// The most transfers one request may carry (a group commit's worth).
@@ -154,8 +155,20 @@ fn amount(text: &str, currency: Currency) -> Result<Amount, Problem> {
     Amount::parse(text, currency).map_err(|e| Problem::bad_request("invalid_amount", e.to_string()))
 }
 
-fn money(amount: Amount) -> Value {
-    json!({ "amount": amount.to_decimal_string(), "currency": amount.currency().code() })
+fn money(amount: Amount) -> Money {
+    Money::from(amount)
+}
+
+/// An answer's JSON.
+fn to_json<T: serde::Serialize>(answer: &T) -> Value {
+    // Invariant: answers hold strings, numbers, booleans and lists: they always serialize.
+    serde_json::to_value(answer).unwrap_or(Value::Null)
+}
+
+/// Minor units as a decimal string in `currency` (totals are kept as i128).
+fn decimal(minor: i128, currency: Currency) -> String {
+    Amount::from_minor_units(i64::try_from(minor).unwrap_or(i64::MAX), currency)
+        .to_decimal_string()
 }
 
 /// Who makes a write: the token, and the agency acting as its principal, so that the ledger
@@ -305,14 +318,6 @@ async fn log_receipt(State(state): Shared, Path(index): Path<u64>) -> Answer {
 // ---------------------------------------------------------------------------------------------
 // Tokens.
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NewToken {
-    name: String,
-    role: String,
-    #[serde(default)]
-    vendor: Option<String>,
-}
 
 async fn create_token(State(state): Shared, headers: HeaderMap, body: Bytes) -> Answer {
     write(state, headers, body, &[], |state, caller, body| {
@@ -341,12 +346,12 @@ async fn create_token(State(state): Shared, headers: HeaderMap, body: Bytes) -> 
         let token = state.store.create_token(&record).map_err(Problem::internal)?;
         Ok((
             StatusCode::CREATED,
-            json!({
-                "id": principal.as_str(),
-                "name": request.name,
-                "role": request.role,
-                "token": token,
-                "log_index": log_index,
+            to_json(&TokenCreated {
+                id: principal.as_str().to_owned(),
+                name: request.name,
+                role: request.role,
+                token,
+                log_index,
             }),
         ))
     })
@@ -367,7 +372,11 @@ async fn revoke_token(
         state.store.forget_token(&principal).map_err(Problem::internal)?;
         Ok((
             StatusCode::OK,
-            json!({ "id": principal.as_str(), "status": "revoked", "log_index": log_index }),
+            to_json(&Done {
+                id: principal.as_str().to_owned(),
+                status: Some("revoked".into()),
+                log_index,
+            }),
         ))
     })
     .await
@@ -376,77 +385,10 @@ async fn revoke_token(
 // ---------------------------------------------------------------------------------------------
 // Programmes.
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NewProgramme {
-    name: String,
-    currency: String,
-    budget: String,
-    kind: String,
-    /// Voucher programmes: their terms (defaults as `sanad programme create`).
-    #[serde(default)]
-    terms: Option<NewTerms>,
-}
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NewTerms {
-    #[serde(default = "default_valid_days")]
-    valid_days: u64,
-    /// `enrolled` or `category:CAT`.
-    #[serde(default = "default_vendors")]
-    vendors: String,
-    #[serde(default)]
-    single_use: bool,
-    #[serde(default = "default_true")]
-    partial: bool,
-    #[serde(default)]
-    items: Vec<NewItem>,
-    #[serde(default = "default_pin_attempts")]
-    pin_attempts: u8,
-    #[serde(default = "default_lock_minutes")]
-    lock_minutes: u64,
-}
 
-impl Default for NewTerms {
-    fn default() -> Self {
-        Self {
-            valid_days: default_valid_days(),
-            vendors: default_vendors(),
-            single_use: false,
-            partial: true,
-            items: Vec::new(),
-            pin_attempts: default_pin_attempts(),
-            lock_minutes: default_lock_minutes(),
-        }
-    }
-}
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NewItem {
-    id: String,
-    name: String,
-    unit: String,
-    quantity: u32,
-    unit_value: String,
-}
 
-fn default_valid_days() -> u64 {
-    90
-}
-fn default_vendors() -> String {
-    "enrolled".into()
-}
-fn default_true() -> bool {
-    true
-}
-fn default_pin_attempts() -> u8 {
-    3
-}
-fn default_lock_minutes() -> u64 {
-    30
-}
 
 fn plan(terms: NewTerms, currency: Currency) -> Result<sanad_engine::VoucherPlan, Problem> {
     let now_ms = std::time::SystemTime::now()
@@ -487,6 +429,16 @@ fn plan(terms: NewTerms, currency: Currency) -> Result<sanad_engine::VoucherPlan
     })
 }
 
+/// A programme kind's name, as in requests and log entries.
+fn kind_name(kind: ProgrammeKind) -> String {
+    match kind {
+        ProgrammeKind::Cash => "cash",
+        ProgrammeKind::ValueVoucher => "value_voucher",
+        ProgrammeKind::CommodityVoucher => "commodity_voucher",
+    }
+    .to_owned()
+}
+
 fn programme_kind(text: &str) -> Result<ProgrammeKind, Problem> {
     match text {
         "cash" => Ok(ProgrammeKind::Cash),
@@ -517,7 +469,7 @@ async fn create_programme(State(state): Shared, headers: HeaderMap, body: Bytes)
                 caller.agency.create_voucher_programme_logged(&request.name, kind, budget, &plan)?
             }
         };
-        Ok((StatusCode::CREATED, json!({ "id": programme.as_str(), "log_index": log_index })))
+        Ok((StatusCode::CREATED, to_json(&Created { id: programme.as_str().to_owned(), log_index })))
     })
     .await
 }
@@ -535,40 +487,38 @@ async fn programme(
         .read(|ledger| {
             let known = ledger.programme(&programme)?;
             let funding = ledger.account(&known.funding)?;
-            let totals: Vec<Value> = ledger
+            let totals = ledger
                 .programme_totals(&programme)
-                .map(|(currency, totals)| {
-                    json!({
-                        "currency": currency.code(),
-                        "transfers": totals.transfers,
-                        "moved": Amount::from_minor_units(i64::try_from(totals.moved_minor).unwrap_or(i64::MAX), currency).to_decimal_string(),
-                        "reversals": totals.reversals,
-                        "reversed": Amount::from_minor_units(i64::try_from(totals.reversed_minor).unwrap_or(i64::MAX), currency).to_decimal_string(),
-                    })
+                .map(|(currency, totals)| ProgrammeTotals {
+                    currency: currency.code().to_owned(),
+                    transfers: totals.transfers,
+                    moved: decimal(totals.moved_minor, currency),
+                    reversals: totals.reversals,
+                    reversed: decimal(totals.reversed_minor, currency),
                 })
                 .collect();
             let vouchers = ledger.voucher_totals(&programme).map(|t| {
-                let minor = |v: i128| Amount::from_minor_units(i64::try_from(v).unwrap_or(i64::MAX), known.currency).to_decimal_string();
-                json!({
-                    "issued": t.issued,
-                    "issued_value": minor(t.issued_minor),
-                    "redemptions": t.redemptions,
-                    "redeemed": minor(t.redeemed_minor),
-                    "returned": minor(t.returned_minor),
-                    "settled": minor(t.settled_minor),
-                    "outstanding": minor(t.outstanding_minor()),
-                })
+                let minor = |value: i128| decimal(value, known.currency);
+                VoucherTotals {
+                    issued: t.issued,
+                    issued_value: minor(t.issued_minor),
+                    redemptions: t.redemptions,
+                    redeemed: minor(t.redeemed_minor),
+                    returned: minor(t.returned_minor),
+                    settled: minor(t.settled_minor),
+                    outstanding: minor(t.outstanding_minor()),
+                }
             });
-            Some(json!({
-                "id": programme.as_str(),
-                "name": known.name,
-                "kind": serde_json::to_value(known.kind).ok(),
-                "currency": known.currency.code(),
-                "funding": known.funding.as_str(),
-                "balance": funding.balance().to_decimal_string(),
-                "available": funding.available().to_decimal_string(),
-                "totals": totals,
-                "vouchers": vouchers,
+            Some(to_json(&ProgrammeView {
+                id: programme.as_str().to_owned(),
+                name: known.name.clone(),
+                kind: kind_name(known.kind),
+                currency: known.currency.code().to_owned(),
+                funding: known.funding.as_str().to_owned(),
+                balance: funding.balance().to_decimal_string(),
+                available: funding.available().to_decimal_string(),
+                totals,
+                vouchers,
             }))
         })
         .ok_or_else(|| Problem::not_found(format!("programme {programme} not found")))?;
@@ -578,25 +528,6 @@ async fn programme(
 // ---------------------------------------------------------------------------------------------
 // Beneficiaries.
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NewBeneficiary {
-    phone: String,
-    #[serde(default)]
-    name: Option<String>,
-    #[serde(default)]
-    national_id: Option<String>,
-    #[serde(default)]
-    language: Option<String>,
-    #[serde(default)]
-    pin: Option<String>,
-    /// The programme whose currency the wallet is opened in.
-    #[serde(default)]
-    programme: Option<String>,
-    /// Or the currency itself.
-    #[serde(default)]
-    currency: Option<String>,
-}
 
 async fn register(State(state): Shared, headers: HeaderMap, body: Bytes) -> Answer {
     write(state, headers, body, OPERATORS, |state, caller, body| {
@@ -624,7 +555,11 @@ async fn register(State(state): Shared, headers: HeaderMap, body: Bytes) -> Answ
         let wallet = Agency::wallet_of(&beneficiary, currency);
         Ok((
             StatusCode::CREATED,
-            json!({ "id": beneficiary.as_str(), "wallet": wallet.as_str(), "log_index": log_index }),
+            to_json(&BeneficiaryCreated {
+                id: beneficiary.as_str().to_owned(),
+                wallet: wallet.as_str().to_owned(),
+                log_index,
+            }),
         ))
     })
     .await
@@ -641,36 +576,41 @@ async fn beneficiary(
     else {
         return Err(Problem::not_found(format!("beneficiary {person} not found")));
     };
-    let wallets: Vec<Value> = state
+    let wallets = state
         .agency
         .wallets(&person)
         .iter()
-        .map(|wallet| {
-            json!({
-                "account": wallet.id().as_str(),
-                "balance": money(wallet.balance()),
-                "available": money(wallet.available()),
-            })
+        .map(|wallet| WalletView {
+            account: wallet.id().as_str().to_owned(),
+            balance: money(wallet.balance()),
+            available: money(wallet.available()),
         })
         .collect();
-    let mut value = json!({ "id": person.as_str(), "erased": known.erased, "wallets": wallets });
+    let mut view = BeneficiaryView {
+        id: person.as_str().to_owned(),
+        erased: known.erased,
+        wallets,
+        phone: None,
+        name: None,
+        language: None,
+    };
     // Personal data for those who work with people, never for auditors.
     if token.role != Role::Auditor {
         let registry = state.agency.registry();
         if let Some((record, _)) = registry.person(&person).map_err(Problem::from)? {
-            value["phone"] = json!(record.phone);
-            value["name"] = json!(record.name);
-            value["language"] = json!(record.language);
+            view.phone = Some(record.phone);
+            view.name = record.name;
+            view.language = record.language;
         }
     }
-    Ok(json_response(StatusCode::OK, &value))
+    Ok(json_response(StatusCode::OK, &to_json(&view)))
 }
 
 async fn erase(State(state): Shared, headers: HeaderMap, Path(person): Path<String>) -> Answer {
     write(state, headers, Bytes::new(), OPERATORS, move |_, caller, _| {
         let person = id(&person, "beneficiary")?;
         caller.agency.erase(&person)?;
-        Ok((StatusCode::OK, json!({ "id": person.as_str(), "erased": true })))
+        Ok((StatusCode::OK, to_json(&Erased { id: person.as_str().to_owned(), erased: true })))
     })
     .await
 }
@@ -678,19 +618,6 @@ async fn erase(State(state): Shared, headers: HeaderMap, Path(person): Path<Stri
 // ---------------------------------------------------------------------------------------------
 // Vendors.
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NewVendor {
-    name: String,
-    #[serde(default)]
-    phone: Option<String>,
-    currency: String,
-    #[serde(default)]
-    categories: Vec<String>,
-    /// Voucher programmes to enrol it in (value programmes: no prices).
-    #[serde(default)]
-    programmes: Vec<String>,
-}
 
 async fn create_vendor(State(state): Shared, headers: HeaderMap, body: Bytes) -> Answer {
     write(state, headers, body, OPERATORS, |state, caller, body| {
@@ -708,7 +635,7 @@ async fn create_vendor(State(state): Shared, headers: HeaderMap, body: Bytes) ->
             caller.agency.enrol_vendor(&programme, &vendor, std::collections::BTreeMap::new())?;
         }
         state.store.set_vendor_name(&vendor, &request.name).map_err(Problem::internal)?;
-        Ok((StatusCode::CREATED, json!({ "id": vendor.as_str(), "log_index": log_index })))
+        Ok((StatusCode::CREATED, to_json(&Created { id: vendor.as_str().to_owned(), log_index })))
     })
     .await
 }
@@ -736,36 +663,19 @@ async fn vendor(State(state): Shared, headers: HeaderMap, Path(vendor): Path<Str
             ledger.vendor_categories(&vendor).map(|c| c.iter().map(|c| c.to_string()).collect())
         })
         .unwrap_or_default();
-    let value = json!({
-        "id": vendor.as_str(),
-        "name": state.store.vendor_name(&vendor),
-        "balance": money(account.balance()),
-        "available": money(account.available()),
-        "categories": categories,
-    });
-    Ok(json_response(StatusCode::OK, &value))
+    let view = VendorView {
+        id: vendor.as_str().to_owned(),
+        name: state.store.vendor_name(&vendor),
+        balance: money(account.balance()),
+        available: money(account.available()),
+        categories,
+    };
+    Ok(json_response(StatusCode::OK, &to_json(&view)))
 }
 
 // ---------------------------------------------------------------------------------------------
 // Transfers.
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NewTransfer {
-    id: String,
-    from: String,
-    to: String,
-    amount: String,
-    currency: String,
-    /// The programme the money belongs to; by default the one `from` funds.
-    #[serde(default)]
-    programme: Option<String>,
-    #[serde(default)]
-    reference: Option<String>,
-    /// A hold, posted or voided later, lapsing after this many ms.
-    #[serde(default)]
-    hold_ms: Option<u64>,
-}
 
 fn transfer_command(state: &AppState, request: NewTransfer) -> Result<Command, Problem> {
     let currency = currency(&request.currency)?;
@@ -810,14 +720,27 @@ fn transfer_command(state: &AppState, request: NewTransfer) -> Result<Command, P
     })
 }
 
-fn applied_json(id: &str, result: Result<sanad_engine::Applied, sanad_ledger::Rejection>) -> Value {
+fn transfer_result(
+    id: String,
+    result: Result<sanad_engine::Applied, sanad_ledger::Rejection>,
+) -> TransferResult {
     match result {
-        Ok(applied) => {
-            json!({ "id": id, "status": "applied", "log_index": applied.log_index, "replayed": applied.events.is_empty() })
-        }
-        Err(rejection) => {
-            json!({ "id": id, "status": "rejected", "code": rejection.code(), "detail": rejection.to_string() })
-        }
+        Ok(applied) => TransferResult {
+            id,
+            status: "applied".into(),
+            log_index: applied.log_index,
+            replayed: Some(applied.events.is_empty()),
+            code: None,
+            detail: None,
+        },
+        Err(rejection) => TransferResult {
+            id,
+            status: "rejected".into(),
+            log_index: None,
+            replayed: None,
+            code: Some(rejection.code().to_owned()),
+            detail: Some(rejection.to_string()),
+        },
     }
 }
 
@@ -832,14 +755,15 @@ async fn transfers(State(state): Shared, headers: HeaderMap, body: Bytes) -> Ans
             let ids: Vec<String> = requests.iter().map(|r| r.id.clone()).collect();
             let commands = requests.into_iter().map(|r| transfer_command(&state, r)).collect::<Result<Vec<_>, _>>()?;
             let results = caller.agency.calls().execute_each(commands)?;
-            let answers: Vec<Value> = ids.iter().zip(results).map(|(id, result)| applied_json(id, result)).collect();
-            return Ok((StatusCode::OK, json!({ "results": answers })));
+            let results = ids.into_iter().zip(results).map(|(id, result)| transfer_result(id, result)).collect();
+            return Ok((StatusCode::OK, to_json(&TransferResults { results })));
         }
         let request: NewTransfer = parse(&body)?;
         let transfer_id = request.id.clone();
         let command = transfer_command(&state, request)?;
         let applied = caller.agency.calls().execute(command)??;
-        Ok((StatusCode::CREATED, json!({ "id": transfer_id, "log_index": applied.log_index, "replayed": applied.events.is_empty() })))
+        let done = TransferDone { id: transfer_id, log_index: applied.log_index, replayed: applied.events.is_empty() };
+        Ok((StatusCode::CREATED, to_json(&done)))
     })
     .await
 }
@@ -869,19 +793,15 @@ async fn transfer(
         .read(|ledger| ledger.pending(&transfer).map(|p| format!("{:?}", p.state).to_lowercase()));
     Ok(json_response(
         StatusCode::OK,
-        &json!({ "id": transfer.as_str(), "log_index": log_index, "entry": event_json(&event), "hold": pending }),
+        &to_json(&TransferView {
+            id: transfer.as_str().to_owned(),
+            log_index,
+            entry: event_json(&event),
+            hold: pending,
+        }),
     ))
 }
 
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct Operation {
-    /// This operation's own id (by default derived from the hold's).
-    #[serde(default)]
-    id: Option<String>,
-    #[serde(default)]
-    amount: Option<String>,
-}
 
 fn operation_id(given: Option<&str>, pending: &Id, suffix: &str) -> Result<Id, Problem> {
     match given {
@@ -916,7 +836,8 @@ async fn post_pending(
             pending,
             amount,
         })??;
-        Ok((StatusCode::OK, json!({ "id": op.as_str(), "log_index": applied.log_index })))
+        let done = Done { id: op.as_str().to_owned(), status: None, log_index: applied.log_index };
+        Ok((StatusCode::OK, to_json(&done)))
     })
     .await
 }
@@ -936,7 +857,8 @@ async fn void_pending(
         let op = operation_id(request.id.as_deref(), &pending, "void")?;
         let applied =
             caller.agency.calls().execute(Command::VoidPending { id: op.clone(), pending })??;
-        Ok((StatusCode::OK, json!({ "id": op.as_str(), "log_index": applied.log_index })))
+        let done = Done { id: op.as_str().to_owned(), status: None, log_index: applied.log_index };
+        Ok((StatusCode::OK, to_json(&done)))
     })
     .await
 }
@@ -944,12 +866,6 @@ async fn void_pending(
 // ---------------------------------------------------------------------------------------------
 // Vouchers, redemptions, settlements.
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ItemAmount {
-    item: String,
-    quantity: u32,
-}
 
 fn items(list: &[ItemAmount]) -> Result<Vec<sanad_ledger::ItemQuantity>, Problem> {
     list.iter()
@@ -959,16 +875,6 @@ fn items(list: &[ItemAmount]) -> Result<Vec<sanad_ledger::ItemQuantity>, Problem
         .collect()
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NewVoucher {
-    programme: String,
-    beneficiary: String,
-    #[serde(default)]
-    value: Option<String>,
-    #[serde(default)]
-    items: Vec<ItemAmount>,
-}
 
 fn programme_currency(state: &AppState, programme: &Id) -> Result<Currency, Problem> {
     state
@@ -989,11 +895,11 @@ async fn issue_voucher(State(state): Shared, headers: HeaderMap, body: Bytes) ->
             caller.agency.issue_voucher(&programme, &beneficiary, value, items(&request.items)?)?;
         Ok((
             StatusCode::CREATED,
-            json!({
-                "id": issued.id.as_str(),
-                "code": issued.code.letters(),
-                "code_digits": issued.code.digits(),
-                "log_index": issued.log_index,
+            to_json(&VoucherIssued {
+                id: issued.id.as_str().to_owned(),
+                code: issued.code.letters(),
+                code_digits: issued.code.digits(),
+                log_index: issued.log_index,
             }),
         ))
     })
@@ -1016,24 +922,29 @@ async fn voucher(State(state): Shared, headers: HeaderMap, Path(code): Path<Stri
         .ledger()
         .read(|ledger| {
             let known = ledger.voucher(&voucher)?;
-            let items: Vec<Value> = known
+            let items = known
                 .items
                 .iter()
-                .map(|i| json!({ "item": i.item.as_str(), "issued": i.issued, "redeemed": i.redeemed, "held": i.held }))
+                .map(|i| VoucherItem {
+                    item: i.item.as_str().to_owned(),
+                    issued: i.issued,
+                    redeemed: i.redeemed,
+                    held: i.held,
+                })
                 .collect();
-            Some(json!({
-                "id": voucher.as_str(),
-                "programme": known.programme.as_str(),
-                "beneficiary": known.beneficiary.as_str(),
-                "value": money(known.value),
-                "available": money(known.available()),
-                "held": money(known.held()),
-                "redeemed": money(known.redeemed()),
-                "returned": money(known.returned()),
-                "items": items,
-                "expires_at_ms": known.expires_at_ms,
-                "locked_until_ms": known.locked_until_ms,
-                "closed": known.closed.map(|reason| format!("{reason:?}").to_lowercase()),
+            Some(to_json(&VoucherView {
+                id: voucher.as_str().to_owned(),
+                programme: known.programme.as_str().to_owned(),
+                beneficiary: known.beneficiary.as_str().to_owned(),
+                value: money(known.value),
+                available: money(known.available()),
+                held: money(known.held()),
+                redeemed: money(known.redeemed()),
+                returned: money(known.returned()),
+                items,
+                expires_at_ms: known.expires_at_ms,
+                locked_until_ms: known.locked_until_ms,
+                closed: known.closed.map(|reason| format!("{reason:?}").to_lowercase()),
             }))
         })
         .ok_or_else(|| Problem::not_found("voucher not found"))?;
@@ -1049,24 +960,12 @@ async fn revoke_voucher(
     write(state, headers, body, OPERATORS, move |state, caller, _| {
         let voucher = voucher_of_code(&state, &code)?;
         let log_index = caller.agency.revoke_voucher(&voucher)?;
-        Ok((StatusCode::OK, json!({ "id": voucher.as_str(), "log_index": log_index })))
+        let done = Done { id: voucher.as_str().to_owned(), status: Some("revoked".into()), log_index };
+        Ok((StatusCode::OK, to_json(&done)))
     })
     .await
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NewRedemption {
-    code: String,
-    vendor: String,
-    #[serde(default)]
-    amount: Option<String>,
-    #[serde(default)]
-    items: Vec<ItemAmount>,
-    /// The redemption's id, for retries (by default a new one).
-    #[serde(default)]
-    id: Option<String>,
-}
 
 const SHOPS: &[Role] = &[Role::Operator, Role::Vendor];
 
@@ -1104,11 +1003,11 @@ async fn request_redemption(State(state): Shared, headers: HeaderMap, body: Byte
         )?;
         Ok((
             StatusCode::CREATED,
-            json!({
-                "id": asked.id.as_str(),
-                "voucher": asked.voucher.as_str(),
-                "amount": money(asked.amount),
-                "log_index": asked.log_index,
+            to_json(&RedemptionCreated {
+                id: asked.id.as_str().to_owned(),
+                voucher: asked.voucher.as_str().to_owned(),
+                amount: money(asked.amount),
+                log_index: asked.log_index,
             }),
         ))
     })
@@ -1124,11 +1023,6 @@ fn redemption_vendor(state: &AppState, redemption: &Id) -> Result<Id, Problem> {
         .ok_or_else(|| Problem::not_found(format!("redemption {redemption} not found")))
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Pin {
-    pin: String,
-}
 
 async fn authorise_redemption(
     State(state): Shared,
@@ -1143,7 +1037,11 @@ async fn authorise_redemption(
         let log_index = caller.agency.authorise_with_pin(&redemption, &request.pin)?;
         Ok((
             StatusCode::OK,
-            json!({ "id": redemption.as_str(), "status": "authorised", "log_index": log_index }),
+            to_json(&Done {
+                id: redemption.as_str().to_owned(),
+                status: Some("authorised".into()),
+                log_index,
+            }),
         ))
     })
     .await
@@ -1161,39 +1059,34 @@ async fn refuse_redemption(
         let log_index = caller.agency.refuse_redemption(&redemption)?;
         Ok((
             StatusCode::OK,
-            json!({ "id": redemption.as_str(), "status": "refused", "log_index": log_index }),
+            to_json(&Done {
+                id: redemption.as_str().to_owned(),
+                status: Some("refused".into()),
+                log_index,
+            }),
         ))
     })
     .await
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NewSettlement {
-    programme: String,
-    #[serde(default)]
-    run: Option<String>,
-}
 
 async fn settle(State(state): Shared, headers: HeaderMap, body: Bytes) -> Answer {
     write(state, headers, body, OPERATORS, |_, caller, body| {
         let request: NewSettlement = parse(&body)?;
         let programme = id(&request.programme, "programme")?;
         let run = caller.agency.settle(&programme, request.run.as_deref())?;
-        let vendors: Vec<Value> = run
+        let vendors = run
             .vendors
             .iter()
-            .map(|v| {
-                json!({
-                    "vendor": v.vendor.as_str(),
-                    "settlement": v.settlement.as_str(),
-                    "amount": money(v.amount),
-                    "redemptions": v.redemptions,
-                    "log_index": v.log_index,
-                })
+            .map(|v| VendorSettled {
+                vendor: v.vendor.as_str().to_owned(),
+                settlement: v.settlement.as_str().to_owned(),
+                amount: money(v.amount),
+                redemptions: v.redemptions,
+                log_index: v.log_index,
             })
             .collect();
-        Ok((StatusCode::CREATED, json!({ "run": run.run, "vendors": vendors })))
+        Ok((StatusCode::CREATED, to_json(&SettlementRun { run: run.run, vendors })))
     })
     .await
 }
@@ -1222,28 +1115,19 @@ async fn settlement(
     }
     Ok(json_response(
         StatusCode::OK,
-        &json!({
-            "id": settlement.as_str(),
-            "programme": record.programme.as_str(),
-            "vendor": record.vendor.as_str(),
-            "to": record.to.as_str(),
-            "amount": money(record.amount),
-            "redemptions": record.redemptions,
-            "since_index": record.since_index,
-            "log_index": record.index,
+        &to_json(&SettlementView {
+            id: settlement.as_str().to_owned(),
+            programme: record.programme.as_str().to_owned(),
+            vendor: record.vendor.as_str().to_owned(),
+            to: record.to.as_str().to_owned(),
+            amount: money(record.amount),
+            redemptions: record.redemptions,
+            since_index: record.since_index,
+            log_index: record.index,
         }),
     ))
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct DisburseQuery {
-    programme: String,
-    #[serde(default)]
-    register: bool,
-    #[serde(default)]
-    skip_invalid: bool,
-}
 
 async fn disburse(
     State(state): Shared,
@@ -1288,18 +1172,20 @@ async fn disburse(
 }
 
 fn report_json(report: &sanad_engine::disburse::Report) -> Value {
-    let rejected: Vec<Value> =
-        report.rejected.iter().map(|p| json!({ "line": p.line, "reason": p.reason })).collect();
-    let totals: Vec<Value> = report.paid_totals.values().map(|a| money(*a)).collect();
-    json!({
-        "id": report.run,
-        "rows": report.rows,
-        "paid": report.paid,
-        "already_paid": report.already_paid,
-        "registered": report.registered,
-        "rejected": rejected,
-        "paid_totals": totals,
-        "refusal": report.refusal,
+    let count = |n: usize| n as u64;
+    to_json(&DisbursementReport {
+        id: report.run.clone(),
+        rows: count(report.rows),
+        paid: count(report.paid),
+        already_paid: count(report.already_paid),
+        registered: count(report.registered),
+        rejected: report
+            .rejected
+            .iter()
+            .map(|p| RejectedRow { line: p.line, reason: p.reason.clone() })
+            .collect(),
+        paid_totals: report.paid_totals.values().map(|a| money(*a)).collect(),
+        refusal: report.refusal.clone(),
     })
 }
 
@@ -1332,25 +1218,17 @@ async fn balance(State(state): Shared, headers: HeaderMap, Path(account): Path<S
         .ok_or_else(|| Problem::not_found(format!("account {account} not found")))?;
     Ok(json_response(
         StatusCode::OK,
-        &json!({
-            "account": account.as_str(),
-            "currency": known.currency().code(),
-            "balance": known.balance().to_decimal_string(),
-            "available": known.available().to_decimal_string(),
-            "frozen": known.is_frozen(),
-            "closed": known.is_closed(),
+        &to_json(&BalanceView {
+            account: account.as_str().to_owned(),
+            currency: known.currency().code().to_owned(),
+            balance: known.balance().to_decimal_string(),
+            available: known.available().to_decimal_string(),
+            frozen: known.is_frozen(),
+            closed: known.is_closed(),
         }),
     ))
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Page {
-    #[serde(default)]
-    cursor: Option<u64>,
-    #[serde(default)]
-    limit: Option<usize>,
-}
 
 async fn history(
     State(state): Shared,
@@ -1376,12 +1254,12 @@ async fn history(
         agency.ledger().history(&account, page.cursor, limit).map_err(Problem::from)
     })
     .await?;
-    let items: Vec<Value> = found
+    let items = found
         .items
         .iter()
-        .map(|(index, event)| json!({ "log_index": index, "entry": event_json(event) }))
+        .map(|(index, event)| HistoryItem { log_index: *index, entry: event_json(event) })
         .collect();
-    Ok(json_response(StatusCode::OK, &json!({ "items": items, "next": found.next })))
+    Ok(json_response(StatusCode::OK, &to_json(&HistoryPage { items, next: found.next })))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1417,6 +1295,15 @@ fn path_and_query(uri: &axum::http::Uri) -> String {
     uri.path_and_query().map_or_else(|| uri.path().to_owned(), |pq| pq.as_str().to_owned())
 }
 
+fn sms_answer(outcome: sanad_sms::Outcome) -> SmsAnswer {
+    let notices = outcome
+        .notices
+        .into_iter()
+        .map(|notice| Notice { to: notice.to, text: notice.text })
+        .collect();
+    SmsAnswer { reply: outcome.reply, notices, replayed: outcome.replayed }
+}
+
 async fn handle_sms(
     state: Arc<AppState>,
     inbound: sanad_sms::gateway::Inbound,
@@ -1447,12 +1334,7 @@ async fn sms_africastalking(State(state): Shared, uri: axum::http::Uri, body: By
         .map_err(|e| gateway_problem(&e))?;
     let outcome = handle_sms(state, inbound).await?;
     // AT takes replies through its API: the integrator's sender sends `reply` and `notices`.
-    let notices: Vec<Value> =
-        outcome.notices.iter().map(|n| json!({ "to": n.to, "text": n.text })).collect();
-    Ok(json_response(
-        StatusCode::OK,
-        &json!({ "reply": outcome.reply, "notices": notices, "replayed": outcome.replayed }),
-    ))
+    Ok(json_response(StatusCode::OK, &to_json(&sms_answer(outcome))))
 }
 
 async fn ussd_africastalking(State(state): Shared, uri: axum::http::Uri, body: Bytes) -> Answer {
@@ -1496,10 +1378,5 @@ async fn sms_json(State(state): Shared, headers: HeaderMap, body: Bytes) -> Answ
     let signature = headers.get(signed::SIGNATURE_HEADER).and_then(|v| v.to_str().ok());
     let inbound = signed::parse(&secret, signature, &body).map_err(|e| gateway_problem(&e))?;
     let outcome = handle_sms(state, inbound).await?;
-    let notices: Vec<Value> =
-        outcome.notices.iter().map(|n| json!({ "to": n.to, "text": n.text })).collect();
-    Ok(json_response(
-        StatusCode::OK,
-        &json!({ "reply": outcome.reply, "notices": notices, "replayed": outcome.replayed }),
-    ))
+    Ok(json_response(StatusCode::OK, &to_json(&sms_answer(outcome))))
 }

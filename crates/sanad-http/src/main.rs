@@ -14,6 +14,7 @@
 //! store and the signing key, prints the verifier key, and writes a first admin token to
 //! `<data>/admin.token` (mode 0600).
 
+mod api;
 mod app;
 mod metrics;
 mod problem;

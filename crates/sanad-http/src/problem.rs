@@ -119,14 +119,15 @@ impl From<sanad_engine::Error> for Problem {
 impl Problem {
     /// The problem document (RFC 9457).
     pub(crate) fn body(&self) -> String {
-        serde_json::json!({
-            "type": format!("https://sanad.invalid/problems/{}", self.code),
-            "title": self.status.canonical_reason().unwrap_or("error"),
-            "status": self.status.as_u16(),
-            "code": self.code,
-            "detail": self.detail,
-        })
-        .to_string()
+        let document = crate::api::ProblemDocument {
+            kind: format!("https://sanad.invalid/problems/{}", self.code),
+            title: self.status.canonical_reason().unwrap_or("error").to_owned(),
+            status: self.status.as_u16(),
+            code: self.code.clone(),
+            detail: self.detail.clone(),
+        };
+        // Invariant: strings and a number always serialize.
+        serde_json::to_string(&document).unwrap_or_default()
     }
 }
 
