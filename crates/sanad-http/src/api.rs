@@ -6,7 +6,7 @@
 //! changed nothing).
 
 use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, OpenApi, ToSchema};
+use utoipa::{IntoParams, IntoResponses, OpenApi, ToSchema};
 
 // ---------------------------------------------------------------------------------------------
 // Requests.
@@ -17,6 +17,7 @@ pub(crate) struct NewToken {
     pub(crate) name: String,
     pub(crate) role: String,
     #[serde(default)]
+    #[schema(pattern = "^[A-Za-z0-9_.:-]{1,64}$")]
     pub(crate) vendor: Option<String>,
 }
 
@@ -24,7 +25,9 @@ pub(crate) struct NewToken {
 #[serde(deny_unknown_fields)]
 pub(crate) struct NewProgramme {
     pub(crate) name: String,
+    #[schema(pattern = "^[A-Z]{3}$")]
     pub(crate) currency: String,
+    #[schema(pattern = r"^[0-9]+(\.[0-9]+)?$")]
     pub(crate) budget: String,
     pub(crate) kind: String,
     /// Voucher programmes: their terms (defaults as `sanad programme create`).
@@ -55,10 +58,12 @@ pub(crate) struct NewTerms {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct NewItem {
+    #[schema(pattern = "^[A-Za-z0-9_.:-]{1,64}$")]
     pub(crate) id: String,
     pub(crate) name: String,
     pub(crate) unit: String,
     pub(crate) quantity: u32,
+    #[schema(pattern = r"^[0-9]+(\.[0-9]+)?$")]
     pub(crate) unit_value: String,
 }
 
@@ -76,9 +81,11 @@ pub(crate) struct NewBeneficiary {
     pub(crate) pin: Option<String>,
     /// The programme whose currency the wallet is opened in.
     #[serde(default)]
+    #[schema(pattern = "^[A-Za-z0-9_.:-]{1,64}$")]
     pub(crate) programme: Option<String>,
     /// Or the currency itself.
     #[serde(default)]
+    #[schema(pattern = "^[A-Z]{3}$")]
     pub(crate) currency: Option<String>,
 }
 
@@ -88,6 +95,7 @@ pub(crate) struct NewVendor {
     pub(crate) name: String,
     #[serde(default)]
     pub(crate) phone: Option<String>,
+    #[schema(pattern = "^[A-Z]{3}$")]
     pub(crate) currency: String,
     #[serde(default)]
     pub(crate) categories: Vec<String>,
@@ -99,13 +107,19 @@ pub(crate) struct NewVendor {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct NewTransfer {
+    #[schema(pattern = "^[A-Za-z0-9_.:-]{1,64}$")]
     pub(crate) id: String,
+    #[schema(pattern = "^[A-Za-z0-9_.:-]{1,64}$")]
     pub(crate) from: String,
+    #[schema(pattern = "^[A-Za-z0-9_.:-]{1,64}$")]
     pub(crate) to: String,
+    #[schema(pattern = r"^[0-9]+(\.[0-9]+)?$")]
     pub(crate) amount: String,
+    #[schema(pattern = "^[A-Z]{3}$")]
     pub(crate) currency: String,
     /// The programme the money belongs to; by default the one `from` funds.
     #[serde(default)]
+    #[schema(pattern = "^[A-Za-z0-9_.:-]{1,64}$")]
     pub(crate) programme: Option<String>,
     #[serde(default)]
     pub(crate) reference: Option<String>,
@@ -119,14 +133,17 @@ pub(crate) struct NewTransfer {
 pub(crate) struct Operation {
     /// This operation's own id (by default derived from the hold's).
     #[serde(default)]
+    #[schema(pattern = "^[A-Za-z0-9_.:-]{1,64}$")]
     pub(crate) id: Option<String>,
     #[serde(default)]
+    #[schema(pattern = r"^[0-9]+(\.[0-9]+)?$")]
     pub(crate) amount: Option<String>,
 }
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ItemAmount {
+    #[schema(pattern = "^[A-Za-z0-9_.:-]{1,64}$")]
     pub(crate) item: String,
     pub(crate) quantity: u32,
 }
@@ -134,9 +151,12 @@ pub(crate) struct ItemAmount {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct NewVoucher {
+    #[schema(pattern = "^[A-Za-z0-9_.:-]{1,64}$")]
     pub(crate) programme: String,
+    #[schema(pattern = "^[A-Za-z0-9_.:-]{1,64}$")]
     pub(crate) beneficiary: String,
     #[serde(default)]
+    #[schema(pattern = r"^[0-9]+(\.[0-9]+)?$")]
     pub(crate) value: Option<String>,
     #[serde(default)]
     pub(crate) items: Vec<ItemAmount>,
@@ -146,13 +166,16 @@ pub(crate) struct NewVoucher {
 #[serde(deny_unknown_fields)]
 pub(crate) struct NewRedemption {
     pub(crate) code: String,
+    #[schema(pattern = "^[A-Za-z0-9_.:-]{1,64}$")]
     pub(crate) vendor: String,
     #[serde(default)]
+    #[schema(pattern = r"^[0-9]+(\.[0-9]+)?$")]
     pub(crate) amount: Option<String>,
     #[serde(default)]
     pub(crate) items: Vec<ItemAmount>,
     /// The redemption's id, for retries (by default a new one).
     #[serde(default)]
+    #[schema(pattern = "^[A-Za-z0-9_.:-]{1,64}$")]
     pub(crate) id: Option<String>,
 }
 
@@ -165,6 +188,7 @@ pub(crate) struct Pin {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct NewSettlement {
+    #[schema(pattern = "^[A-Za-z0-9_.:-]{1,64}$")]
     pub(crate) programme: String,
     #[serde(default)]
     pub(crate) run: Option<String>,
@@ -174,6 +198,7 @@ pub(crate) struct NewSettlement {
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub(crate) struct DisburseQuery {
+    #[param(pattern = "^[A-Za-z0-9_.:-]{1,64}$")]
     pub(crate) programme: String,
     #[serde(default)]
     pub(crate) register: bool,
@@ -223,6 +248,32 @@ pub(crate) fn default_pin_attempts() -> u8 {
 
 pub(crate) fn default_lock_minutes() -> u64 {
     30
+}
+
+/// `POST /v1/transfers`: one transfer, or an array of up to 8,190. The handler tells the two
+/// forms apart before reading either, so that a bad item gets a precise error.
+#[derive(Deserialize, ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+pub(crate) enum TransferRequest {
+    One(NewTransfer),
+    Many(Vec<NewTransfer>),
+}
+
+/// `POST /v1/sms/json`: a message from any gateway, signed with HMAC-SHA256 of the raw body in
+/// `X-Sanad-Signature: sha256=<hex>` (read by `sanad_sms::gateway::json`; this type describes
+/// it).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct JsonMessage {
+    /// The gateway's message id: a message is handled once per id.
+    id: String,
+    /// The sender's phone number.
+    from: String,
+    /// The number it was sent to.
+    to: Option<String>,
+    /// What the person typed.
+    text: String,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -561,6 +612,40 @@ pub(crate) struct ProblemDocument {
     pub(crate) detail: String,
 }
 
+/// The problems any API route may answer (RFC 9457 documents with a stable `code`); listed in
+/// every route's responses, never built.
+#[derive(IntoResponses)]
+#[allow(dead_code)]
+pub(crate) enum Problems {
+    /// Malformed: not JSON, wrong types, unknown fields, a bad id, amount or CSV.
+    #[response(status = 400, content_type = "application/problem+json")]
+    BadRequest(ProblemDocument),
+    /// No bearer token, or an unknown one.
+    #[response(status = 401, content_type = "application/problem+json")]
+    Unauthorized(ProblemDocument),
+    /// The token's role may not do this; a wrong PIN; an unauthenticated webhook.
+    #[response(status = 403, content_type = "application/problem+json")]
+    Forbidden(ProblemDocument),
+    /// No such programme, beneficiary, account, voucher, …
+    #[response(status = 404, content_type = "application/problem+json")]
+    NotFound(ProblemDocument),
+    /// An `Idempotency-Key` or an id reused for something else; an existing thing.
+    #[response(status = 409, content_type = "application/problem+json")]
+    Conflict(ProblemDocument),
+    /// A body over 4 MiB.
+    #[response(status = 413, content_type = "application/problem+json")]
+    TooLarge(ProblemDocument),
+    /// A disbursement that is not `text/csv`.
+    #[response(status = 415, content_type = "application/problem+json")]
+    UnsupportedMediaType(ProblemDocument),
+    /// Understood and refused by the ledger (insufficient funds, a closed voucher, …).
+    #[response(status = 422, content_type = "application/problem+json")]
+    Unprocessable(ProblemDocument),
+    /// Too many wrong voucher codes from one vendor.
+    #[response(status = 429, content_type = "application/problem+json")]
+    TooManyRequests(ProblemDocument),
+}
+
 /// The document's frame; paths come from the handlers (see `app::router`).
 #[derive(OpenApi)]
 #[openapi(
@@ -571,6 +656,7 @@ pub(crate) struct ProblemDocument {
         license(name = "Apache-2.0 OR MIT")
     ),
     modifiers(&BearerTokens),
+    components(schemas(ProblemDocument)),
     tags(
         (name = "log", description = "The signed log, public, in the C2SP tlog-tiles layout"),
         (name = "tokens", description = "API tokens: principals with roles, granted in the log"),

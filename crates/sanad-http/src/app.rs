@@ -4,10 +4,10 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::get;
 use sanad_engine::Agency;
 use sanad_engine::registry::NewPerson;
 use sanad_ledger::{Actor, Command, Event, ProgrammeKind};
@@ -17,7 +17,12 @@ use sanad_sms::Channel;
 use serde_json::Value;
 
 use crate::problem::Problem;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
 use crate::api::*;
+use crate::extract::{ApiBody, ApiPath, ApiQuery};
 use crate::store::{Role, Store, TokenRecord};
 
 /// The most transfers one request may carry (a group commit's worth).
@@ -46,55 +51,81 @@ pub(crate) struct AppState {
 type Shared = State<Arc<AppState>>;
 type Answer = Result<Response, Problem>;
 
+/// Every route. The `/v1`, `/log` and webhook routes are registered from their handlers'
+/// `#[utoipa::path]` annotations, so the OpenAPI document served at `/openapi.json` lists
+/// exactly the routes there are, with their bodies and answers.
 pub(crate) fn router(state: Arc<AppState>) -> Router {
-    Router::new()
-        .route("/healthz", get(|| async { "ok" }))
+    let (routes, mut document) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(healthz))
+        .routes(routes!(metrics))
+        .routes(routes!(log_key))
+        .routes(routes!(log_checkpoint))
+        .routes(routes!(log_receipt))
+        .routes(routes!(create_token))
+        .routes(routes!(revoke_token))
+        .routes(routes!(create_programme))
+        .routes(routes!(programme))
+        .routes(routes!(register))
+        .routes(routes!(beneficiary))
+        .routes(routes!(erase))
+        .routes(routes!(create_vendor))
+        .routes(routes!(vendor))
+        .routes(routes!(transfers))
+        .routes(routes!(transfer))
+        .routes(routes!(post_pending))
+        .routes(routes!(void_pending))
+        .routes(routes!(issue_voucher))
+        .routes(routes!(voucher))
+        .routes(routes!(revoke_voucher))
+        .routes(routes!(request_redemption))
+        .routes(routes!(authorise_redemption))
+        .routes(routes!(refuse_redemption))
+        .routes(routes!(settle))
+        .routes(routes!(settlement))
+        .routes(routes!(disburse))
+        .routes(routes!(disbursement))
+        .routes(routes!(balance))
+        .routes(routes!(history))
+        .routes(routes!(sms_twilio))
+        .routes(routes!(sms_africastalking))
+        .routes(routes!(ussd_africastalking))
+        .routes(routes!(sms_kannel))
+        .routes(routes!(sms_rapidpro, sms_rapidpro_get))
+        .routes(routes!(sms_json))
+        .split_for_parts();
+    // A tile's path holds slashes: axum matches it with a wildcard, which OpenAPI has no
+    // syntax for; the document describes it as one parameter.
+    document.merge(TileDocument::openapi());
+    let document: Arc<str> = document.to_json().unwrap_or_default().into();
+    routes
+        .route("/log/tile/{*path}", get(log_tile))
         .route(
-            "/metrics",
-            get(|State(state): Shared| async move {
-                crate::metrics::response(&state.metrics, state.agency.ledger().log().size())
+            "/openapi.json",
+            get(move || async move {
+                ([(header::CONTENT_TYPE, "application/json")], document.to_string())
             }),
         )
-        .route("/log/key", get(log_key))
-        .route("/log/checkpoint", get(log_checkpoint))
-        .route("/log/tile/{*path}", get(log_tile))
-        .route("/log/receipt/{index}", get(log_receipt))
-        .route("/v1/tokens", post(create_token))
-        .route("/v1/tokens/{id}", axum::routing::delete(revoke_token))
-        .route("/v1/programmes", post(create_programme))
-        .route("/v1/programmes/{id}", get(programme))
-        .route("/v1/beneficiaries", post(register))
-        .route("/v1/beneficiaries/{id}", get(beneficiary))
-        .route("/v1/beneficiaries/{id}/personal-data", axum::routing::delete(erase))
-        .route("/v1/vendors", post(create_vendor))
-        .route("/v1/vendors/{id}", get(vendor))
-        .route("/v1/transfers", post(transfers))
-        .route("/v1/transfers/{id}", get(transfer))
-        .route("/v1/transfers/{id}/post", post(post_pending))
-        .route("/v1/transfers/{id}/void", post(void_pending))
-        .route("/v1/vouchers", post(issue_voucher))
-        .route("/v1/vouchers/{code}", get(voucher))
-        .route("/v1/vouchers/{code}/revoke", post(revoke_voucher))
-        .route("/v1/redemptions", post(request_redemption))
-        .route("/v1/redemptions/{id}/authorise", post(authorise_redemption))
-        .route("/v1/redemptions/{id}/refuse", post(refuse_redemption))
-        .route("/v1/settlements", post(settle))
-        .route("/v1/settlements/{id}", get(settlement))
-        .route("/v1/disbursements", post(disburse))
-        .route("/v1/disbursements/{id}", get(disbursement))
-        .route("/v1/accounts/{id}/balance", get(balance))
-        .route("/v1/accounts/{id}/history", get(history))
-        .route("/v1/sms/twilio", post(sms_twilio))
-        .route("/v1/sms/africastalking", post(sms_africastalking))
-        .route("/v1/ussd/africastalking", post(ussd_africastalking))
-        .route("/v1/sms/kannel", get(sms_kannel))
-        .route("/v1/sms/rapidpro", post(sms_rapidpro).get(sms_rapidpro_get))
-        .route("/v1/sms/json", post(sms_json))
         .route_layer(axum::middleware::from_fn_with_state(
             Arc::clone(&state.metrics),
             crate::metrics::track,
         ))
         .with_state(state)
+}
+
+#[derive(OpenApi)]
+#[openapi(paths(log_tile))]
+struct TileDocument;
+
+/// Whether the server is up.
+#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, description = "Up", body = String, content_type = "text/plain")))]
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// Prometheus metrics (OpenMetrics text): requests, latency, group-commit sizes, log size.
+#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "The metrics", body = String, content_type = "application/openmetrics-text")))]
+async fn metrics(State(state): Shared) -> Response {
+    crate::metrics::response(&state.metrics, state.agency.ledger().log().size())
 }
 
 /// Runs blocking library work off the async threads.
@@ -167,8 +198,7 @@ fn to_json<T: serde::Serialize>(answer: &T) -> Value {
 
 /// Minor units as a decimal string in `currency` (totals are kept as i128).
 fn decimal(minor: i128, currency: Currency) -> String {
-    Amount::from_minor_units(i64::try_from(minor).unwrap_or(i64::MAX), currency)
-        .to_decimal_string()
+    Amount::from_minor_units(i64::try_from(minor).unwrap_or(i64::MAX), currency).to_decimal_string()
 }
 
 /// Who makes a write: the token, and the agency acting as its principal, so that the ledger
@@ -183,6 +213,7 @@ struct Caller {
 async fn write(
     state: Arc<AppState>,
     headers: HeaderMap,
+    uri: &axum::http::Uri,
     body: Bytes,
     roles: &'static [Role],
     work: impl FnOnce(Arc<AppState>, Caller, Bytes) -> Result<(StatusCode, Value), Problem>
@@ -192,9 +223,11 @@ async fn write(
     let token = authorise(&state, &headers, roles)?;
     let principal = Id::parse(&token.principal).map_err(Problem::internal)?;
     let key = headers.get("idempotency-key").and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let target = uri.path_and_query().map_or_else(|| uri.path().to_owned(), |pq| pq.to_string());
     blocking(move || {
-        // Answers are kept per token: another caller's key is another key.
-        let scope = token.principal.clone();
+        // Answers are kept per token and request target: another caller's key, or the same
+        // key on another route or resource, is another key.
+        let scope = format!("{} {target}", token.principal);
         if let Some(key) = &key {
             if key.is_empty() || key.len() > 255 {
                 return Err(Problem::bad_request("invalid_idempotency_key", "1 to 255 characters"));
@@ -244,11 +277,25 @@ async fn write(
 // ---------------------------------------------------------------------------------------------
 // The log, public.
 
+/// The log's verifier key (a signed-note vkey string).
+#[utoipa::path(
+    get,
+    path = "/log/key",
+    tag = "log",
+    responses((status = 200, description = "The verifier key", body = String, content_type = "text/plain"))
+)]
 async fn log_key(State(state): Shared) -> Response {
     let key = state.agency.ledger().log().verifier().to_vkey();
     ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], format!("{key}\n")).into_response()
 }
 
+/// The latest signed checkpoint (C2SP tlog-checkpoint).
+#[utoipa::path(
+    get,
+    path = "/log/checkpoint",
+    tag = "log",
+    responses((status = 200, description = "The checkpoint", body = String, content_type = "text/plain"))
+)]
 async fn log_checkpoint(State(state): Shared) -> Response {
     let checkpoint = state.agency.ledger().log().checkpoint().to_bytes();
     (
@@ -258,7 +305,15 @@ async fn log_checkpoint(State(state): Shared) -> Response {
         .into_response()
 }
 
-async fn log_tile(State(state): Shared, Path(path): Path<String>) -> Answer {
+/// A tile or entry bundle in the C2SP tlog-tiles layout: `<L>/<N>[.p/<W>]` or `entries/<N>[.p/<W>]`; full tiles are immutable.
+#[utoipa::path(
+    get,
+    path = "/log/tile/{path}",
+    tag = "log",
+    params(("path" = String, Path, description = "The tile's path under tile/ (it may hold slashes)")),
+    responses((status = 200, description = "The tile", body = Vec<u8>, content_type = "application/octet-stream"), Problems)
+)]
+async fn log_tile(State(state): Shared, ApiPath(path): ApiPath<String>) -> Answer {
     blocking(move || {
         let (tile, entries) = sanad_tlog::tile::TileId::parse_path(&format!("tile/{path}"))
             .map_err(|e| Problem::not_found(e.to_string()))?;
@@ -302,7 +357,15 @@ async fn log_tile(State(state): Shared, Path(path): Path<String>) -> Answer {
     .await
 }
 
-async fn log_receipt(State(state): Shared, Path(index): Path<u64>) -> Answer {
+/// A receipt for an entry: a c2sp.org/tlog-proof@v1 file against the latest checkpoint.
+#[utoipa::path(
+    get,
+    path = "/log/receipt/{index}",
+    tag = "log",
+    params(("index" = u64, Path, description = "The entry's log index")),
+    responses((status = 200, description = "The receipt", body = String, content_type = "text/plain"), Problems)
+)]
+async fn log_receipt(State(state): Shared, ApiPath(index): ApiPath<u64>) -> Answer {
     blocking(move || {
         let log = state.agency.ledger().log();
         if index >= log.size() {
@@ -318,9 +381,23 @@ async fn log_receipt(State(state): Shared, Path(index): Path<u64>) -> Answer {
 // ---------------------------------------------------------------------------------------------
 // Tokens.
 
-
-async fn create_token(State(state): Shared, headers: HeaderMap, body: Bytes) -> Answer {
-    write(state, headers, body, &[], |state, caller, body| {
+/// Create an API token (admin): a principal granted its role in the log.
+#[utoipa::path(
+    post,
+    path = "/v1/tokens",
+    tag = "tokens",
+    request_body = NewToken,
+    params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, description = "Same key and body: the stored answer again; same key, another body: 409")),
+    responses((status = 201, description = "The token, shown once", body = TokenCreated), Problems),
+    security(("bearer" = []))
+)]
+async fn create_token(
+    State(state): Shared,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    ApiBody(body): ApiBody,
+) -> Answer {
+    write(state, headers, &uri, body, &[], |state, caller, body| {
         let request: NewToken = parse(&body)?;
         let role = Role::parse(&request.role).ok_or_else(|| {
             Problem::bad_request("invalid_role", "admin, operator, vendor or auditor")
@@ -358,12 +435,22 @@ async fn create_token(State(state): Shared, headers: HeaderMap, body: Bytes) -> 
     .await
 }
 
+/// Revoke a token (admin): logged, and it authenticates no more.
+#[utoipa::path(
+    delete,
+    path = "/v1/tokens/{id}",
+    tag = "tokens",
+    params(("id" = String, Path, pattern = "^[A-Za-z0-9_.:-]{1,64}$", description = "The token's public id (tok-…)"), ("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, description = "Same key and body: the stored answer again; same key, another body: 409")),
+    responses((status = 200, description = "Revoked", body = Done), Problems),
+    security(("bearer" = []))
+)]
 async fn revoke_token(
     State(state): Shared,
+    uri: axum::http::Uri,
     headers: HeaderMap,
-    Path(principal): Path<String>,
+    ApiPath(principal): ApiPath<String>,
 ) -> Answer {
-    write(state, headers, Bytes::new(), &[], move |state, caller, _| {
+    write(state, headers, &uri, Bytes::new(), &[], move |state, caller, _| {
         let principal = id(&principal, "token")?;
         if caller.agency.ledger().read(|ledger| ledger.principal(&principal).is_none()) {
             return Err(Problem::not_found(format!("token {principal} not found")));
@@ -384,11 +471,6 @@ async fn revoke_token(
 
 // ---------------------------------------------------------------------------------------------
 // Programmes.
-
-
-
-
-
 
 fn plan(terms: NewTerms, currency: Currency) -> Result<sanad_engine::VoucherPlan, Problem> {
     let now_ms = std::time::SystemTime::now()
@@ -448,8 +530,23 @@ fn programme_kind(text: &str) -> Result<ProgrammeKind, Problem> {
     }
 }
 
-async fn create_programme(State(state): Shared, headers: HeaderMap, body: Bytes) -> Answer {
-    write(state, headers, body, OPERATORS, |_, caller, body| {
+/// Create a programme with its budget (a logged issuance into its funding account).
+#[utoipa::path(
+    post,
+    path = "/v1/programmes",
+    tag = "programmes",
+    request_body = NewProgramme,
+    params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, description = "Same key and body: the stored answer again; same key, another body: 409")),
+    responses((status = 201, description = "Created", body = Created), Problems),
+    security(("bearer" = []))
+)]
+async fn create_programme(
+    State(state): Shared,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    ApiBody(body): ApiBody,
+) -> Answer {
+    write(state, headers, &uri, body, OPERATORS, |_, caller, body| {
         let request: NewProgramme = parse(&body)?;
         let currency = currency(&request.currency)?;
         let budget = amount(&request.budget, currency)?;
@@ -469,15 +566,27 @@ async fn create_programme(State(state): Shared, headers: HeaderMap, body: Bytes)
                 caller.agency.create_voucher_programme_logged(&request.name, kind, budget, &plan)?
             }
         };
-        Ok((StatusCode::CREATED, to_json(&Created { id: programme.as_str().to_owned(), log_index })))
+        Ok((
+            StatusCode::CREATED,
+            to_json(&Created { id: programme.as_str().to_owned(), log_index }),
+        ))
     })
     .await
 }
 
+/// A programme, with its balance and totals.
+#[utoipa::path(
+    get,
+    path = "/v1/programmes/{id}",
+    tag = "programmes",
+    params(("id" = String, Path, pattern = "^[A-Za-z0-9_.:-]{1,64}$", description = "The programme")),
+    responses((status = 200, description = "The programme", body = ProgrammeView), Problems),
+    security(("bearer" = []))
+)]
 async fn programme(
     State(state): Shared,
     headers: HeaderMap,
-    Path(programme): Path<String>,
+    ApiPath(programme): ApiPath<String>,
 ) -> Answer {
     authorise(&state, &headers, READERS)?;
     let programme = id(&programme, "programme")?;
@@ -528,9 +637,23 @@ async fn programme(
 // ---------------------------------------------------------------------------------------------
 // Beneficiaries.
 
-
-async fn register(State(state): Shared, headers: HeaderMap, body: Bytes) -> Answer {
-    write(state, headers, body, OPERATORS, |state, caller, body| {
+/// Register a beneficiary: personal data in the erasable registry, a pseudonym in the log.
+#[utoipa::path(
+    post,
+    path = "/v1/beneficiaries",
+    tag = "beneficiaries",
+    request_body = NewBeneficiary,
+    params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, description = "Same key and body: the stored answer again; same key, another body: 409")),
+    responses((status = 201, description = "Registered", body = BeneficiaryCreated), Problems),
+    security(("bearer" = []))
+)]
+async fn register(
+    State(state): Shared,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    ApiBody(body): ApiBody,
+) -> Answer {
+    write(state, headers, &uri, body, OPERATORS, |state, caller, body| {
         let request: NewBeneficiary = parse(&body)?;
         let currency = match (&request.programme, &request.currency) {
             (Some(programme), _) => {
@@ -542,7 +665,12 @@ async fn register(State(state): Shared, headers: HeaderMap, body: Bytes) -> Answ
                     .ok_or_else(|| Problem::not_found(format!("programme {programme} not found")))?
             }
             (None, Some(code)) => currency(code)?,
-            (None, None) => return Err(Problem::bad_request("currency_required", "give a programme or a currency")),
+            (None, None) => {
+                return Err(Problem::bad_request(
+                    "currency_required",
+                    "give a programme or a currency",
+                ));
+            }
         };
         let person = NewPerson {
             phone: request.phone,
@@ -565,10 +693,19 @@ async fn register(State(state): Shared, headers: HeaderMap, body: Bytes) -> Answ
     .await
 }
 
+/// A beneficiary and their wallets (personal data for operators only).
+#[utoipa::path(
+    get,
+    path = "/v1/beneficiaries/{id}",
+    tag = "beneficiaries",
+    params(("id" = String, Path, pattern = "^[A-Za-z0-9_.:-]{1,64}$", description = "The beneficiary's pseudonym")),
+    responses((status = 200, description = "The beneficiary", body = BeneficiaryView), Problems),
+    security(("bearer" = []))
+)]
 async fn beneficiary(
     State(state): Shared,
     headers: HeaderMap,
-    Path(person): Path<String>,
+    ApiPath(person): ApiPath<String>,
 ) -> Answer {
     let token = authorise(&state, &headers, &[Role::Operator, Role::Auditor])?;
     let person = id(&person, "beneficiary")?;
@@ -606,8 +743,22 @@ async fn beneficiary(
     Ok(json_response(StatusCode::OK, &to_json(&view)))
 }
 
-async fn erase(State(state): Shared, headers: HeaderMap, Path(person): Path<String>) -> Answer {
-    write(state, headers, Bytes::new(), OPERATORS, move |_, caller, _| {
+/// Erase a beneficiary's personal data (logged; open vouchers are revoked).
+#[utoipa::path(
+    delete,
+    path = "/v1/beneficiaries/{id}/personal-data",
+    tag = "beneficiaries",
+    params(("id" = String, Path, pattern = "^[A-Za-z0-9_.:-]{1,64}$", description = "The beneficiary's pseudonym"), ("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, description = "Same key and body: the stored answer again; same key, another body: 409")),
+    responses((status = 200, description = "Erased", body = Erased), Problems),
+    security(("bearer" = []))
+)]
+async fn erase(
+    State(state): Shared,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    ApiPath(person): ApiPath<String>,
+) -> Answer {
+    write(state, headers, &uri, Bytes::new(), OPERATORS, move |_, caller, _| {
         let person = id(&person, "beneficiary")?;
         caller.agency.erase(&person)?;
         Ok((StatusCode::OK, to_json(&Erased { id: person.as_str().to_owned(), erased: true })))
@@ -618,9 +769,23 @@ async fn erase(State(state): Shared, headers: HeaderMap, Path(person): Path<Stri
 // ---------------------------------------------------------------------------------------------
 // Vendors.
 
-
-async fn create_vendor(State(state): Shared, headers: HeaderMap, body: Bytes) -> Answer {
-    write(state, headers, body, OPERATORS, |state, caller, body| {
+/// Open a vendor (shop) account, optionally enrolled in voucher programmes.
+#[utoipa::path(
+    post,
+    path = "/v1/vendors",
+    tag = "vendors",
+    request_body = NewVendor,
+    params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, description = "Same key and body: the stored answer again; same key, another body: 409")),
+    responses((status = 201, description = "Created", body = Created), Problems),
+    security(("bearer" = []))
+)]
+async fn create_vendor(
+    State(state): Shared,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    ApiBody(body): ApiBody,
+) -> Answer {
+    write(state, headers, &uri, body, OPERATORS, |state, caller, body| {
         let request: NewVendor = parse(&body)?;
         if request.name.trim().is_empty() || request.name.chars().count() > 200 {
             return Err(Problem::bad_request("invalid_name", "1 to 200 characters"));
@@ -640,7 +805,20 @@ async fn create_vendor(State(state): Shared, headers: HeaderMap, body: Bytes) ->
     .await
 }
 
-async fn vendor(State(state): Shared, headers: HeaderMap, Path(vendor): Path<String>) -> Answer {
+/// A vendor.
+#[utoipa::path(
+    get,
+    path = "/v1/vendors/{id}",
+    tag = "vendors",
+    params(("id" = String, Path, pattern = "^[A-Za-z0-9_.:-]{1,64}$", description = "The vendor's account")),
+    responses((status = 200, description = "The vendor", body = VendorView), Problems),
+    security(("bearer" = []))
+)]
+async fn vendor(
+    State(state): Shared,
+    headers: HeaderMap,
+    ApiPath(vendor): ApiPath<String>,
+) -> Answer {
     let token = authorise(&state, &headers, READERS)?;
     let vendor = id(&vendor, "vendor")?;
     if token.role == Role::Vendor && token.vendor.as_deref() != Some(vendor.as_str()) {
@@ -675,7 +853,6 @@ async fn vendor(State(state): Shared, headers: HeaderMap, Path(vendor): Path<Str
 
 // ---------------------------------------------------------------------------------------------
 // Transfers.
-
 
 fn transfer_command(state: &AppState, request: NewTransfer) -> Result<Command, Problem> {
     let currency = currency(&request.currency)?;
@@ -744,25 +921,54 @@ fn transfer_result(
     }
 }
 
-async fn transfers(State(state): Shared, headers: HeaderMap, body: Bytes) -> Answer {
-    write(state, headers, body, OPERATORS, |state, caller, body| {
+/// One transfer, or an array of up to 8,190 applied in one group commit and answered item by item.
+#[utoipa::path(
+    post,
+    path = "/v1/transfers",
+    tag = "transfers",
+    request_body = TransferRequest,
+    params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, description = "Same key and body: the stored answer again; same key, another body: 409")),
+    responses((status = 201, description = "One transfer made", body = TransferDone), (status = 200, description = "An array, answered item by item", body = TransferResults), Problems),
+    security(("bearer" = []))
+)]
+async fn transfers(
+    State(state): Shared,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    ApiBody(body): ApiBody,
+) -> Answer {
+    write(state, headers, &uri, body, OPERATORS, |state, caller, body| {
         let value: Value = parse(&body)?;
         if value.is_array() {
             let requests: Vec<NewTransfer> = parse(&body)?;
             if requests.is_empty() || requests.len() > TRANSFERS_PER_REQUEST_MAX {
-                return Err(Problem::bad_request("too_many_items", "1 to 8,190 transfers per request"));
+                return Err(Problem::bad_request(
+                    "too_many_items",
+                    "1 to 8,190 transfers per request",
+                ));
             }
             let ids: Vec<String> = requests.iter().map(|r| r.id.clone()).collect();
-            let commands = requests.into_iter().map(|r| transfer_command(&state, r)).collect::<Result<Vec<_>, _>>()?;
+            let commands = requests
+                .into_iter()
+                .map(|r| transfer_command(&state, r))
+                .collect::<Result<Vec<_>, _>>()?;
             let results = caller.agency.calls().execute_each(commands)?;
-            let results = ids.into_iter().zip(results).map(|(id, result)| transfer_result(id, result)).collect();
+            let results = ids
+                .into_iter()
+                .zip(results)
+                .map(|(id, result)| transfer_result(id, result))
+                .collect();
             return Ok((StatusCode::OK, to_json(&TransferResults { results })));
         }
         let request: NewTransfer = parse(&body)?;
         let transfer_id = request.id.clone();
         let command = transfer_command(&state, request)?;
         let applied = caller.agency.calls().execute(command)??;
-        let done = TransferDone { id: transfer_id, log_index: applied.log_index, replayed: applied.events.is_empty() };
+        let done = TransferDone {
+            id: transfer_id,
+            log_index: applied.log_index,
+            replayed: applied.events.is_empty(),
+        };
         Ok((StatusCode::CREATED, to_json(&done)))
     })
     .await
@@ -772,10 +978,19 @@ fn event_json(event: &Event) -> Value {
     serde_json::from_slice(&event.to_entry()).unwrap_or(Value::Null)
 }
 
+/// A transfer as the log has it.
+#[utoipa::path(
+    get,
+    path = "/v1/transfers/{id}",
+    tag = "transfers",
+    params(("id" = String, Path, pattern = "^[A-Za-z0-9_.:-]{1,64}$", description = "The transfer")),
+    responses((status = 200, description = "The transfer", body = TransferView), Problems),
+    security(("bearer" = []))
+)]
 async fn transfer(
     State(state): Shared,
     headers: HeaderMap,
-    Path(transfer): Path<String>,
+    ApiPath(transfer): ApiPath<String>,
 ) -> Answer {
     authorise(&state, &headers, &[Role::Operator, Role::Auditor])?;
     let transfer = id(&transfer, "transfer")?;
@@ -802,7 +1017,6 @@ async fn transfer(
     ))
 }
 
-
 fn operation_id(given: Option<&str>, pending: &Id, suffix: &str) -> Result<Id, Problem> {
     match given {
         Some(given) => id(given, "id"),
@@ -815,13 +1029,24 @@ fn operation_id(given: Option<&str>, pending: &Id, suffix: &str) -> Result<Id, P
     }
 }
 
+/// Post a hold (all or part of it).
+#[utoipa::path(
+    post,
+    path = "/v1/transfers/{id}/post",
+    tag = "transfers",
+    request_body = Option<Operation>,
+    params(("id" = String, Path, pattern = "^[A-Za-z0-9_.:-]{1,64}$", description = "The hold"), ("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, description = "Same key and body: the stored answer again; same key, another body: 409")),
+    responses((status = 200, description = "Posted", body = Done), Problems),
+    security(("bearer" = []))
+)]
 async fn post_pending(
     State(state): Shared,
+    uri: axum::http::Uri,
     headers: HeaderMap,
-    Path(pending): Path<String>,
-    body: Bytes,
+    ApiPath(pending): ApiPath<String>,
+    ApiBody(body): ApiBody,
 ) -> Answer {
-    write(state, headers, body, OPERATORS, move |state, caller, body| {
+    write(state, headers, &uri, body, OPERATORS, move |state, caller, body| {
         let request: Operation = if body.is_empty() { Operation::default() } else { parse(&body)? };
         let pending = id(&pending, "transfer")?;
         let currency = state
@@ -842,13 +1067,24 @@ async fn post_pending(
     .await
 }
 
+/// Void a hold.
+#[utoipa::path(
+    post,
+    path = "/v1/transfers/{id}/void",
+    tag = "transfers",
+    request_body = Option<Operation>,
+    params(("id" = String, Path, pattern = "^[A-Za-z0-9_.:-]{1,64}$", description = "The hold"), ("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, description = "Same key and body: the stored answer again; same key, another body: 409")),
+    responses((status = 200, description = "Voided", body = Done), Problems),
+    security(("bearer" = []))
+)]
 async fn void_pending(
     State(state): Shared,
+    uri: axum::http::Uri,
     headers: HeaderMap,
-    Path(pending): Path<String>,
-    body: Bytes,
+    ApiPath(pending): ApiPath<String>,
+    ApiBody(body): ApiBody,
 ) -> Answer {
-    write(state, headers, body, OPERATORS, move |_, caller, body| {
+    write(state, headers, &uri, body, OPERATORS, move |_, caller, body| {
         let request: Operation = if body.is_empty() { Operation::default() } else { parse(&body)? };
         if request.amount.is_some() {
             return Err(Problem::bad_request("invalid_json", "a void takes no amount"));
@@ -866,7 +1102,6 @@ async fn void_pending(
 // ---------------------------------------------------------------------------------------------
 // Vouchers, redemptions, settlements.
 
-
 fn items(list: &[ItemAmount]) -> Result<Vec<sanad_ledger::ItemQuantity>, Problem> {
     list.iter()
         .map(|i| {
@@ -874,7 +1109,6 @@ fn items(list: &[ItemAmount]) -> Result<Vec<sanad_ledger::ItemQuantity>, Problem
         })
         .collect()
 }
-
 
 fn programme_currency(state: &AppState, programme: &Id) -> Result<Currency, Problem> {
     state
@@ -884,8 +1118,23 @@ fn programme_currency(state: &AppState, programme: &Id) -> Result<Currency, Prob
         .ok_or_else(|| Problem::not_found(format!("programme {programme} not found")))
 }
 
-async fn issue_voucher(State(state): Shared, headers: HeaderMap, body: Bytes) -> Answer {
-    write(state, headers, body, OPERATORS, |state, caller, body| {
+/// Issue a voucher: its value moves from the programme to escrow; the code never enters the log.
+#[utoipa::path(
+    post,
+    path = "/v1/vouchers",
+    tag = "vouchers",
+    request_body = NewVoucher,
+    params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, description = "Same key and body: the stored answer again; same key, another body: 409")),
+    responses((status = 201, description = "Issued", body = VoucherIssued), Problems),
+    security(("bearer" = []))
+)]
+async fn issue_voucher(
+    State(state): Shared,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    ApiBody(body): ApiBody,
+) -> Answer {
+    write(state, headers, &uri, body, OPERATORS, |state, caller, body| {
         let request: NewVoucher = parse(&body)?;
         let programme = id(&request.programme, "programme")?;
         let currency = programme_currency(&state, &programme)?;
@@ -914,7 +1163,20 @@ fn voucher_of_code(state: &AppState, code: &str) -> Result<Id, Problem> {
     })
 }
 
-async fn voucher(State(state): Shared, headers: HeaderMap, Path(code): Path<String>) -> Answer {
+/// A voucher, by its code (operators only: a code is a bearer secret).
+#[utoipa::path(
+    get,
+    path = "/v1/vouchers/{code}",
+    tag = "vouchers",
+    params(("code" = String, Path, description = "The voucher code, letters or digits")),
+    responses((status = 200, description = "The voucher", body = VoucherView), Problems),
+    security(("bearer" = []))
+)]
+async fn voucher(
+    State(state): Shared,
+    headers: HeaderMap,
+    ApiPath(code): ApiPath<String>,
+) -> Answer {
     authorise(&state, &headers, OPERATORS)?;
     let voucher = voucher_of_code(&state, &code)?;
     let value = state
@@ -951,21 +1213,31 @@ async fn voucher(State(state): Shared, headers: HeaderMap, Path(code): Path<Stri
     Ok(json_response(StatusCode::OK, &value))
 }
 
+/// Revoke a voucher: what it holds returns to the programme.
+#[utoipa::path(
+    post,
+    path = "/v1/vouchers/{code}/revoke",
+    tag = "vouchers",
+    params(("code" = String, Path, description = "The voucher code"), ("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, description = "Same key and body: the stored answer again; same key, another body: 409")),
+    responses((status = 200, description = "Revoked", body = Done), Problems),
+    security(("bearer" = []))
+)]
 async fn revoke_voucher(
     State(state): Shared,
+    uri: axum::http::Uri,
     headers: HeaderMap,
-    Path(code): Path<String>,
-    body: Bytes,
+    ApiPath(code): ApiPath<String>,
+    ApiBody(body): ApiBody,
 ) -> Answer {
-    write(state, headers, body, OPERATORS, move |state, caller, _| {
+    write(state, headers, &uri, body, OPERATORS, move |state, caller, _| {
         let voucher = voucher_of_code(&state, &code)?;
         let log_index = caller.agency.revoke_voucher(&voucher)?;
-        let done = Done { id: voucher.as_str().to_owned(), status: Some("revoked".into()), log_index };
+        let done =
+            Done { id: voucher.as_str().to_owned(), status: Some("revoked".into()), log_index };
         Ok((StatusCode::OK, to_json(&done)))
     })
     .await
 }
-
 
 const SHOPS: &[Role] = &[Role::Operator, Role::Vendor];
 
@@ -981,8 +1253,23 @@ fn own_vendor(token: &TokenRecord, vendor: &Id) -> Result<(), Problem> {
     Ok(())
 }
 
-async fn request_redemption(State(state): Shared, headers: HeaderMap, body: Bytes) -> Answer {
-    write(state, headers, body, SHOPS, |state, caller, body| {
+/// A vendor asks to redeem a voucher: the amount or items are held until the beneficiary authorises.
+#[utoipa::path(
+    post,
+    path = "/v1/redemptions",
+    tag = "redemptions",
+    request_body = NewRedemption,
+    params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, description = "Same key and body: the stored answer again; same key, another body: 409")),
+    responses((status = 201, description = "Waiting for the beneficiary", body = RedemptionCreated), Problems),
+    security(("bearer" = []))
+)]
+async fn request_redemption(
+    State(state): Shared,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    ApiBody(body): ApiBody,
+) -> Answer {
+    write(state, headers, &uri, body, SHOPS, |state, caller, body| {
         let request: NewRedemption = parse(&body)?;
         let vendor = id(&request.vendor, "vendor")?;
         own_vendor(&caller.token, &vendor)?;
@@ -1023,14 +1310,24 @@ fn redemption_vendor(state: &AppState, redemption: &Id) -> Result<Id, Problem> {
         .ok_or_else(|| Problem::not_found(format!("redemption {redemption} not found")))
 }
 
-
+/// Authorise a redemption with the beneficiary's PIN: the vendor is paid.
+#[utoipa::path(
+    post,
+    path = "/v1/redemptions/{id}/authorise",
+    tag = "redemptions",
+    request_body = Pin,
+    params(("id" = String, Path, pattern = "^[A-Za-z0-9_.:-]{1,64}$", description = "The redemption"), ("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, description = "Same key and body: the stored answer again; same key, another body: 409")),
+    responses((status = 200, description = "Authorised", body = Done), Problems),
+    security(("bearer" = []))
+)]
 async fn authorise_redemption(
     State(state): Shared,
+    uri: axum::http::Uri,
     headers: HeaderMap,
-    Path(redemption): Path<String>,
-    body: Bytes,
+    ApiPath(redemption): ApiPath<String>,
+    ApiBody(body): ApiBody,
 ) -> Answer {
-    write(state, headers, body, SHOPS, move |state, caller, body| {
+    write(state, headers, &uri, body, SHOPS, move |state, caller, body| {
         let request: Pin = parse(&body)?;
         let redemption = id(&redemption, "redemption")?;
         own_vendor(&caller.token, &redemption_vendor(&state, &redemption)?)?;
@@ -1047,13 +1344,23 @@ async fn authorise_redemption(
     .await
 }
 
+/// Refuse (or withdraw) a redemption: the hold is released.
+#[utoipa::path(
+    post,
+    path = "/v1/redemptions/{id}/refuse",
+    tag = "redemptions",
+    params(("id" = String, Path, pattern = "^[A-Za-z0-9_.:-]{1,64}$", description = "The redemption"), ("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, description = "Same key and body: the stored answer again; same key, another body: 409")),
+    responses((status = 200, description = "Refused", body = Done), Problems),
+    security(("bearer" = []))
+)]
 async fn refuse_redemption(
     State(state): Shared,
+    uri: axum::http::Uri,
     headers: HeaderMap,
-    Path(redemption): Path<String>,
-    body: Bytes,
+    ApiPath(redemption): ApiPath<String>,
+    ApiBody(body): ApiBody,
 ) -> Answer {
-    write(state, headers, body, SHOPS, move |state, caller, _| {
+    write(state, headers, &uri, body, SHOPS, move |state, caller, _| {
         let redemption = id(&redemption, "redemption")?;
         own_vendor(&caller.token, &redemption_vendor(&state, &redemption)?)?;
         let log_index = caller.agency.refuse_redemption(&redemption)?;
@@ -1069,9 +1376,23 @@ async fn refuse_redemption(
     .await
 }
 
-
-async fn settle(State(state): Shared, headers: HeaderMap, body: Bytes) -> Answer {
-    write(state, headers, body, OPERATORS, |_, caller, body| {
+/// Pay every vendor of a programme what it redeemed since its last settlement (a run pays nothing twice).
+#[utoipa::path(
+    post,
+    path = "/v1/settlements",
+    tag = "settlements",
+    request_body = NewSettlement,
+    params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, description = "Same key and body: the stored answer again; same key, another body: 409")),
+    responses((status = 201, description = "The run", body = SettlementRun), Problems),
+    security(("bearer" = []))
+)]
+async fn settle(
+    State(state): Shared,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    ApiBody(body): ApiBody,
+) -> Answer {
+    write(state, headers, &uri, body, OPERATORS, |_, caller, body| {
         let request: NewSettlement = parse(&body)?;
         let programme = id(&request.programme, "programme")?;
         let run = caller.agency.settle(&programme, request.run.as_deref())?;
@@ -1091,10 +1412,19 @@ async fn settle(State(state): Shared, headers: HeaderMap, body: Bytes) -> Answer
     .await
 }
 
+/// A vendor's settlement; its statement as CSV with `Accept: text/csv`.
+#[utoipa::path(
+    get,
+    path = "/v1/settlements/{id}",
+    tag = "settlements",
+    params(("id" = String, Path, pattern = "^[A-Za-z0-9_.:-]{1,64}$", description = "The settlement")),
+    responses((status = 200, description = "The settlement (JSON), or its statement (text/csv)", content((SettlementView = "application/json"), (String = "text/csv"))), Problems),
+    security(("bearer" = []))
+)]
 async fn settlement(
     State(state): Shared,
     headers: HeaderMap,
-    Path(settlement): Path<String>,
+    ApiPath(settlement): ApiPath<String>,
 ) -> Answer {
     authorise(&state, &headers, &[Role::Operator, Role::Auditor])?;
     let settlement = id(&settlement, "settlement")?;
@@ -1128,12 +1458,22 @@ async fn settlement(
     ))
 }
 
-
+/// Pay a tranche from a CSV file (header: phone, amount; optional name, national_id, language, reference, currency). The same file is the same run: re-sending it pays nothing twice.
+#[utoipa::path(
+    post,
+    path = "/v1/disbursements",
+    tag = "disbursements",
+    request_body(content = String, content_type = "text/csv", description = "The disbursement file"),
+    params(DisburseQuery, ("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, description = "Same key and body: the stored answer again; same key, another body: 409")),
+    responses((status = 201, description = "Paid", body = DisbursementReport), Problems),
+    security(("bearer" = []))
+)]
 async fn disburse(
     State(state): Shared,
+    uri: axum::http::Uri,
     headers: HeaderMap,
-    Query(query): Query<DisburseQuery>,
-    body: Bytes,
+    ApiQuery(query): ApiQuery<DisburseQuery>,
+    ApiBody(body): ApiBody,
 ) -> Answer {
     let is_csv = headers
         .get(header::CONTENT_TYPE)
@@ -1146,7 +1486,7 @@ async fn disburse(
             "send the file as text/csv",
         ));
     }
-    write(state, headers, body, OPERATORS, move |state, caller, body| {
+    write(state, headers, &uri, body, OPERATORS, move |state, caller, body| {
         let programme = id(&query.programme, "programme")?;
         let options = sanad_engine::disburse::DisburseOptions {
             register: query.register,
@@ -1189,7 +1529,20 @@ fn report_json(report: &sanad_engine::disburse::Report) -> Value {
     })
 }
 
-async fn disbursement(State(state): Shared, headers: HeaderMap, Path(run): Path<String>) -> Answer {
+/// A disbursement run's latest report.
+#[utoipa::path(
+    get,
+    path = "/v1/disbursements/{id}",
+    tag = "disbursements",
+    params(("id" = String, Path, pattern = "^[A-Za-z0-9_.:-]{1,64}$", description = "The run")),
+    responses((status = 200, description = "The report", body = DisbursementReport), Problems),
+    security(("bearer" = []))
+)]
+async fn disbursement(
+    State(state): Shared,
+    headers: HeaderMap,
+    ApiPath(run): ApiPath<String>,
+) -> Answer {
     authorise(&state, &headers, &[Role::Operator, Role::Auditor])?;
     let value = state
         .store
@@ -1201,7 +1554,20 @@ async fn disbursement(State(state): Shared, headers: HeaderMap, Path(run): Path<
 // ---------------------------------------------------------------------------------------------
 // Accounts.
 
-async fn balance(State(state): Shared, headers: HeaderMap, Path(account): Path<String>) -> Answer {
+/// An account's balance.
+#[utoipa::path(
+    get,
+    path = "/v1/accounts/{id}/balance",
+    tag = "accounts",
+    params(("id" = String, Path, pattern = "^[A-Za-z0-9_.:-]{1,64}$", description = "The account")),
+    responses((status = 200, description = "The balance", body = BalanceView), Problems),
+    security(("bearer" = []))
+)]
+async fn balance(
+    State(state): Shared,
+    headers: HeaderMap,
+    ApiPath(account): ApiPath<String>,
+) -> Answer {
     let token = authorise(&state, &headers, READERS)?;
     let account = id(&account, "account")?;
     if token.role == Role::Vendor && token.vendor.as_deref() != Some(account.as_str()) {
@@ -1229,12 +1595,20 @@ async fn balance(State(state): Shared, headers: HeaderMap, Path(account): Path<S
     ))
 }
 
-
+/// An account's history, newest first, a page at a time.
+#[utoipa::path(
+    get,
+    path = "/v1/accounts/{id}/history",
+    tag = "accounts",
+    params(("id" = String, Path, pattern = "^[A-Za-z0-9_.:-]{1,64}$", description = "The account"), Page),
+    responses((status = 200, description = "A page", body = HistoryPage), Problems),
+    security(("bearer" = []))
+)]
 async fn history(
     State(state): Shared,
     headers: HeaderMap,
-    Path(account): Path<String>,
-    Query(page): Query<Page>,
+    ApiPath(account): ApiPath<String>,
+    ApiQuery(page): ApiQuery<Page>,
 ) -> Answer {
     let token = authorise(&state, &headers, READERS)?;
     let account = id(&account, "account")?;
@@ -1311,11 +1685,19 @@ async fn handle_sms(
     blocking(move || state.channel.handle(&inbound).map_err(Problem::internal)).await
 }
 
+/// Twilio's SMS webhook (X-Twilio-Signature over the public URL); answers TwiML.
+#[utoipa::path(
+    post,
+    path = "/v1/sms/twilio",
+    tag = "gateways",
+    request_body(content = String, content_type = "application/x-www-form-urlencoded"),
+    responses((status = 200, description = "TwiML", body = String, content_type = "text/xml"), Problems)
+)]
 async fn sms_twilio(
     State(state): Shared,
     uri: axum::http::Uri,
     headers: HeaderMap,
-    body: Bytes,
+    ApiBody(body): ApiBody,
 ) -> Answer {
     use sanad_sms::gateway::twilio;
     let token = secret(state.secrets.twilio.as_ref())?;
@@ -1327,7 +1709,19 @@ async fn sms_twilio(
         .into_response())
 }
 
-async fn sms_africastalking(State(state): Shared, uri: axum::http::Uri, body: Bytes) -> Answer {
+/// Africa's Talking SMS callback (secret in the URL); the reply and notices go to the integrator's sender.
+#[utoipa::path(
+    post,
+    path = "/v1/sms/africastalking",
+    tag = "gateways",
+    request_body(content = String, content_type = "application/x-www-form-urlencoded"),
+    responses((status = 200, description = "The reply and notices", body = SmsAnswer), Problems)
+)]
+async fn sms_africastalking(
+    State(state): Shared,
+    uri: axum::http::Uri,
+    ApiBody(body): ApiBody,
+) -> Answer {
     let secret = secret(state.secrets.africastalking.as_ref())?;
     let url = public_url(&state, &path_and_query(&uri));
     let inbound = sanad_sms::gateway::africastalking::parse_sms(&secret, &url, &body)
@@ -1337,7 +1731,19 @@ async fn sms_africastalking(State(state): Shared, uri: axum::http::Uri, body: By
     Ok(json_response(StatusCode::OK, &to_json(&sms_answer(outcome))))
 }
 
-async fn ussd_africastalking(State(state): Shared, uri: axum::http::Uri, body: Bytes) -> Answer {
+/// Africa's Talking USSD callback; answers `CON …` or `END …`.
+#[utoipa::path(
+    post,
+    path = "/v1/ussd/africastalking",
+    tag = "gateways",
+    request_body(content = String, content_type = "application/x-www-form-urlencoded"),
+    responses((status = 200, description = "The reply in the gateway's format", body = String, content_type = "text/plain"), Problems)
+)]
+async fn ussd_africastalking(
+    State(state): Shared,
+    uri: axum::http::Uri,
+    ApiBody(body): ApiBody,
+) -> Answer {
     use sanad_sms::gateway::africastalking;
     let secret = secret(state.secrets.africastalking.as_ref())?;
     let url = public_url(&state, &path_and_query(&uri));
@@ -1350,6 +1756,13 @@ async fn ussd_africastalking(State(state): Shared, uri: axum::http::Uri, body: B
         .into_response())
 }
 
+/// Kannel's get-url (shared secret in the query); answers the reply text.
+#[utoipa::path(
+    get,
+    path = "/v1/sms/kannel",
+    tag = "gateways",
+    responses((status = 200, description = "The reply in the gateway's format", body = String, content_type = "text/plain"), Problems)
+)]
 async fn sms_kannel(State(state): Shared, uri: axum::http::Uri) -> Answer {
     use sanad_sms::gateway::kannel;
     let secret = secret(state.secrets.kannel.as_ref())?;
@@ -1359,7 +1772,19 @@ async fn sms_kannel(State(state): Shared, uri: axum::http::Uri) -> Answer {
     Ok(([(header::CONTENT_TYPE, kannel::REPLY_CONTENT_TYPE)], outcome.reply).into_response())
 }
 
-async fn sms_rapidpro(State(state): Shared, uri: axum::http::Uri, body: Bytes) -> Answer {
+/// RapidPro external channel (POST form).
+#[utoipa::path(
+    post,
+    path = "/v1/sms/rapidpro",
+    tag = "gateways",
+    request_body(content = String, content_type = "application/x-www-form-urlencoded"),
+    responses((status = 200, description = "The reply in the gateway's format", body = String, content_type = "text/plain"), Problems)
+)]
+async fn sms_rapidpro(
+    State(state): Shared,
+    uri: axum::http::Uri,
+    ApiBody(body): ApiBody,
+) -> Answer {
     let secret = secret(state.secrets.rapidpro.as_ref())?;
     let url = public_url(&state, &path_and_query(&uri));
     let inbound = sanad_sms::gateway::rapidpro::parse(&secret, &url, &body)
@@ -1368,11 +1793,26 @@ async fn sms_rapidpro(State(state): Shared, uri: axum::http::Uri, body: Bytes) -
     Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], outcome.reply).into_response())
 }
 
+/// RapidPro external channel (GET).
+#[utoipa::path(
+    get,
+    path = "/v1/sms/rapidpro",
+    tag = "gateways",
+    responses((status = 200, description = "The reply in the gateway's format", body = String, content_type = "text/plain"), Problems)
+)]
 async fn sms_rapidpro_get(state: Shared, uri: axum::http::Uri) -> Answer {
-    sms_rapidpro(state, uri, Bytes::new()).await
+    sms_rapidpro(state, uri, ApiBody(Bytes::new())).await
 }
 
-async fn sms_json(State(state): Shared, headers: HeaderMap, body: Bytes) -> Answer {
+/// Any gateway: a JSON message signed with HMAC-SHA256 in X-Sanad-Signature.
+#[utoipa::path(
+    post,
+    path = "/v1/sms/json",
+    tag = "gateways",
+    request_body(content = JsonMessage, content_type = "application/json"),
+    responses((status = 200, description = "The reply and notices", body = SmsAnswer), Problems)
+)]
+async fn sms_json(State(state): Shared, headers: HeaderMap, ApiBody(body): ApiBody) -> Answer {
     use sanad_sms::gateway::json as signed;
     let secret = secret(state.secrets.json.as_ref())?;
     let signature = headers.get(signed::SIGNATURE_HEADER).and_then(|v| v.to_str().ok());

@@ -16,6 +16,7 @@
 
 mod api;
 mod app;
+mod extract;
 mod metrics;
 mod problem;
 mod store;
@@ -154,6 +155,7 @@ fn main() -> anyhow::Result<()> {
     let router = app::router(state)
         // 8,190 transfers of about 200 bytes each fit; nothing larger is read.
         .layer(tower_http::limit::RequestBodyLimitLayer::new(4 << 20))
+        .layer(axum::extract::DefaultBodyLimit::max(4 << 20))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             axum::http::StatusCode::REQUEST_TIMEOUT,
             Duration::from_secs(30),

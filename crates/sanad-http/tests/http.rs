@@ -185,6 +185,18 @@ fn an_agency_system_and_a_gateway_drive_the_ledger_over_http() {
     let conflict = server.call("POST", "/v1/transfers", Some(&admin), Some("k-1"), Some(&other));
     assert_eq!((conflict.0, conflict.1.as_str()), (409, "application/problem+json"));
     let log_index = serde_json::from_str::<Value>(&first.2).unwrap()["log_index"].as_u64().unwrap();
+    // A key is the caller's for one request target: the same key elsewhere is another key.
+    let elsewhere =
+        json!({"name": "Spring cash", "currency": "JOD", "budget": "1", "kind": "cash"});
+    let (status, _, text) = server.call(
+        "POST",
+        "/v1/programmes",
+        Some(&admin),
+        Some("k-1"),
+        Some(&elsewhere.to_string()),
+    );
+    assert_eq!(status, 201, "{text}");
+    assert!(text.contains("\"id\":\"prog-"), "{text}");
 
     // An array, answered item by item.
     let batch: Vec<Value> = (0..3).map(|n| json!({"id": format!("b-{n}"), "from": programme, "to": wallet, "amount": "1", "currency": "JOD"})).collect();
