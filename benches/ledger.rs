@@ -23,96 +23,17 @@ mod common;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use common::{compare, funded_programme, id, jod, median, open, per_second, raw_sled};
-use sanad::engine::{Ledger, Options};
+use common::{
+    compare, funded, id, jod, latencies, median, open, per_second, raw_sled, through_ledger,
+    transfer_entries,
+};
+use sanad::engine::Ledger;
 use sanad::ledger::{
-    AccountKind, Actor, Authorisation, Command, Event, ProgrammeKind, Vendors, VoucherTerms,
+    AccountKind, Actor, Authorisation, Command, ProgrammeKind, Vendors, VoucherTerms,
 };
 use sanad::money::Amount;
-
-const WALLETS: usize = 1_000;
-
-fn transfer(caller: usize, n: usize) -> Command {
-    Command::Transfer {
-        id: id(&format!("t-{caller}-{n}")),
-        from: id("prog"),
-        to: id(&format!("w{}", n % WALLETS)),
-        amount: Amount::from_minor_units(1_000 + (n % 97) as i64, jod()),
-        programme: id("prog"),
-        actor: Actor::Operator,
-        reference: None,
-    }
-}
-
-/// The entries our transfers become, for the baseline to write the same bytes.
-fn transfer_entries(count: usize) -> Vec<Vec<u8>> {
-    (0..count)
-        .map(|n| {
-            let Command::Transfer { id, from, to, amount, programme, actor, reference } =
-                transfer(0, n)
-            else {
-                unreachable!()
-            };
-            Event::TransferPosted {
-                transfer: id,
-                from,
-                to,
-                amount,
-                programme,
-                actor,
-                reference,
-                at_ms: 1_764_000_000_000,
-            }
-            .to_entry()
-        })
-        .collect()
-}
-
-fn funded(dir: &std::path::Path) -> Ledger {
-    let ledger = Ledger::create(dir, "bench.example/ledger", Options::default()).unwrap();
-    let mut setup = funded_programme("Bench", "1000000000000");
-    setup.extend((0..WALLETS).map(|w| open(&format!("w{w}"), AccountKind::Wallet)));
-    for chunk in setup.chunks(4_000) {
-        for result in ledger.execute_each(chunk.to_vec()).unwrap() {
-            result.unwrap();
-        }
-    }
-    ledger
-}
-
-/// `callers` threads each submitting `total / callers` transfers, `per_call` per call.
-/// Transfers per second.
-fn through_ledger(total: usize, per_call: usize, callers: usize) -> f64 {
-    let dir = tempfile::tempdir().unwrap();
-    let ledger = Arc::new(funded(dir.path()));
-    let per_caller = total / callers;
-    let calls: Vec<Vec<Vec<Command>>> = (0..callers)
-        .map(|c| {
-            let mine: Vec<Command> = (0..per_caller).map(|n| transfer(c, n)).collect();
-            mine.chunks(per_call).map(<[_]>::to_vec).collect()
-        })
-        .collect();
-    let start = Instant::now();
-    let threads: Vec<_> = calls
-        .into_iter()
-        .map(|mine| {
-            let ledger = Arc::clone(&ledger);
-            std::thread::spawn(move || {
-                for call in mine {
-                    for result in ledger.execute_each(call).unwrap() {
-                        result.unwrap();
-                    }
-                }
-            })
-        })
-        .collect();
-    for thread in threads {
-        thread.join().unwrap();
-    }
-    per_second(per_caller * callers, start.elapsed())
-}
 
 const VOUCHERS: usize = 10_000;
 const VENDORS: usize = 100;
@@ -233,32 +154,6 @@ fn redemptions(total: usize, per_call: usize, callers: usize) -> f64 {
         thread.join().unwrap();
     }
     per_second(calls_each * callers * (per_call / 2), start.elapsed())
-}
-
-/// `callers` threads submitting one transfer per call; returns transfers/s and every latency.
-fn latencies(total: usize, callers: usize) -> (f64, Vec<Duration>) {
-    let dir = tempfile::tempdir().unwrap();
-    let ledger = Arc::new(funded(dir.path()));
-    let per_caller = total / callers;
-    let start = Instant::now();
-    let threads: Vec<_> = (0..callers)
-        .map(|c| {
-            let ledger = Arc::clone(&ledger);
-            std::thread::spawn(move || {
-                (0..per_caller)
-                    .map(|n| {
-                        let t = Instant::now();
-                        ledger.execute(transfer(c, n)).unwrap().unwrap();
-                        t.elapsed()
-                    })
-                    .collect::<Vec<_>>()
-            })
-        })
-        .collect();
-    let mut all: Vec<Duration> = threads.into_iter().flat_map(|t| t.join().unwrap()).collect();
-    let rate = per_second(per_caller * callers, start.elapsed());
-    all.sort();
-    (rate, all)
 }
 
 fn main() {

@@ -4,7 +4,11 @@
 // Bench code: a failed unwrap is a failed run; not every bench uses every helper.
 #![allow(clippy::unwrap_used, dead_code)]
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use sanad::engine::{Ledger, Options};
+use sanad::ledger::Event;
 
 use sanad::ledger::{AccountKind, Actor, Command, ProgrammeKind};
 use sanad::money::{Amount, Currency, Id};
@@ -99,4 +103,114 @@ pub(crate) fn funded_programme(name: &str, budget: &str) -> Vec<Command> {
             reference: None,
         },
     ]
+}
+
+/// Wallets the ledger benches pay into.
+pub(crate) const WALLETS: usize = 1_000;
+
+pub(crate) fn transfer(caller: usize, n: usize) -> Command {
+    Command::Transfer {
+        id: id(&format!("t-{caller}-{n}")),
+        from: id("prog"),
+        to: id(&format!("w{}", n % WALLETS)),
+        amount: Amount::from_minor_units(1_000 + (n % 97) as i64, jod()),
+        programme: id("prog"),
+        actor: Actor::Operator,
+        reference: None,
+    }
+}
+
+/// The entries our transfers become, for the baseline to write the same bytes.
+pub(crate) fn transfer_entries(count: usize) -> Vec<Vec<u8>> {
+    (0..count)
+        .map(|n| {
+            let Command::Transfer { id, from, to, amount, programme, actor, reference } =
+                transfer(0, n)
+            else {
+                unreachable!()
+            };
+            Event::TransferPosted {
+                transfer: id,
+                from,
+                to,
+                amount,
+                programme,
+                actor,
+                reference,
+                at_ms: 1_764_000_000_000,
+            }
+            .to_entry()
+        })
+        .collect()
+}
+
+pub(crate) fn funded(dir: &std::path::Path) -> Ledger {
+    let ledger = Ledger::create(dir, "bench.example/ledger", Options::default()).unwrap();
+    let mut setup = funded_programme("Bench", "1000000000000");
+    setup.extend((0..WALLETS).map(|w| open(&format!("w{w}"), AccountKind::Wallet)));
+    for chunk in setup.chunks(4_000) {
+        for result in ledger.execute_each(chunk.to_vec()).unwrap() {
+            result.unwrap();
+        }
+    }
+    ledger
+}
+
+/// `callers` threads each submitting `total / callers` transfers, `per_call` per call.
+/// Transfers per second.
+pub(crate) fn through_ledger(total: usize, per_call: usize, callers: usize) -> f64 {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = Arc::new(funded(dir.path()));
+    let per_caller = total / callers;
+    let calls: Vec<Vec<Vec<Command>>> = (0..callers)
+        .map(|c| {
+            let mine: Vec<Command> = (0..per_caller).map(|n| transfer(c, n)).collect();
+            mine.chunks(per_call).map(<[_]>::to_vec).collect()
+        })
+        .collect();
+    let start = Instant::now();
+    let threads: Vec<_> = calls
+        .into_iter()
+        .map(|mine| {
+            let ledger = Arc::clone(&ledger);
+            std::thread::spawn(move || {
+                for call in mine {
+                    for result in ledger.execute_each(call).unwrap() {
+                        result.unwrap();
+                    }
+                }
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread.join().unwrap();
+    }
+    per_second(per_caller * callers, start.elapsed())
+}
+
+/// `callers` threads each making `total / callers` calls of one transfer: transfers per second
+/// and every call's latency, sorted.
+pub(crate) fn latencies(total: usize, callers: usize) -> (f64, Vec<Duration>) {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = Arc::new(funded(dir.path()));
+    let per_caller = total / callers;
+    let start = Instant::now();
+    let threads: Vec<_> = (0..callers)
+        .map(|c| {
+            let ledger = Arc::clone(&ledger);
+            std::thread::spawn(move || {
+                (0..per_caller)
+                    .map(|n| {
+                        let t = Instant::now();
+                        ledger.execute(transfer(c, n)).unwrap().unwrap();
+                        t.elapsed()
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let mut all: Vec<Duration> = threads.into_iter().flat_map(|t| t.join().unwrap()).collect();
+    let rate = per_second(per_caller * callers, start.elapsed());
+    all.sort();
+    (rate, all)
 }

@@ -14,21 +14,15 @@
 //! store and the signing key, prints the verifier key, and writes a first admin token to
 //! `<data>/admin.token` (mode 0600).
 
-mod api;
-mod app;
-mod extract;
-mod metrics;
-mod problem;
-mod store;
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::time::Duration;
+use std::path::PathBuf;
 
 use anyhow::Context as _;
 use clap::Parser;
-use sanad_engine::{Agency, Options};
+use sanad_http::{Config, Secrets};
 
 #[derive(Parser)]
 #[command(name = "sanad-http", version, about = "Serve a Sanad ledger over HTTP")]
@@ -69,20 +63,6 @@ fn secret(name: &str) -> anyhow::Result<Option<String>> {
     }
 }
 
-fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
-    use std::io::Write as _;
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("writing {}", path.display()))?;
-    file.write_all(text.as_bytes())?;
-    file.sync_all()?;
-    Ok(())
-}
-
 fn main() -> anyhow::Result<()> {
     let flags = Flags::parse();
     if flags.database_url.is_some() {
@@ -90,83 +70,35 @@ fn main() -> anyhow::Result<()> {
             "the PostgreSQL backend is not available yet: run on the embedded store (no --database-url)"
         );
     }
-    std::fs::create_dir_all(&flags.data)
-        .with_context(|| format!("creating {}", flags.data.display()))?;
-    let holds_ledger = flags.data.join(sanad_engine::SNAPSHOT_FILE).exists()
-        || flags.data.join(sanad_engine::registry::AGENCY_KEY_FILE).exists();
-    let metrics = Arc::new(metrics::Metrics::new());
-    let options = Options { on_commit: Some(metrics.commit_observer()), ..Options::default() };
-    let agency = if holds_ledger {
-        Agency::open(&flags.data, options)
-            .with_context(|| format!("opening the ledger in {}", flags.data.display()))?
-    } else {
-        let agency = Agency::create(&flags.data, &flags.origin, flags.region.as_deref(), options)
-            .with_context(|| format!("creating a ledger in {}", flags.data.display()))?;
-        println!("created a ledger in {}", flags.data.display());
-        agency
-    };
-    let agency = Arc::new(agency);
-    println!("verifier key: {}", agency.ledger().log().verifier().to_vkey());
-    let store = store::Store::open(&flags.data)?;
-    if !store.has_tokens() {
-        // The first admin is granted by the store's holder (this process, at first start).
-        let principal = store::Store::new_principal();
-        agency.grant_access(&principal, store::Role::Admin, None)?;
-        let token = store.create_token(&store::TokenRecord {
-            principal: principal.as_str().to_owned(),
-            name: "admin".into(),
-            role: store::Role::Admin,
-            vendor: None,
-        })?;
-        let path = flags.data.join("admin.token");
-        write_private(&path, &format!("{token}\n"))?;
-        println!("first admin token written to {} (readable by its owner only)", path.display());
-    }
-    let channel = sanad_sms::Channel::open(
-        Arc::clone(&agency),
-        &flags.data,
-        sanad_sms::replies::Replies::embedded()?,
-        sanad_sms::ChannelOptions::default(),
-    )?;
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    let listener = runtime
-        .block_on(tokio::net::TcpListener::bind(flags.listen))
-        .with_context(|| format!("listening on {}", flags.listen))?;
-    let address = listener.local_addr()?;
-    let public_url = flags
-        .public_url
-        .unwrap_or_else(|| format!("http://{address}"))
-        .trim_end_matches('/')
-        .to_owned();
-    let state = Arc::new(app::AppState {
-        agency: Arc::clone(&agency),
-        channel,
-        store,
-        secrets: app::Secrets {
+    let config = Config {
+        data: flags.data.clone(),
+        listen: flags.listen,
+        origin: flags.origin,
+        public_url: flags.public_url,
+        region: flags.region,
+        secrets: Secrets {
             twilio: secret("SANAD_TWILIO_AUTH_TOKEN")?,
             africastalking: secret("SANAD_AT_SECRET")?,
             kannel: secret("SANAD_KANNEL_SECRET")?,
             rapidpro: secret("SANAD_RAPIDPRO_SECRET")?,
             json: secret("SANAD_JSON_SECRET")?,
         },
-        public_url,
-        metrics,
-    });
-    let router = app::router(state)
-        // 8,190 transfers of about 200 bytes each fit; nothing larger is read.
-        .layer(tower_http::limit::RequestBodyLimitLayer::new(4 << 20))
-        .layer(axum::extract::DefaultBodyLimit::max(4 << 20))
-        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
-            axum::http::StatusCode::REQUEST_TIMEOUT,
-            Duration::from_secs(30),
-        ));
-    runtime.block_on(async {
-        println!("listening on http://{address}");
-        axum::serve(listener, router).with_graceful_shutdown(shutdown()).await?;
-        anyhow::Ok(())
-    })?;
-    // Requests are done: the writer finishes its batch, and a snapshot is written.
-    agency.close()?;
+    };
+    // What the first lines say is relied on by scripts: the verifier key, then the address.
+    let announce = |started: &sanad_http::Started| {
+        if started.created {
+            println!("created a ledger in {}", flags.data.display());
+        }
+        println!("verifier key: {}", started.verifier_key);
+        if let Some(path) = &started.admin_token_file {
+            println!(
+                "first admin token written to {} (readable by its owner only)",
+                path.display()
+            );
+        }
+        println!("listening on http://{}", started.address);
+    };
+    sanad_http::serve(config, announce, shutdown())?;
     println!("stopped");
     Ok(())
 }

@@ -125,19 +125,16 @@ impl Store {
         Some(String::from_utf8_lossy(&stored).into_owned())
     }
 
-    pub(crate) fn remember_report(
-        &self,
-        run: &str,
-        report: &serde_json::Value,
-    ) -> anyhow::Result<()> {
-        self.reports.insert(run, serde_json::to_vec(report)?)?;
+    pub(crate) fn remember_report(&self, run: &str, report: &str) -> anyhow::Result<()> {
+        self.reports.insert(run, report.as_bytes())?;
         self.db.flush()?;
         Ok(())
     }
 
-    pub(crate) fn report(&self, run: &str) -> Option<serde_json::Value> {
+    /// A disbursement run's latest report, as JSON.
+    pub(crate) fn report(&self, run: &str) -> Option<String> {
         let stored = self.reports.get(run).ok()??;
-        serde_json::from_slice(&stored).ok()
+        String::from_utf8(stored.to_vec()).ok()
     }
 
     /// A stored answer for `key` (scoped to the token), or a conflict when the key was used

@@ -1,0 +1,168 @@
+//! # sanad-http: the thin HTTP binding
+//!
+//! It serves the JSON API for agency systems, the SMS and USSD webhooks and the public log over
+//! an embedded sled store in one data folder; every rule lives in the library crates, and this
+//! crate only maps HTTP to their calls. The `sanad-http` binary runs [`serve`] with its flags;
+//! an embedder (or a benchmark) can run it in-process the same way.
+
+mod api;
+mod app;
+mod extract;
+mod metrics;
+mod problem;
+mod store;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use sanad_engine::{Agency, Options};
+
+/// Gateway secrets (from the environment or files, never from flags).
+#[derive(Clone, Debug, Default)]
+pub struct Secrets {
+    /// Twilio's auth token.
+    pub twilio: Option<String>,
+    /// Africa's Talking: the secret path segment of its callback URLs.
+    pub africastalking: Option<String>,
+    /// Kannel's shared secret.
+    pub kannel: Option<String>,
+    /// RapidPro's shared secret.
+    pub rapidpro: Option<String>,
+    /// The signed JSON form's HMAC key.
+    pub json: Option<String>,
+}
+
+/// Where and how to serve.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// The data folder (a new ledger is created in it on first start).
+    pub data: PathBuf,
+    /// Where to listen (port 0: any free port).
+    pub listen: SocketAddr,
+    /// The log's origin, used when creating the ledger.
+    pub origin: String,
+    /// The URL gateways are configured with, when a proxy stands in front.
+    pub public_url: Option<String>,
+    /// The country for national phone numbers, used when creating the ledger.
+    pub region: Option<String>,
+    /// Gateway secrets.
+    pub secrets: Secrets,
+}
+
+/// What a started server tells its runner.
+#[derive(Clone, Debug)]
+pub struct Started {
+    /// The address it listens on.
+    pub address: SocketAddr,
+    /// The log's verifier key.
+    pub verifier_key: String,
+    /// Whether the ledger was created by this start.
+    pub created: bool,
+    /// The first admin token's file, when this start wrote it.
+    pub admin_token_file: Option<PathBuf>,
+}
+
+fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    file.write_all(text.as_bytes())?;
+    file.sync_all()?;
+    Ok(())
+}
+
+/// Opens (or creates) the ledger in `config.data`, listens, tells `started`, and serves until
+/// `shutdown` completes; then lets the requests in flight finish, the writer finish its batch,
+/// and closes the ledger (writing a snapshot).
+///
+/// # Errors
+/// Opening or creating the store, listening, or serving.
+pub fn serve(
+    config: Config,
+    started: impl FnOnce(&Started),
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&config.data)
+        .with_context(|| format!("creating {}", config.data.display()))?;
+    let holds_ledger = config.data.join(sanad_engine::SNAPSHOT_FILE).exists()
+        || config.data.join(sanad_engine::registry::AGENCY_KEY_FILE).exists();
+    let metrics = Arc::new(metrics::Metrics::new());
+    let options = Options { on_commit: Some(metrics.commit_observer()), ..Options::default() };
+    let agency = if holds_ledger {
+        Agency::open(&config.data, options)
+            .with_context(|| format!("opening the ledger in {}", config.data.display()))?
+    } else {
+        Agency::create(&config.data, &config.origin, config.region.as_deref(), options)
+            .with_context(|| format!("creating a ledger in {}", config.data.display()))?
+    };
+    let agency = Arc::new(agency);
+    let store = store::Store::open(&config.data)?;
+    let mut admin_token_file = None;
+    if !store.has_tokens() {
+        // The first admin is granted by the store's holder (this process, at first start).
+        let principal = store::Store::new_principal();
+        agency.grant_access(&principal, store::Role::Admin, None)?;
+        let token = store.create_token(&store::TokenRecord {
+            principal: principal.as_str().to_owned(),
+            name: "admin".into(),
+            role: store::Role::Admin,
+            vendor: None,
+        })?;
+        let path = config.data.join("admin.token");
+        write_private(&path, &format!("{token}\n"))?;
+        admin_token_file = Some(path);
+    }
+    let channel = sanad_sms::Channel::open(
+        Arc::clone(&agency),
+        &config.data,
+        sanad_sms::replies::Replies::embedded()?,
+        sanad_sms::ChannelOptions::default(),
+    )?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind(config.listen))
+        .with_context(|| format!("listening on {}", config.listen))?;
+    let address = listener.local_addr()?;
+    let public_url = config
+        .public_url
+        .unwrap_or_else(|| format!("http://{address}"))
+        .trim_end_matches('/')
+        .to_owned();
+    let state = Arc::new(app::AppState {
+        agency: Arc::clone(&agency),
+        channel,
+        store,
+        secrets: config.secrets,
+        public_url,
+        metrics,
+    });
+    let router = app::router(state)
+        // 8,190 transfers of about 200 bytes each fit; nothing larger is read.
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(4 << 20))
+        .layer(axum::extract::DefaultBodyLimit::max(4 << 20))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            Duration::from_secs(30),
+        ));
+    started(&Started {
+        address,
+        verifier_key: agency.ledger().log().verifier().to_vkey(),
+        created: !holds_ledger,
+        admin_token_file,
+    });
+    runtime.block_on(async {
+        axum::serve(listener, router).with_graceful_shutdown(shutdown).await?;
+        anyhow::Ok(())
+    })?;
+    // Requests are done: the writer finishes its batch, and a snapshot is written.
+    agency.close()?;
+    Ok(())
+}
