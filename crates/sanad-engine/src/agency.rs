@@ -316,11 +316,11 @@ impl Agency {
 
     /// Erases a beneficiary's personal data. Their open vouchers are revoked; the erasure is
     /// logged, then the registry record and secret are destroyed; their wallets and history
-    /// stay, unlinkable.
+    /// stay, unlinkable. Returns the log index of the erasure (`None` when it was erased before).
     ///
     /// # Errors
     /// [`Error::Rejected`] for an unknown beneficiary; storage errors.
-    pub fn erase(&self, beneficiary: &Id) -> Result<(), Error> {
+    pub fn erase(&self, beneficiary: &Id) -> Result<Option<u64>, Error> {
         // Their open vouchers could never be authorised again (the PIN and the phone go with
         // the record): revoke them first, so that their value returns to the programmes.
         let open: Vec<Id> = self.ledger().read(|state| {
@@ -340,7 +340,10 @@ impl Agency {
         }
         self.registry().begin_erasure(beneficiary)?;
         match self.calls().execute(Command::EraseBeneficiary { id: beneficiary.clone() })? {
-            Ok(_) => self.registry().erase(beneficiary),
+            Ok(applied) => {
+                self.registry().erase(beneficiary)?;
+                Ok(applied.log_index)
+            }
             Err(rejection) => {
                 self.registry().confirm(beneficiary)?;
                 Err(rejection.into())

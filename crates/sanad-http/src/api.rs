@@ -401,6 +401,8 @@ pub(crate) struct BeneficiaryView {
 pub(crate) struct Erased {
     pub(crate) id: String,
     pub(crate) erased: bool,
+    /// The `beneficiary.erased` entry (`null` when erased before).
+    pub(crate) log_index: Option<u64>,
 }
 
 /// A vendor.

@@ -750,8 +750,9 @@ async fn erase(
 ) -> Answer {
     write(state, headers, &uri, Bytes::new(), OPERATORS, move |_, caller, _| {
         let person = id(&person, "beneficiary")?;
-        caller.agency.erase(&person)?;
-        Ok((StatusCode::OK, to_json(&Erased { id: person.as_str().to_owned(), erased: true })))
+        let log_index = caller.agency.erase(&person)?;
+        let erased = Erased { id: person.as_str().to_owned(), erased: true, log_index };
+        Ok((StatusCode::OK, to_json(&erased)))
     })
     .await
 }
