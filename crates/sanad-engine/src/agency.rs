@@ -101,7 +101,7 @@ impl Agency {
         self.by.as_ref()
     }
 
-    /// The ledger, for queries. Writes go through [`Self::writes`], which names the principal.
+    /// The ledger, for queries. Writes go through [`Self::calls`], which names the principal.
     pub fn ledger(&self) -> &Ledger {
         &self.parts.ledger
     }
