@@ -53,6 +53,12 @@ fn plan(vendors: Vendors, items: Vec<Item>) -> VoucherPlan {
     }
 }
 
+/// A value voucher programme with enrolled vendors, funded with `budget` JOD.
+fn value_programme(agency: &Agency, name: &str, budget: &str) -> Id {
+    let plan = plan(Vendors::Enrolled, Vec::new());
+    agency.create_voucher_programme(name, ProgrammeKind::ValueVoucher, jod(budget), &plan).unwrap()
+}
+
 fn beneficiary(agency: &Agency, phone: &str) -> Id {
     let person = NewPerson {
         phone: phone.into(),
@@ -75,14 +81,7 @@ fn a_voucher_is_issued_redeemed_by_code_and_pin_settled_and_replayed() {
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(AtomicU64::new(START_MS));
     let agency = agency(dir.path(), &clock);
-    let programme = agency
-        .create_voucher_programme(
-            "Food vouchers",
-            ProgrammeKind::ValueVoucher,
-            jod("1000"),
-            &plan(Vendors::Enrolled, Vec::new()),
-        )
-        .unwrap();
+    let programme = value_programme(&agency, "Food vouchers", "1000");
     let shop = agency.open_vendor(jod("1").currency(), &[], Some("0771234567")).unwrap();
     let stranger = agency.open_vendor(jod("1").currency(), &[], None).unwrap();
     assert!(matches!(
@@ -296,14 +295,7 @@ fn many_vendors_racing_for_one_voucher_never_get_more_than_it_holds() {
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(AtomicU64::new(START_MS));
     let agency = Arc::new(agency(dir.path(), &clock));
-    let programme = agency
-        .create_voucher_programme(
-            "Race",
-            ProgrammeKind::ValueVoucher,
-            jod("1000"),
-            &plan(Vendors::Enrolled, Vec::new()),
-        )
-        .unwrap();
+    let programme = value_programme(&agency, "Race", "1000");
     let amal = beneficiary(&agency, "+962791234570");
     const THREADS: usize = 8;
     const ROUNDS: usize = 20;
@@ -368,14 +360,7 @@ fn vouchers_are_issued_in_bulk_from_a_disbursement_file_once() {
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(AtomicU64::new(START_MS));
     let agency = agency(dir.path(), &clock);
-    let programme = agency
-        .create_voucher_programme(
-            "Winter",
-            ProgrammeKind::ValueVoucher,
-            jod("100"),
-            &plan(Vendors::Enrolled, Vec::new()),
-        )
-        .unwrap();
+    let programme = value_programme(&agency, "Winter", "100");
     beneficiary(&agency, "+962791234571");
     let csv = "phone,amount,name\n+962791234571,30,\n0791234572,20,Omar\n+96279,10,\n";
     let register = DisburseOptions { register: true, skip_invalid: false };
@@ -421,14 +406,7 @@ fn bad_redemptions_append_nothing_and_a_typo_is_told_apart() {
         quantity: 5,
         unit_value: jod("1"),
     }];
-    let value = agency
-        .create_voucher_programme(
-            "Value",
-            ProgrammeKind::ValueVoucher,
-            jod("100"),
-            &plan(Vendors::Enrolled, Vec::new()),
-        )
-        .unwrap();
+    let value = value_programme(&agency, "Value", "100");
     let goods = agency
         .create_voucher_programme(
             "Goods",
@@ -504,14 +482,7 @@ fn principals_are_checked_by_the_ledger_and_named_in_the_log() {
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(AtomicU64::new(START_MS));
     let agency = agency(dir.path(), &clock);
-    let programme = agency
-        .create_voucher_programme(
-            "Food vouchers",
-            ProgrammeKind::ValueVoucher,
-            jod("1000"),
-            &plan(Vendors::Enrolled, Vec::new()),
-        )
-        .unwrap();
+    let programme = value_programme(&agency, "Food vouchers", "1000");
     let shop = agency.open_vendor(jod("1").currency(), &[], None).unwrap();
     agency.enrol_vendor(&programme, &shop, BTreeMap::new()).unwrap();
     let amal = beneficiary(&agency, "+962791234567");

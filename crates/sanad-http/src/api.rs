@@ -250,6 +250,17 @@ pub(crate) fn default_lock_minutes() -> u64 {
     30
 }
 
+/// The header every write takes, described once for the document.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code)]
+pub(crate) struct IdempotencyKey {
+    /// Same key and body: the stored answer again; same key, another body: 409. A key belongs
+    /// to the token and the request target (path and query) it was used with.
+    #[param(rename = "Idempotency-Key", min_length = 1, max_length = 255)]
+    idempotency_key: Option<String>,
+}
+
 /// `POST /v1/transfers`: one transfer, or an array of up to 8,190. The handler tells the two
 /// forms apart before reading either, so that a bad item gets a precise error.
 #[derive(Deserialize, ToSchema)]

@@ -377,7 +377,7 @@ async fn log_receipt(State(state): Shared, ApiPath(index): ApiPath<u64>) -> Answ
     path = "/v1/tokens",
     tag = "tokens",
     request_body = NewToken,
-    params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, description = "Same key and body: the stored answer again; same key, another body: 409")),
+    params(IdempotencyKey),
     responses((status = 201, description = "The token, shown once", body = TokenCreated), Problems),
     security(("bearer" = []))
 )]
@@ -430,7 +430,7 @@ async fn create_token(
     delete,
     path = "/v1/tokens/{id}",
     tag = "tokens",
-    params(("id" = String, Path, pattern = "^[A-Za-z0-9_.:-]{1,64}$", description = "The token's public id (tok-…)"), ("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, description = "Same key and body: the stored answer again; same key, another body: 409")),
+    params(("id" = String, Path, pattern = "^[A-Za-z0-9_.:-]{1,64}$", description = "The token's public id (tok-…)"), IdempotencyKey),
     responses((status = 200, description = "Revoked", body = Done), Problems),
     security(("bearer" = []))
 )]
@@ -526,7 +526,7 @@ fn programme_kind(text: &str) -> Result<ProgrammeKind, Problem> {
     path = "/v1/programmes",
     tag = "programmes",
     request_body = NewProgramme,
-    params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, description = "Same key and body: the stored answer again; same key, another body: 409")),
+    params(IdempotencyKey),
     responses((status = 201, description = "Created", body = Created), Problems),
     security(("bearer" = []))
 )]
@@ -633,7 +633,7 @@ async fn programme(
     path = "/v1/beneficiaries",
     tag = "beneficiaries",
     request_body = NewBeneficiary,
-    params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, description = "Same key and body: the stored answer again; same key, another body: 409")),
+    params(IdempotencyKey),
     responses((status = 201, description = "Registered", body = BeneficiaryCreated), Problems),
     security(("bearer" = []))
 )]
@@ -738,7 +738,7 @@ async fn beneficiary(
     delete,
     path = "/v1/beneficiaries/{id}/personal-data",
     tag = "beneficiaries",
-    params(("id" = String, Path, pattern = "^[A-Za-z0-9_.:-]{1,64}$", description = "The beneficiary's pseudonym"), ("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, description = "Same key and body: the stored answer again; same key, another body: 409")),
+    params(("id" = String, Path, pattern = "^[A-Za-z0-9_.:-]{1,64}$", description = "The beneficiary's pseudonym"), IdempotencyKey),
     responses((status = 200, description = "Erased", body = Erased), Problems),
     security(("bearer" = []))
 )]
@@ -766,7 +766,7 @@ async fn erase(
     path = "/v1/vendors",
     tag = "vendors",
     request_body = NewVendor,
-    params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, description = "Same key and body: the stored answer again; same key, another body: 409")),
+    params(IdempotencyKey),
     responses((status = 201, description = "Created", body = Created), Problems),
     security(("bearer" = []))
 )]
@@ -918,7 +918,7 @@ fn transfer_result(
     path = "/v1/transfers",
     tag = "transfers",
     request_body = TransferRequest,
-    params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, description = "Same key and body: the stored answer again; same key, another body: 409")),
+    params(IdempotencyKey),
     responses((status = 201, description = "One transfer made", body = TransferDone), (status = 200, description = "An array, answered item by item", body = TransferResults), Problems),
     security(("bearer" = []))
 )]
@@ -1027,7 +1027,7 @@ fn operation_id(given: Option<&str>, pending: &Id, suffix: &str) -> Result<Id, P
     path = "/v1/transfers/{id}/post",
     tag = "transfers",
     request_body = Option<Operation>,
-    params(("id" = String, Path, pattern = "^[A-Za-z0-9_.:-]{1,64}$", description = "The hold"), ("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, description = "Same key and body: the stored answer again; same key, another body: 409")),
+    params(("id" = String, Path, pattern = "^[A-Za-z0-9_.:-]{1,64}$", description = "The hold"), IdempotencyKey),
     responses((status = 200, description = "Posted", body = Done), Problems),
     security(("bearer" = []))
 )]
@@ -1065,7 +1065,7 @@ async fn post_pending(
     path = "/v1/transfers/{id}/void",
     tag = "transfers",
     request_body = Option<Operation>,
-    params(("id" = String, Path, pattern = "^[A-Za-z0-9_.:-]{1,64}$", description = "The hold"), ("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, description = "Same key and body: the stored answer again; same key, another body: 409")),
+    params(("id" = String, Path, pattern = "^[A-Za-z0-9_.:-]{1,64}$", description = "The hold"), IdempotencyKey),
     responses((status = 200, description = "Voided", body = Done), Problems),
     security(("bearer" = []))
 )]
@@ -1116,7 +1116,7 @@ fn programme_currency(state: &AppState, programme: &Id) -> Result<Currency, Prob
     path = "/v1/vouchers",
     tag = "vouchers",
     request_body = NewVoucher,
-    params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, description = "Same key and body: the stored answer again; same key, another body: 409")),
+    params(IdempotencyKey),
     responses((status = 201, description = "Issued", body = VoucherIssued), Problems),
     security(("bearer" = []))
 )]
@@ -1210,7 +1210,7 @@ async fn voucher(
     post,
     path = "/v1/vouchers/{code}/revoke",
     tag = "vouchers",
-    params(("code" = String, Path, description = "The voucher code"), ("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, description = "Same key and body: the stored answer again; same key, another body: 409")),
+    params(("code" = String, Path, description = "The voucher code"), IdempotencyKey),
     responses((status = 200, description = "Revoked", body = Done), Problems),
     security(("bearer" = []))
 )]
@@ -1251,7 +1251,7 @@ fn own_vendor(token: &TokenRecord, vendor: &Id) -> Result<(), Problem> {
     path = "/v1/redemptions",
     tag = "redemptions",
     request_body = NewRedemption,
-    params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, description = "Same key and body: the stored answer again; same key, another body: 409")),
+    params(IdempotencyKey),
     responses((status = 201, description = "Waiting for the beneficiary", body = RedemptionCreated), Problems),
     security(("bearer" = []))
 )]
@@ -1308,7 +1308,7 @@ fn redemption_vendor(state: &AppState, redemption: &Id) -> Result<Id, Problem> {
     path = "/v1/redemptions/{id}/authorise",
     tag = "redemptions",
     request_body = Pin,
-    params(("id" = String, Path, pattern = "^[A-Za-z0-9_.:-]{1,64}$", description = "The redemption"), ("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, description = "Same key and body: the stored answer again; same key, another body: 409")),
+    params(("id" = String, Path, pattern = "^[A-Za-z0-9_.:-]{1,64}$", description = "The redemption"), IdempotencyKey),
     responses((status = 200, description = "Authorised", body = Done), Problems),
     security(("bearer" = []))
 )]
@@ -1341,7 +1341,7 @@ async fn authorise_redemption(
     post,
     path = "/v1/redemptions/{id}/refuse",
     tag = "redemptions",
-    params(("id" = String, Path, pattern = "^[A-Za-z0-9_.:-]{1,64}$", description = "The redemption"), ("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, description = "Same key and body: the stored answer again; same key, another body: 409")),
+    params(("id" = String, Path, pattern = "^[A-Za-z0-9_.:-]{1,64}$", description = "The redemption"), IdempotencyKey),
     responses((status = 200, description = "Refused", body = Done), Problems),
     security(("bearer" = []))
 )]
@@ -1374,7 +1374,7 @@ async fn refuse_redemption(
     path = "/v1/settlements",
     tag = "settlements",
     request_body = NewSettlement,
-    params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, description = "Same key and body: the stored answer again; same key, another body: 409")),
+    params(IdempotencyKey),
     responses((status = 201, description = "The run", body = SettlementRun), Problems),
     security(("bearer" = []))
 )]
@@ -1456,7 +1456,7 @@ async fn settlement(
     path = "/v1/disbursements",
     tag = "disbursements",
     request_body(content = String, content_type = "text/csv", description = "The disbursement file"),
-    params(DisburseQuery, ("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, description = "Same key and body: the stored answer again; same key, another body: 409")),
+    params(DisburseQuery, IdempotencyKey),
     responses((status = 201, description = "Paid", body = DisbursementReport), Problems),
     security(("bearer" = []))
 )]
