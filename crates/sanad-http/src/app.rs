@@ -22,7 +22,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::api::*;
-use crate::extract::{ApiBody, ApiPath, ApiQuery};
+use crate::extract::{ApiBody, ApiPath, ApiQuery, WriteRequest};
 use crate::store::{Role, Store, TokenRecord};
 
 /// The most transfers one request may carry (a group commit's worth).
@@ -202,9 +202,7 @@ struct Caller {
 /// differs), otherwise done by `work` and remembered.
 async fn write(
     state: Arc<AppState>,
-    headers: HeaderMap,
-    uri: &axum::http::Uri,
-    body: Bytes,
+    WriteRequest { uri, headers, body }: WriteRequest,
     roles: &'static [Role],
     work: impl FnOnce(Arc<AppState>, Caller, Bytes) -> Result<(StatusCode, String), Problem>
     + Send
@@ -381,13 +379,8 @@ async fn log_receipt(State(state): Shared, ApiPath(index): ApiPath<u64>) -> Answ
     responses((status = 201, description = "The token, shown once", body = TokenCreated), Problems),
     security(("bearer" = []))
 )]
-async fn create_token(
-    State(state): Shared,
-    uri: axum::http::Uri,
-    headers: HeaderMap,
-    ApiBody(body): ApiBody,
-) -> Answer {
-    write(state, headers, &uri, body, &[], |state, caller, body| {
+async fn create_token(State(state): Shared, request: WriteRequest) -> Answer {
+    write(state, request, &[], |state, caller, body| {
         let request: NewToken = parse(&body)?;
         let role = Role::parse(&request.role).ok_or_else(|| {
             Problem::bad_request("invalid_role", "admin, operator, vendor or auditor")
@@ -436,11 +429,10 @@ async fn create_token(
 )]
 async fn revoke_token(
     State(state): Shared,
-    uri: axum::http::Uri,
-    headers: HeaderMap,
     ApiPath(principal): ApiPath<String>,
+    request: WriteRequest,
 ) -> Answer {
-    write(state, headers, &uri, Bytes::new(), &[], move |state, caller, _| {
+    write(state, request, &[], move |state, caller, _| {
         let principal = id(&principal, "token")?;
         if caller.agency.ledger().read(|ledger| ledger.principal(&principal).is_none()) {
             return Err(Problem::not_found(format!("token {principal} not found")));
@@ -530,13 +522,8 @@ fn programme_kind(text: &str) -> Result<ProgrammeKind, Problem> {
     responses((status = 201, description = "Created", body = Created), Problems),
     security(("bearer" = []))
 )]
-async fn create_programme(
-    State(state): Shared,
-    uri: axum::http::Uri,
-    headers: HeaderMap,
-    ApiBody(body): ApiBody,
-) -> Answer {
-    write(state, headers, &uri, body, OPERATORS, |_, caller, body| {
+async fn create_programme(State(state): Shared, request: WriteRequest) -> Answer {
+    write(state, request, OPERATORS, |_, caller, body| {
         let request: NewProgramme = parse(&body)?;
         let currency = currency(&request.currency)?;
         let budget = amount(&request.budget, currency)?;
@@ -637,13 +624,8 @@ async fn programme(
     responses((status = 201, description = "Registered", body = BeneficiaryCreated), Problems),
     security(("bearer" = []))
 )]
-async fn register(
-    State(state): Shared,
-    uri: axum::http::Uri,
-    headers: HeaderMap,
-    ApiBody(body): ApiBody,
-) -> Answer {
-    write(state, headers, &uri, body, OPERATORS, |state, caller, body| {
+async fn register(State(state): Shared, request: WriteRequest) -> Answer {
+    write(state, request, OPERATORS, |state, caller, body| {
         let request: NewBeneficiary = parse(&body)?;
         let currency = match (&request.programme, &request.currency) {
             (Some(programme), _) => {
@@ -744,11 +726,10 @@ async fn beneficiary(
 )]
 async fn erase(
     State(state): Shared,
-    uri: axum::http::Uri,
-    headers: HeaderMap,
     ApiPath(person): ApiPath<String>,
+    request: WriteRequest,
 ) -> Answer {
-    write(state, headers, &uri, Bytes::new(), OPERATORS, move |_, caller, _| {
+    write(state, request, OPERATORS, move |_, caller, _| {
         let person = id(&person, "beneficiary")?;
         let log_index = caller.agency.erase(&person)?;
         let erased = Erased { id: person.as_str().to_owned(), erased: true, log_index };
@@ -770,13 +751,8 @@ async fn erase(
     responses((status = 201, description = "Created", body = Created), Problems),
     security(("bearer" = []))
 )]
-async fn create_vendor(
-    State(state): Shared,
-    uri: axum::http::Uri,
-    headers: HeaderMap,
-    ApiBody(body): ApiBody,
-) -> Answer {
-    write(state, headers, &uri, body, OPERATORS, |state, caller, body| {
+async fn create_vendor(State(state): Shared, request: WriteRequest) -> Answer {
+    write(state, request, OPERATORS, |state, caller, body| {
         let request: NewVendor = parse(&body)?;
         if request.name.trim().is_empty() || request.name.chars().count() > 200 {
             return Err(Problem::bad_request("invalid_name", "1 to 200 characters"));
@@ -922,13 +898,8 @@ fn transfer_result(
     responses((status = 201, description = "One transfer made", body = TransferDone), (status = 200, description = "An array, answered item by item", body = TransferResults), Problems),
     security(("bearer" = []))
 )]
-async fn transfers(
-    State(state): Shared,
-    uri: axum::http::Uri,
-    headers: HeaderMap,
-    ApiBody(body): ApiBody,
-) -> Answer {
-    write(state, headers, &uri, body, OPERATORS, |state, caller, body| {
+async fn transfers(State(state): Shared, request: WriteRequest) -> Answer {
+    write(state, request, OPERATORS, |state, caller, body| {
         // An array or one object: told apart by the first byte, so that a bad item's error
         // names it in the form it was sent.
         if body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
@@ -1033,12 +1004,10 @@ fn operation_id(given: Option<&str>, pending: &Id, suffix: &str) -> Result<Id, P
 )]
 async fn post_pending(
     State(state): Shared,
-    uri: axum::http::Uri,
-    headers: HeaderMap,
     ApiPath(pending): ApiPath<String>,
-    ApiBody(body): ApiBody,
+    request: WriteRequest,
 ) -> Answer {
-    write(state, headers, &uri, body, OPERATORS, move |state, caller, body| {
+    write(state, request, OPERATORS, move |state, caller, body| {
         let request: Operation = if body.is_empty() { Operation::default() } else { parse(&body)? };
         let pending = id(&pending, "transfer")?;
         let currency = state
@@ -1071,12 +1040,10 @@ async fn post_pending(
 )]
 async fn void_pending(
     State(state): Shared,
-    uri: axum::http::Uri,
-    headers: HeaderMap,
     ApiPath(pending): ApiPath<String>,
-    ApiBody(body): ApiBody,
+    request: WriteRequest,
 ) -> Answer {
-    write(state, headers, &uri, body, OPERATORS, move |_, caller, body| {
+    write(state, request, OPERATORS, move |_, caller, body| {
         let request: Operation = if body.is_empty() { Operation::default() } else { parse(&body)? };
         if request.amount.is_some() {
             return Err(Problem::bad_request("invalid_json", "a void takes no amount"));
@@ -1120,13 +1087,8 @@ fn programme_currency(state: &AppState, programme: &Id) -> Result<Currency, Prob
     responses((status = 201, description = "Issued", body = VoucherIssued), Problems),
     security(("bearer" = []))
 )]
-async fn issue_voucher(
-    State(state): Shared,
-    uri: axum::http::Uri,
-    headers: HeaderMap,
-    ApiBody(body): ApiBody,
-) -> Answer {
-    write(state, headers, &uri, body, OPERATORS, |state, caller, body| {
+async fn issue_voucher(State(state): Shared, request: WriteRequest) -> Answer {
+    write(state, request, OPERATORS, |state, caller, body| {
         let request: NewVoucher = parse(&body)?;
         let programme = id(&request.programme, "programme")?;
         let currency = programme_currency(&state, &programme)?;
@@ -1216,12 +1178,10 @@ async fn voucher(
 )]
 async fn revoke_voucher(
     State(state): Shared,
-    uri: axum::http::Uri,
-    headers: HeaderMap,
     ApiPath(code): ApiPath<String>,
-    ApiBody(body): ApiBody,
+    request: WriteRequest,
 ) -> Answer {
-    write(state, headers, &uri, body, OPERATORS, move |state, caller, _| {
+    write(state, request, OPERATORS, move |state, caller, _| {
         let voucher = voucher_of_code(&state, &code)?;
         let log_index = caller.agency.revoke_voucher(&voucher)?;
         let done =
@@ -1255,13 +1215,8 @@ fn own_vendor(token: &TokenRecord, vendor: &Id) -> Result<(), Problem> {
     responses((status = 201, description = "Waiting for the beneficiary", body = RedemptionCreated), Problems),
     security(("bearer" = []))
 )]
-async fn request_redemption(
-    State(state): Shared,
-    uri: axum::http::Uri,
-    headers: HeaderMap,
-    ApiBody(body): ApiBody,
-) -> Answer {
-    write(state, headers, &uri, body, SHOPS, |state, caller, body| {
+async fn request_redemption(State(state): Shared, request: WriteRequest) -> Answer {
+    write(state, request, SHOPS, |state, caller, body| {
         let request: NewRedemption = parse(&body)?;
         let vendor = id(&request.vendor, "vendor")?;
         own_vendor(&caller.token, &vendor)?;
@@ -1314,12 +1269,10 @@ fn redemption_vendor(state: &AppState, redemption: &Id) -> Result<Id, Problem> {
 )]
 async fn authorise_redemption(
     State(state): Shared,
-    uri: axum::http::Uri,
-    headers: HeaderMap,
     ApiPath(redemption): ApiPath<String>,
-    ApiBody(body): ApiBody,
+    request: WriteRequest,
 ) -> Answer {
-    write(state, headers, &uri, body, SHOPS, move |state, caller, body| {
+    write(state, request, SHOPS, move |state, caller, body| {
         let request: Pin = parse(&body)?;
         let redemption = id(&redemption, "redemption")?;
         own_vendor(&caller.token, &redemption_vendor(&state, &redemption)?)?;
@@ -1347,12 +1300,10 @@ async fn authorise_redemption(
 )]
 async fn refuse_redemption(
     State(state): Shared,
-    uri: axum::http::Uri,
-    headers: HeaderMap,
     ApiPath(redemption): ApiPath<String>,
-    ApiBody(body): ApiBody,
+    request: WriteRequest,
 ) -> Answer {
-    write(state, headers, &uri, body, SHOPS, move |state, caller, _| {
+    write(state, request, SHOPS, move |state, caller, _| {
         let redemption = id(&redemption, "redemption")?;
         own_vendor(&caller.token, &redemption_vendor(&state, &redemption)?)?;
         let log_index = caller.agency.refuse_redemption(&redemption)?;
@@ -1378,13 +1329,8 @@ async fn refuse_redemption(
     responses((status = 201, description = "The run", body = SettlementRun), Problems),
     security(("bearer" = []))
 )]
-async fn settle(
-    State(state): Shared,
-    uri: axum::http::Uri,
-    headers: HeaderMap,
-    ApiBody(body): ApiBody,
-) -> Answer {
-    write(state, headers, &uri, body, OPERATORS, |_, caller, body| {
+async fn settle(State(state): Shared, request: WriteRequest) -> Answer {
+    write(state, request, OPERATORS, |_, caller, body| {
         let request: NewSettlement = parse(&body)?;
         let programme = id(&request.programme, "programme")?;
         let run = caller.agency.settle(&programme, request.run.as_deref())?;
@@ -1462,12 +1408,11 @@ async fn settlement(
 )]
 async fn disburse(
     State(state): Shared,
-    uri: axum::http::Uri,
-    headers: HeaderMap,
     ApiQuery(query): ApiQuery<DisburseQuery>,
-    ApiBody(body): ApiBody,
+    request: WriteRequest,
 ) -> Answer {
-    let is_csv = headers
+    let is_csv = request
+        .headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|t| t.starts_with("text/csv"));
@@ -1478,7 +1423,7 @@ async fn disburse(
             "send the file as text/csv",
         ));
     }
-    write(state, headers, &uri, body, OPERATORS, move |state, caller, body| {
+    write(state, request, OPERATORS, move |state, caller, body| {
         let programme = id(&query.programme, "programme")?;
         let options = sanad_engine::disburse::DisburseOptions {
             register: query.register,

@@ -4,6 +4,7 @@
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
 use axum::http::request::Parts;
+use axum::http::{HeaderMap, Uri};
 use serde::de::DeserializeOwned;
 
 use crate::problem::Problem;
@@ -62,5 +63,23 @@ impl<S: Send + Sync> FromRequest<S> for ApiBody {
                 Err(problem(rejection, "invalid_body", detail))
             }
         }
+    }
+}
+
+/// What a write needs of its request: the target (an `Idempotency-Key` belongs to it), the
+/// headers (the token, the key) and the body.
+pub(crate) struct WriteRequest {
+    pub(crate) uri: Uri,
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: Bytes,
+}
+
+impl<S: Send + Sync> FromRequest<S> for WriteRequest {
+    type Rejection = Problem;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Problem> {
+        let (uri, headers) = (request.uri().clone(), request.headers().clone());
+        let ApiBody(body) = ApiBody::from_request(request, state).await?;
+        Ok(Self { uri, headers, body })
     }
 }
