@@ -400,6 +400,51 @@ fn an_agency_system_and_a_gateway_drive_the_ledger_over_http() {
         "not full yet"
     );
 
+    // The OpenAPI document lists every route the issue names, with the method it has.
+    let (status, content_type, document) = server.call("GET", "/openapi.json", None, None, None);
+    assert_eq!((status, content_type.as_str()), (200, "application/json"));
+    let document: Value = serde_json::from_str(&document).unwrap();
+    assert!(document["openapi"].as_str().unwrap().starts_with("3."));
+    for (method, path) in [
+        ("post", "/v1/programmes"),
+        ("get", "/v1/programmes/{id}"),
+        ("post", "/v1/beneficiaries"),
+        ("get", "/v1/beneficiaries/{id}"),
+        ("delete", "/v1/beneficiaries/{id}/personal-data"),
+        ("post", "/v1/vendors"),
+        ("get", "/v1/vendors/{id}"),
+        ("post", "/v1/transfers"),
+        ("get", "/v1/transfers/{id}"),
+        ("post", "/v1/transfers/{id}/post"),
+        ("post", "/v1/transfers/{id}/void"),
+        ("post", "/v1/disbursements"),
+        ("get", "/v1/disbursements/{id}"),
+        ("post", "/v1/vouchers"),
+        ("get", "/v1/vouchers/{code}"),
+        ("post", "/v1/vouchers/{code}/revoke"),
+        ("post", "/v1/redemptions"),
+        ("post", "/v1/redemptions/{id}/authorise"),
+        ("post", "/v1/redemptions/{id}/refuse"),
+        ("post", "/v1/settlements"),
+        ("get", "/v1/settlements/{id}"),
+        ("get", "/v1/accounts/{id}/balance"),
+        ("get", "/v1/accounts/{id}/history"),
+        ("post", "/v1/sms/twilio"),
+        ("post", "/v1/sms/africastalking"),
+        ("post", "/v1/ussd/africastalking"),
+        ("get", "/v1/sms/kannel"),
+        ("post", "/v1/sms/rapidpro"),
+        ("post", "/v1/sms/json"),
+        ("get", "/log/key"),
+        ("get", "/log/checkpoint"),
+        ("get", "/log/tile/{path}"),
+        ("get", "/log/receipt/{index}"),
+        ("get", "/healthz"),
+        ("get", "/metrics"),
+    ] {
+        assert!(document["paths"][path][method].is_object(), "{method} {path} in /openapi.json");
+    }
+
     // Metrics: requests by route and status, latency, group commits, the log's size.
     let (status, content_type, metrics) = server.call("GET", "/metrics", None, None, None);
     assert_eq!(status, 200);
