@@ -26,7 +26,7 @@ use sanad_tlog::hash::Hash;
 use sanad_tlog::rotation::KeyRotation;
 use sanad_tlog::tile::{CompletedTile, TileEdge};
 
-use crate::store::{Commit, Head};
+use crate::store::Head;
 use crate::{Error, Shared, lock};
 
 /// How long a finished integration waits for a commit to carry it before the integrator writes
@@ -189,7 +189,7 @@ pub(crate) fn write(
         Some(i) => (i.tiles.as_slice(), Some(&i.head.checkpoint)),
         None => (&[][..], None),
     };
-    shared.store.write(&Commit { first_index, entries, tiles, checkpoint })?;
+    shared.store.write(first_index, entries, tiles, checkpoint)?;
     shared.commits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     if let Some(integration) = integration {
         shared.publish(integration.head);

@@ -25,12 +25,14 @@
 //! receipt.verify(b"second", &log.verifier()).unwrap();
 //! ```
 
+pub mod backend;
 pub mod chunk;
 mod export;
 mod group;
 mod integrate;
 pub mod keys;
 pub mod limits;
+mod sled_backend;
 mod store;
 
 use std::path::{Path, PathBuf};
@@ -45,11 +47,12 @@ use sanad_tlog::rotation::KeyRotation;
 use sanad_tlog::tile::{TileId, TileReader, TileSourceError};
 use sanad_tlog::{NoteSigner, NoteVerifier, tree};
 
+pub use crate::backend::{Backend, Commit, EntryVisitor};
 pub use crate::export::ExportSummary;
 use crate::group::{Group, Operation, Outcome, Queue};
 use crate::integrate::Integration;
 use crate::limits::{BATCH_BYTES_MAX, BATCH_ENTRIES_MAX, INTEGRATION_QUEUE_MAX};
-pub use crate::store::open_sled;
+pub use crate::sled_backend::{SledBackend, open_sled};
 use crate::store::{Head, Store, StoreTiles};
 
 /// File name of the signing key inside a log's data folder.
@@ -109,6 +112,17 @@ pub enum Error {
         /// The current tree size.
         size: u64,
     },
+    /// A commit at an index another writer took first (a backend shared by several
+    /// processes); this log's view is stale, and it accepts no more writes until reopened.
+    #[error(
+        "a commit at index {index}, but the log's next index is {next}: another writer appended"
+    )]
+    AnotherWriter {
+        /// Where this commit would have started.
+        index: u64,
+        /// The log's next index in storage.
+        next: u64,
+    },
     /// A commit failed on storage; the log accepts no more writes until it is reopened.
     #[error("the log stopped accepting writes after a storage failure; reopen the log")]
     WriterStopped,
@@ -119,11 +133,13 @@ impl Error {
         Self::Io { context, source: Arc::new(source) }
     }
 
-    fn storage(source: sled::Error) -> Self {
+    /// A storage engine's error (for [`Backend`]s).
+    pub fn storage(source: impl std::error::Error + Send + Sync + 'static) -> Self {
         Self::Storage(Arc::new(source))
     }
 
-    fn corrupt(message: impl Into<String>) -> Self {
+    /// Stored data that does not add up (for [`Backend`]s).
+    pub fn corrupt(message: impl Into<String>) -> Self {
         Self::Corrupt(message.into())
     }
 }
@@ -194,8 +210,29 @@ impl Log {
         if key_path.exists() || dir.join(DB_DIR).exists() {
             return Err(Error::AlreadyExists(dir.to_owned()));
         }
+        let backend = SledBackend::open(&dir.join(DB_DIR))?;
         let signer = keys::generate_key_file(&key_path, origin)?;
-        let store = Store::open(&dir.join(DB_DIR))?;
+        let store = Store::new(Arc::new(backend));
+        let head = store.initialise(&signer)?;
+        Ok(Self::start(dir, store, signer, head, 0))
+    }
+
+    /// Creates a new, empty log on `backend` (PostgreSQL, say), with a fresh signing key named
+    /// `origin` in `dir`, which holds only the key.
+    ///
+    /// # Errors
+    /// [`Error::AlreadyExists`] when `dir` holds a key or the backend a log; I/O and storage
+    /// errors.
+    pub fn create_on(dir: &Path, origin: &str, backend: Arc<dyn Backend>) -> Result<Self, Error> {
+        sanad_tlog::note::check_key_name(origin)?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+        let key_path = dir.join(KEY_FILE);
+        if key_path.exists() || backend.origin()?.is_some() {
+            return Err(Error::AlreadyExists(dir.to_owned()));
+        }
+        let signer = keys::generate_key_file(&key_path, origin)?;
+        let store = Store::new(backend);
         let head = store.initialise(&signer)?;
         Ok(Self::start(dir, store, signer, head, 0))
     }
@@ -211,8 +248,22 @@ impl Log {
         if !key_path.exists() || !dir.join(DB_DIR).exists() {
             return Err(Error::NotFound(dir.to_owned()));
         }
-        let store = Store::open(&dir.join(DB_DIR))?;
-        store.check_format()?;
+        let backend = SledBackend::open(&dir.join(DB_DIR))?;
+        backend.check_format()?;
+        Self::open_on(dir, Arc::new(backend))
+    }
+
+    /// Opens the log on `backend`, with its signing key in `dir`, rebuilding its state from
+    /// storage and checking it against the stored checkpoint.
+    ///
+    /// # Errors
+    /// As [`Self::open`].
+    pub fn open_on(dir: &Path, backend: Arc<dyn Backend>) -> Result<Self, Error> {
+        let key_path = dir.join(KEY_FILE);
+        if !key_path.exists() {
+            return Err(Error::NotFound(dir.to_owned()));
+        }
+        let store = Store::new(backend);
         keys::finish_rotation(dir, &store.checkpoint_bytes()?)?;
         let signer = keys::load_key_file(&key_path)?;
         match store.origin()? {
@@ -237,12 +288,7 @@ impl Log {
             let mut tiles = Vec::new();
             head.checkpoint =
                 integrate::integrate(&mut head.edge, &leaves, &[&signer], &mut tiles)?;
-            store.write(&store::Commit {
-                first_index: durable,
-                entries: &[],
-                tiles: &tiles,
-                checkpoint: Some(&head.checkpoint),
-            })?;
+            store.write(durable, &[], &tiles, Some(&head.checkpoint))?;
         }
         Ok(Self::start(dir, store, signer, head, durable))
     }

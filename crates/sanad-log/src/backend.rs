@@ -1,0 +1,84 @@
+//! Where a log keeps its entries, full tiles and checkpoint: the [`Backend`] trait, which sled
+//! (the embedded default, [`crate::SledBackend`]) and PostgreSQL (`sanad-postgres`) implement.
+//! Everything above it — group commit, integration, proofs, exports — is the same code on
+//! either; a backend only stores and reads, and makes each commit atomic and durable.
+
+use sanad_tlog::checkpoint::SignedCheckpoint;
+use sanad_tlog::tile::CompletedTile;
+
+use crate::Error;
+
+/// What one commit writes: entries at `first_index`, the full tiles of level 1 and above that
+/// integration completed, and the checkpoint that covers them. Level-0 tiles are never stored:
+/// they are the entries' leaf hashes.
+#[derive(Clone, Copy, Debug)]
+pub struct Commit<'a> {
+    /// The index of the first entry.
+    pub first_index: u64,
+    /// The entries, in order (possibly none: an integration written alone).
+    pub entries: &'a [&'a [u8]],
+    /// Full tiles, level 1 and above.
+    pub tiles: &'a [CompletedTile],
+    /// The checkpoint to store, if integration signed one.
+    pub checkpoint: Option<&'a SignedCheckpoint>,
+}
+
+/// What [`Backend::for_each_entry`] calls with each entry and its index.
+pub type EntryVisitor<'a> = dyn FnMut(u64, &[u8]) -> Result<(), Error> + 'a;
+
+/// A log's storage.
+///
+/// Contract: [`Backend::commit`] writes everything it is given or nothing, and returns only
+/// once it is durable; entries are never changed once written; a tile is written once and
+/// never changed; the checkpoint only moves forward. A backend shared by several processes
+/// must also refuse a commit whose `first_index` is not the next index, so that two writers
+/// can never both append at one index.
+pub trait Backend: Send + Sync {
+    /// The log's origin, `None` for a store never initialised.
+    ///
+    /// # Errors
+    /// Storage errors.
+    fn origin(&self) -> Result<Option<String>, Error>;
+
+    /// Writes the origin and the signed checkpoint of the empty tree, durably.
+    ///
+    /// # Errors
+    /// [`Error::AlreadyExists`]-like storage errors when it holds a log; storage errors.
+    fn initialise(&self, origin: &str, checkpoint: &[u8]) -> Result<(), Error>;
+
+    /// The latest stored checkpoint's bytes.
+    ///
+    /// # Errors
+    /// [`Error::Corrupt`] when there is none; storage errors.
+    fn checkpoint(&self) -> Result<Vec<u8>, Error>;
+
+    /// The number of durable entries (which may exceed the checkpoint's size after a crash
+    /// between a commit and its integration).
+    ///
+    /// # Errors
+    /// Storage errors.
+    fn stored_size(&self) -> Result<u64, Error>;
+
+    /// Calls `visit(index, entry)` for every entry in `[start, end)`, in order.
+    ///
+    /// # Errors
+    /// Storage errors, or the first error `visit` returns.
+    fn for_each_entry(
+        &self,
+        start: u64,
+        end: u64,
+        visit: &mut EntryVisitor<'_>,
+    ) -> Result<(), Error>;
+
+    /// A full tile of level 1 or above (256 hashes), `None` when not stored.
+    ///
+    /// # Errors
+    /// Storage errors.
+    fn tile(&self, level: u8, index: u64) -> Result<Option<Vec<u8>>, Error>;
+
+    /// Writes one commit atomically and durably.
+    ///
+    /// # Errors
+    /// Storage errors; then nothing of it may be visible after a restart.
+    fn commit(&self, commit: &Commit<'_>) -> Result<(), Error>;
+}
