@@ -1,0 +1,235 @@
+//! # sanad-postgres: Sanad on a PostgreSQL server
+//!
+//! For agencies that outgrow one machine: the same signed log on a database server, with
+//! replicas, backups and managed hosting. What is here so far:
+//!
+//! - [`migrate`]: versioned SQL files (`migrations/NNNN_name.sql`, embedded at build time),
+//!   applied in order on connect, each in its own transaction, recorded in
+//!   `sanad_schema_migrations`; concurrent migrators wait on one advisory lock.
+//! - [`PgBackend`]: the log's [`sanad_log::Backend`] on PostgreSQL. Each commit is one
+//!   transaction with synchronous commit (durable when it returns); the head row is locked
+//!   and moved forward in it, so a commit at an index another writer took is refused and two
+//!   writers can never both append at one index.
+//! - `testing::TestServer` (feature `testing`): a throwaway server (initdb and pg_ctl into a
+//!   temporary folder, on a free port), stopped and removed when dropped.
+
+use std::sync::{Mutex, MutexGuard};
+
+use sanad_log::{Backend, Commit, EntryVisitor, Error};
+
+#[cfg(feature = "testing")]
+pub mod testing;
+
+/// The schema, one file per version, applied in order.
+const MIGRATIONS: &[(i32, &str, &str)] = &[(1, "log", include_str!("../migrations/0001_log.sql"))];
+
+/// Serialises migrators across processes (an arbitrary, fixed key).
+const MIGRATION_LOCK: i64 = 0x5341_4e41_445f_4d49; // "SANAD_MI"
+
+/// Rows read per query when walking entries, so that an export of millions does not hold them
+/// all at once.
+const ENTRY_PAGE: i64 = 8_192;
+
+fn storage(error: postgres::Error) -> Error {
+    Error::storage(error)
+}
+
+/// Applies the migrations not yet recorded, in order; returns the versions it applied.
+///
+/// # Errors
+/// The database's error; a failed migration is rolled back whole.
+pub fn migrate(client: &mut postgres::Client) -> Result<Vec<i32>, postgres::Error> {
+    let mut applied = Vec::new();
+    let mut transaction = client.transaction()?;
+    transaction.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])?;
+    transaction.batch_execute(
+        "CREATE TABLE IF NOT EXISTS sanad_schema_migrations (
+             version integer PRIMARY KEY,
+             name text NOT NULL,
+             applied_at timestamptz NOT NULL DEFAULT now()
+         )",
+    )?;
+    for (version, name, sql) in MIGRATIONS {
+        let done = transaction
+            .query_opt("SELECT 1 FROM sanad_schema_migrations WHERE version = $1", &[version])?
+            .is_some();
+        if done {
+            continue;
+        }
+        transaction.batch_execute(sql)?;
+        transaction.execute(
+            "INSERT INTO sanad_schema_migrations (version, name) VALUES ($1, $2)",
+            &[version, name],
+        )?;
+        applied.push(*version);
+    }
+    transaction.commit()?;
+    Ok(applied)
+}
+
+/// The log on PostgreSQL. One connection, used by one call at a time.
+pub struct PgBackend {
+    client: Mutex<postgres::Client>,
+}
+
+impl std::fmt::Debug for PgBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PgBackend")
+    }
+}
+
+impl PgBackend {
+    /// Connects to `url` (`postgres://user@host:port/db` or key=value form), applies the
+    /// migrations, and checks that commits are synchronous.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] when the server cannot be reached, a migration fails, or the server
+    /// would acknowledge commits before they are durable.
+    pub fn connect(url: &str) -> Result<Self, Error> {
+        let mut client = postgres::Client::connect(url, postgres::NoTls).map_err(storage)?;
+        migrate(&mut client).map_err(storage)?;
+        let synchronous: String =
+            client.query_one("SHOW synchronous_commit", &[]).map_err(storage)?.get(0);
+        if synchronous == "off" {
+            return Err(Error::storage(std::io::Error::other(
+                "synchronous_commit is off: an acknowledged append could be lost; turn it on",
+            )));
+        }
+        Ok(Self { client: Mutex::new(client) })
+    }
+
+    fn client(&self) -> MutexGuard<'_, postgres::Client> {
+        self.client.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+fn to_i64(value: u64) -> Result<i64, Error> {
+    i64::try_from(value).map_err(|_| Error::corrupt("an index beyond PostgreSQL's bigint"))
+}
+
+fn to_u64(value: i64) -> Result<u64, Error> {
+    u64::try_from(value).map_err(|_| Error::corrupt("a negative index stored"))
+}
+
+impl Backend for PgBackend {
+    fn origin(&self) -> Result<Option<String>, Error> {
+        let row =
+            self.client().query_opt("SELECT origin FROM sanad_log_head", &[]).map_err(storage)?;
+        Ok(row.map(|row| row.get(0)))
+    }
+
+    fn initialise(&self, origin: &str, checkpoint: &[u8]) -> Result<(), Error> {
+        self.client()
+            .execute(
+                "INSERT INTO sanad_log_head (origin, size, checkpoint) VALUES ($1, 0, $2)",
+                &[&origin, &checkpoint],
+            )
+            .map_err(storage)?;
+        Ok(())
+    }
+
+    fn checkpoint(&self) -> Result<Vec<u8>, Error> {
+        let row = self
+            .client()
+            .query_opt("SELECT checkpoint FROM sanad_log_head", &[])
+            .map_err(storage)?;
+        row.map(|row| row.get(0)).ok_or_else(|| Error::corrupt("no checkpoint stored"))
+    }
+
+    fn stored_size(&self) -> Result<u64, Error> {
+        let row =
+            self.client().query_opt("SELECT size FROM sanad_log_head", &[]).map_err(storage)?;
+        row.map_or(Ok(0), |row| to_u64(row.get(0)))
+    }
+
+    fn for_each_entry(
+        &self,
+        start: u64,
+        end: u64,
+        visit: &mut EntryVisitor<'_>,
+    ) -> Result<(), Error> {
+        let (mut next, end) = (to_i64(start)?, to_i64(end)?);
+        while next < end {
+            let rows = self
+                .client()
+                .query(
+                    "SELECT n, entry FROM sanad_log_entries WHERE n >= $1 AND n < $2
+                     ORDER BY n LIMIT $3",
+                    &[&next, &end, &ENTRY_PAGE],
+                )
+                .map_err(storage)?;
+            if rows.is_empty() {
+                return Err(Error::corrupt(format!("entries from {next} are missing")));
+            }
+            for row in rows {
+                let n: i64 = row.get(0);
+                if n != next {
+                    return Err(Error::corrupt(format!("entry {next} is missing")));
+                }
+                let entry: &[u8] = row.get(1);
+                visit(to_u64(n)?, entry)?;
+                next += 1;
+            }
+        }
+        Ok(())
+    }
+
+    fn tile(&self, level: u8, index: u64) -> Result<Option<Vec<u8>>, Error> {
+        let row = self
+            .client()
+            .query_opt(
+                "SELECT hashes FROM sanad_log_tiles WHERE level = $1 AND n = $2",
+                &[&i16::from(level), &to_i64(index)?],
+            )
+            .map_err(storage)?;
+        Ok(row.map(|row| row.get(0)))
+    }
+
+    /// One transaction: lock the head, check that the commit starts at its size, insert the
+    /// entries (one statement) and tiles, move the head forward. Durable on return.
+    fn commit(&self, commit: &Commit<'_>) -> Result<(), Error> {
+        let first = to_i64(commit.first_index)?;
+        let count = to_i64(commit.entries.len() as u64)?;
+        let mut client = self.client();
+        let mut transaction = client.transaction().map_err(storage)?;
+        let size: i64 = transaction
+            .query_one("SELECT size FROM sanad_log_head FOR UPDATE", &[])
+            .map_err(storage)?
+            .get(0);
+        if size != first {
+            return Err(Error::AnotherWriter { index: commit.first_index, next: to_u64(size)? });
+        }
+        if count > 0 {
+            let indexes: Vec<i64> = (first..first + count).collect();
+            let entries: Vec<&[u8]> = commit.entries.to_vec();
+            transaction
+                .execute(
+                    "INSERT INTO sanad_log_entries (n, entry)
+                     SELECT * FROM unnest($1::bigint[], $2::bytea[])",
+                    &[&indexes, &entries],
+                )
+                .map_err(storage)?;
+        }
+        for tile in commit.tiles {
+            let hashes = sanad_tlog::tile::tile_bytes(&tile.hashes);
+            transaction
+                .execute(
+                    "INSERT INTO sanad_log_tiles (level, n, hashes) VALUES ($1, $2, $3)",
+                    &[&i16::from(tile.id.level), &to_i64(tile.id.index)?, &hashes],
+                )
+                .map_err(storage)?;
+        }
+        match commit.checkpoint {
+            Some(checkpoint) => transaction
+                .execute(
+                    "UPDATE sanad_log_head SET size = $1, checkpoint = $2",
+                    &[&(first + count), &checkpoint.to_bytes()],
+                )
+                .map_err(storage)?,
+            None => transaction
+                .execute("UPDATE sanad_log_head SET size = $1", &[&(first + count)])
+                .map_err(storage)?,
+        };
+        transaction.commit().map_err(storage)
+    }
+}
