@@ -73,6 +73,7 @@ impl Server {
             public_url: None,
             region: Some("JO".into()),
             secrets: sanad_http::Secrets::default(),
+            database_url: None,
         };
         let (started_tx, started_rx) = std::sync::mpsc::channel();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

@@ -8,11 +8,13 @@ use std::process::ExitCode;
 
 use anyhow::{Context as _, bail};
 use sanad_engine::disburse::{DisburseOptions, disburse};
-use sanad_engine::{Agency, Options, VoucherPlan};
+use sanad_engine::{Agency, VoucherPlan};
 use sanad_ledger::{Item, ProgrammeKind, Vendors};
 use sanad_money::{Amount, Currency, Id};
 
-use crate::{Command, CsvRun, ProgrammeCommand, VendorCommand, VoucherArgs, VoucherCommand};
+use crate::{
+    Command, CsvRun, DataDir, ProgrammeCommand, VendorCommand, VoucherArgs, VoucherCommand,
+};
 
 /// Whether `dir` holds a ledger (not only a bare log).
 pub(crate) fn holds_ledger(dir: &Path) -> bool {
@@ -20,9 +22,9 @@ pub(crate) fn holds_ledger(dir: &Path) -> bool {
         || dir.join(sanad_engine::registry::AGENCY_KEY_FILE).exists()
 }
 
-fn open(dir: &Path) -> anyhow::Result<Agency> {
-    Agency::open(dir, Options::default())
-        .with_context(|| format!("opening the ledger in {}", dir.display()))
+fn open(data: &DataDir) -> anyhow::Result<Agency> {
+    Agency::open(&data.dir, data.options()?)
+        .with_context(|| format!("opening the ledger in {}", data.dir.display()))
 }
 
 fn kind(text: &str) -> anyhow::Result<ProgrammeKind> {
@@ -110,7 +112,7 @@ pub(crate) fn run(command: Command) -> anyhow::Result<ExitCode> {
     let mut stdout = std::io::stdout().lock();
     match command {
         Command::Init { data, origin, region } => {
-            let agency = Agency::create(&data.dir, &origin, region.as_deref(), Options::default())
+            let agency = Agency::create(&data.dir, &origin, region.as_deref(), data.options()?)
                 .with_context(|| format!("creating a ledger in {}", data.dir.display()))?;
             writeln!(stdout, "{}", agency.ledger().log().verifier().to_vkey())?;
             agency.close()?;
@@ -126,7 +128,7 @@ pub(crate) fn run(command: Command) -> anyhow::Result<ExitCode> {
             let currency = Currency::parse(&currency)?;
             let budget = Amount::parse(&budget, currency).context("reading --budget")?;
             let kind = kind(&k)?;
-            let agency = open(&data.dir)?;
+            let agency = open(&data)?;
             let programme = match kind {
                 ProgrammeKind::Cash => agency.create_programme(&name, kind, budget)?,
                 _ => {
@@ -143,14 +145,14 @@ pub(crate) fn run(command: Command) -> anyhow::Result<ExitCode> {
                 .iter()
                 .map(|c| Id::parse(c).context("reading --category"))
                 .collect::<anyhow::Result<Vec<_>>>()?;
-            let agency = open(&data.dir)?;
+            let agency = open(&data)?;
             writeln!(stdout, "{}", agency.open_vendor(currency, &categories, phone.as_deref())?)?;
             agency.close()?;
         }
         Command::Vendor(VendorCommand::Enrol { data, programme, vendor, prices }) => {
             let programme = Id::parse(&programme).context("reading --programme")?;
             let vendor = Id::parse(&vendor).context("reading --vendor")?;
-            let agency = open(&data.dir)?;
+            let agency = open(&data)?;
             let currency = agency
                 .ledger()
                 .read(|state| state.programme(&programme).map(|p| p.currency))
@@ -169,7 +171,7 @@ pub(crate) fn run(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Voucher(VoucherCommand::Issue { data, run, codes }) => {
             let (programme, bytes, options) = run.read()?;
-            let agency = open(&data.dir)?;
+            let agency = open(&data)?;
             let report = agency.issue_vouchers_from_csv(&programme, &bytes, options)?;
             agency.close()?;
             let mut out = String::from("line,voucher,code\n");
@@ -196,7 +198,7 @@ pub(crate) fn run(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Settle { data, programme, run, statements } => {
             let programme = Id::parse(&programme).context("reading --programme")?;
-            let agency = open(&data.dir)?;
+            let agency = open(&data)?;
             let settled = agency.settle(&programme, run.as_deref())?;
             for vendor in &settled.vendors {
                 writeln!(
@@ -217,7 +219,7 @@ pub(crate) fn run(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Disburse { data, run } => {
             let (programme, bytes, options) = run.read()?;
-            let agency = open(&data.dir)?;
+            let agency = open(&data)?;
             let bar = if std::io::stderr().is_terminal() {
                 let bar = indicatif::ProgressBar::new(0);
                 bar.set_style(
@@ -251,7 +253,7 @@ pub(crate) fn run(command: Command) -> anyhow::Result<ExitCode> {
             return Ok(if report.all_paid() { ExitCode::SUCCESS } else { ExitCode::FAILURE });
         }
         Command::Balance { data, phone, programme } => {
-            let agency = open(&data.dir)?;
+            let agency = open(&data)?;
             match (phone, programme) {
                 (Some(phone), None) => {
                     let beneficiary = agency

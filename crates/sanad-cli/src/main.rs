@@ -335,9 +335,27 @@ enum LogCommand {
 
 #[derive(Args)]
 struct DataDir {
-    /// The log's data folder.
+    /// The log's data folder (with --database-url: the signing key, snapshots and registry).
     #[arg(long = "data", env = "SANAD_DATA")]
     dir: PathBuf,
+    /// Keep the log on PostgreSQL (`postgres://user@host/db`) instead of sled in the folder.
+    #[arg(long, env = "SANAD_DATABASE_URL")]
+    database_url: Option<String>,
+}
+
+impl DataDir {
+    /// The log's backend when it is not the folder's sled.
+    fn log_backend(&self) -> anyhow::Result<Option<std::sync::Arc<dyn sanad_log::Backend>>> {
+        let Some(url) = &self.database_url else { return Ok(None) };
+        let backend = sanad_postgres::PgBackend::connect(url)
+            .context("connecting to PostgreSQL (--database-url)")?;
+        Ok(Some(std::sync::Arc::new(backend)))
+    }
+
+    /// The ledger's options: its log where the flags say.
+    fn options(&self) -> anyhow::Result<sanad_engine::Options> {
+        Ok(sanad_engine::Options { log_backend: self.log_backend()?, ..Default::default() })
+    }
 }
 
 /// Lines gathered into one append: the writer commits each with one fsync and one signature.
@@ -366,8 +384,11 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
     let mut stdout = std::io::stdout().lock();
     match command {
         LogCommand::Init { data, origin } => {
-            let log = Log::create(&data.dir, &origin)
-                .with_context(|| format!("creating a log in {}", data.dir.display()))?;
+            let log = match data.log_backend()? {
+                Some(backend) => Log::create_on(&data.dir, &origin, backend),
+                None => Log::create(&data.dir, &origin),
+            }
+            .with_context(|| format!("creating a log in {}", data.dir.display()))?;
             writeln!(stdout, "{}", log.verifier().to_vkey())?;
         }
         LogCommand::Append { data } => {
@@ -438,7 +459,11 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
 }
 
 fn open(data: &DataDir) -> anyhow::Result<Log> {
-    Log::open(&data.dir).with_context(|| format!("opening the log in {}", data.dir.display()))
+    match data.log_backend()? {
+        Some(backend) => Log::open_on(&data.dir, backend),
+        None => Log::open(&data.dir),
+    }
+    .with_context(|| format!("opening the log in {}", data.dir.display()))
 }
 
 fn parse_key(key: &str) -> anyhow::Result<NoteVerifier> {

@@ -351,3 +351,45 @@ fn voucher_programme_vendors_issue_and_settle() {
     );
     assert_eq!(ok(&["settle", "--data", s(&data), "--programme", &programme]), "");
 }
+
+/// The same commands with the log on PostgreSQL (a throwaway server the test starts): the
+/// folder keeps the key, snapshots and registry; the export and the audit hold as on sled.
+#[test]
+fn the_ledger_commands_run_on_postgresql() {
+    let server = sanad_postgres::testing::TestServer::start()
+        .unwrap_or_else(|error| panic!("POSTGRESQL TESTS CANNOT RUN: {error}"));
+    let url = server.database("cli").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let on_pg = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend_from_slice(&["--data", s(&data), "--database-url", &url]);
+        ok(&all)
+    };
+    let vkey = on_pg(&["init", "--origin", "example.org/pg-agency", "--region", "JO"]);
+    let vkey = vkey.trim();
+    assert!(!data.join("log.sled").exists(), "the log is on PostgreSQL, not in the folder");
+    let programme = on_pg(&[
+        "programme",
+        "create",
+        "--name",
+        "Winter cash",
+        "--currency",
+        "JOD",
+        "--budget",
+        "500",
+    ]);
+    let programme = programme.trim();
+    let csv = dir.path().join("tranche.csv");
+    std::fs::write(&csv, "phone,amount\n0791234567,25\n0781234567,10\n").unwrap();
+    let paid = on_pg(&["disburse", "--programme", programme, "--csv", s(&csv), "--register"]);
+    assert_eq!(paid.lines().last().unwrap(), "paid 2, already paid 0, rejected 0");
+    assert_eq!(on_pg(&["balance", "--phone", "+962791234567"]), "25.000 JOD\n");
+    assert_eq!(on_pg(&["balance", "--programme", programme]), "465.000 JOD\n");
+
+    let export = dir.path().join("export");
+    on_pg(&["log", "export", "--out", s(&export)]);
+    let audited = ok(&["audit", "--tiles", s(&export), "--key", vkey]);
+    assert!(audited.lines().last().unwrap().starts_with("ok: the money holds ("), "{audited}");
+    assert!(audited.contains("funding holds 465.000"), "{audited}");
+}

@@ -219,6 +219,10 @@ pub struct Options {
     /// Told, after each commit, how many commands it carried (the group commit's size): for
     /// metrics. Called on the writer thread, with nothing locked that a query needs.
     pub on_commit: Option<Arc<dyn Fn(usize) + Send + Sync>>,
+    /// Where the log is kept: `None` for sled in the ledger's folder (the embedded default),
+    /// or another backend, such as PostgreSQL (`sanad-postgres`). The signing key, snapshots
+    /// and the idempotency archive stay in the folder either way.
+    pub log_backend: Option<Arc<dyn sanad_log::Backend>>,
 }
 
 impl Default for Options {
@@ -233,6 +237,7 @@ impl Default for Options {
             snapshot_on_close: true,
             recent_ids_max: 448_000,
             on_commit: None,
+            log_backend: None,
         }
     }
 }
@@ -242,6 +247,7 @@ impl std::fmt::Debug for Options {
         f.debug_struct("Options")
             .field("snapshot_every", &self.snapshot_every)
             .field("snapshot_on_close", &self.snapshot_on_close)
+            .field("log_backend", &self.log_backend.as_ref().map(|_| "custom"))
             .finish()
     }
 }
@@ -422,7 +428,10 @@ impl Ledger {
     /// # Errors
     /// As [`Log::create`]; index storage errors.
     pub fn create(dir: &Path, origin: &str, options: Options) -> Result<Self, Error> {
-        let log = Log::create(dir, origin)?;
+        let log = match &options.log_backend {
+            Some(backend) => Log::create_on(dir, origin, Arc::clone(backend))?,
+            None => Log::create(dir, origin)?,
+        };
         let ledger = Self::start(dir, log, options)?;
         // An empty snapshot marks the folder as a ledger's from the start.
         ledger.snapshot()?;
@@ -436,7 +445,10 @@ impl Ledger {
     /// As [`Log::open`]; [`Error::Inconsistent`] when an entry does not replay.
     pub fn open(dir: &Path, options: Options) -> Result<Self, Error> {
         let started = std::time::Instant::now();
-        let log = Log::open(dir)?;
+        let log = match &options.log_backend {
+            Some(backend) => Log::open_on(dir, Arc::clone(backend))?,
+            None => Log::open(dir)?,
+        };
         let log_ms = started.elapsed().as_millis() as u64;
         let mut ledger = Self::start(dir, log, options)?;
         ledger.report.log_ms = log_ms;

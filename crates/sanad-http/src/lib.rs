@@ -50,6 +50,9 @@ pub struct Config {
     pub region: Option<String>,
     /// Gateway secrets.
     pub secrets: Secrets,
+    /// Keep the log on PostgreSQL at this URL instead of sled in `data` (which keeps the
+    /// signing key, snapshots, registry and the binding's own store either way).
+    pub database_url: Option<String>,
 }
 
 /// What a started server tells its runner.
@@ -95,7 +98,16 @@ pub fn serve(
     let holds_ledger = config.data.join(sanad_engine::SNAPSHOT_FILE).exists()
         || config.data.join(sanad_engine::registry::AGENCY_KEY_FILE).exists();
     let metrics = Arc::new(metrics::Metrics::new());
-    let options = Options { on_commit: Some(metrics.commit_observer()), ..Options::default() };
+    let log_backend = match &config.database_url {
+        Some(url) => {
+            let backend = sanad_postgres::PgBackend::connect(url)
+                .context("connecting to PostgreSQL (--database-url)")?;
+            Some(Arc::new(backend) as Arc<dyn sanad_log::Backend>)
+        }
+        None => None,
+    };
+    let options =
+        Options { on_commit: Some(metrics.commit_observer()), log_backend, ..Options::default() };
     let agency = if holds_ledger {
         Agency::open(&config.data, options)
             .with_context(|| format!("opening the ledger in {}", config.data.display()))?

@@ -44,7 +44,8 @@ struct Flags {
     /// used when creating the ledger.
     #[arg(long, env = "SANAD_REGION")]
     region: Option<String>,
-    /// PostgreSQL instead of embedded sled (not available yet).
+    /// Keep the log on PostgreSQL (`postgres://user@host/db`) instead of sled in the data
+    /// folder, which keeps the signing key, snapshots and registry.
     #[arg(long, env = "SANAD_DATABASE_URL")]
     database_url: Option<String>,
 }
@@ -65,11 +66,6 @@ fn secret(name: &str) -> anyhow::Result<Option<String>> {
 
 fn main() -> anyhow::Result<()> {
     let flags = Flags::parse();
-    if flags.database_url.is_some() {
-        anyhow::bail!(
-            "the PostgreSQL backend is not available yet: run on the embedded store (no --database-url)"
-        );
-    }
     let config = Config {
         data: flags.data.clone(),
         listen: flags.listen,
@@ -83,6 +79,7 @@ fn main() -> anyhow::Result<()> {
             rapidpro: secret("SANAD_RAPIDPRO_SECRET")?,
             json: secret("SANAD_JSON_SECRET")?,
         },
+        database_url: flags.database_url,
     };
     // What the first lines say is relied on by scripts: the verifier key, then the address.
     let announce = |started: &sanad_http::Started| {

@@ -21,8 +21,17 @@ struct Server {
 
 impl Server {
     fn start() -> Self {
+        Self::start_on(None)
+    }
+
+    /// A server on a fresh folder, with its log on PostgreSQL at `database` if given.
+    fn start_on(database: Option<&str>) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_sanad-http"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_sanad-http"));
+        if let Some(url) = database {
+            command.args(["--database-url", url]);
+        }
+        let mut child = command
             .args([
                 "--data",
                 dir.path().join("data").to_str().unwrap(),
@@ -481,7 +490,20 @@ fn audit(
 /// findings, every write attributed to the token that made it.
 #[test]
 fn a_whole_programme_over_http_audited_live_and_from_an_export() {
-    let mut server = Server::start();
+    whole_programme(None);
+}
+
+/// The same on PostgreSQL: the server's log on a throwaway database server.
+#[test]
+fn a_whole_programme_on_postgresql_audited_live_and_from_an_export() {
+    let postgres = sanad_postgres::testing::TestServer::start()
+        .unwrap_or_else(|error| panic!("POSTGRESQL TESTS CANNOT RUN: {error}"));
+    let url = postgres.database("http").unwrap();
+    whole_programme(Some(&url));
+}
+
+fn whole_programme(database: Option<&str>) {
+    let mut server = Server::start_on(database);
     let admin = server.admin.clone();
     let (status, ops) = server.json(
         "POST",
@@ -583,7 +605,14 @@ fn a_whole_programme_over_http_audited_live_and_from_an_export() {
     server.stop();
     let data = server.dir.path().join("data");
     let export = server.dir.path().join("export");
-    sanad_log::Log::open(&data).unwrap().export(&export).unwrap();
+    let log = match database {
+        Some(url) => {
+            let backend = std::sync::Arc::new(sanad_postgres::PgBackend::connect(url).unwrap());
+            sanad_log::Log::open_on(&data, backend).unwrap()
+        }
+        None => sanad_log::Log::open(&data).unwrap(),
+    };
+    log.export(&export).unwrap();
     let (exported, offline) = audit(&sanad_audit::Folder(&export), &verifier);
     assert_eq!(exported.root, verified.root);
     assert_eq!(offline, live);
