@@ -145,7 +145,12 @@ pub(crate) fn transfer_entries(count: usize) -> Vec<Vec<u8>> {
 }
 
 pub(crate) fn funded(dir: &std::path::Path) -> Ledger {
-    let ledger = Ledger::create(dir, "bench.example/ledger", Options::default()).unwrap();
+    funded_on(dir, Options::default())
+}
+
+/// [`funded`], with its log where `options` say (PostgreSQL, say).
+pub(crate) fn funded_on(dir: &std::path::Path, options: Options) -> Ledger {
+    let ledger = Ledger::create(dir, "bench.example/ledger", options).unwrap();
     let mut setup = funded_programme("Bench", "1000000000000");
     setup.extend((0..WALLETS).map(|w| open(&format!("w{w}"), AccountKind::Wallet)));
     for chunk in setup.chunks(4_000) {
@@ -159,8 +164,18 @@ pub(crate) fn funded(dir: &std::path::Path) -> Ledger {
 /// `callers` threads each submitting `total / callers` transfers, `per_call` per call.
 /// Transfers per second.
 pub(crate) fn through_ledger(total: usize, per_call: usize, callers: usize) -> f64 {
+    through_ledger_on(total, per_call, callers, Options::default())
+}
+
+/// [`through_ledger`], with the ledger's log where `options` say.
+pub(crate) fn through_ledger_on(
+    total: usize,
+    per_call: usize,
+    callers: usize,
+    options: Options,
+) -> f64 {
     let dir = tempfile::tempdir().unwrap();
-    let ledger = Arc::new(funded(dir.path()));
+    let ledger = Arc::new(funded_on(dir.path(), options));
     let per_caller = total / callers;
     let calls: Vec<Vec<Vec<Command>>> = (0..callers)
         .map(|c| {
