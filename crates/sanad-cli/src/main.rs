@@ -32,6 +32,11 @@
 //! sanad log receipt    --data DIR --index I            c2sp.org/tlog-proof@v1 receipt
 //! sanad log rotate-key --data DIR                      prints the new verifier key
 //! sanad log verify-receipt --key VKEY --receipt FILE --entry FILE
+//! sanad log copy       --data DIR --to POSTGRES_URL    copies the folder's log into an empty
+//!                      database and opens it there; prints `copied N entries; …`
+//!
+//! Every command taking --data also takes --database-url URL (or SANAD_DATABASE_URL): the log
+//! is then on PostgreSQL, the folder keeps the signing key, snapshots and registry.
 //!
 //! sanad audit --tiles DIR_OR_URL --key VKEY [--since CHECKPOINT_FILE] [--report FILE.json]
 //!                         verifies as `log verify`, then replays the money; prints the
@@ -313,6 +318,16 @@ enum LogCommand {
         #[arg(long)]
         index: u64,
     },
+    /// Copy the folder's log (sled) into an empty PostgreSQL database, then open it there to
+    /// check the signed root; afterwards run every command with --database-url.
+    Copy {
+        /// The folder whose log is copied (it keeps the key, snapshots and registry).
+        #[arg(long = "data", env = "SANAD_DATA")]
+        dir: PathBuf,
+        /// The PostgreSQL database to copy into (`postgres://user@host/db`).
+        #[arg(long)]
+        to: String,
+    },
     /// Rotate the signing key: the old key signs the hand-over to a new key in a log entry;
     /// print the new verifier key.
     RotateKey {
@@ -432,6 +447,29 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         }
         LogCommand::Receipt { data, index } => {
             stdout.write_all(&open(&data)?.receipt(index)?.to_text())?;
+        }
+        LogCommand::Copy { dir, to } => {
+            let source = sanad_log::SledBackend::open(&dir.join(sanad_log::DB_DIR))
+                .with_context(|| format!("opening the log in {}", dir.display()))?;
+            let target = std::sync::Arc::new(
+                sanad_postgres::PgBackend::connect(&to).context("connecting to PostgreSQL")?,
+            );
+            let bar = audit::progress_bar("copying");
+            let copied = sanad_log::copy(&source, target.as_ref(), &mut |done, total| {
+                bar.set_length(total);
+                bar.set_position(done);
+            });
+            bar.finish_and_clear();
+            let copied = copied.context("copying the log")?;
+            drop(source);
+            // Opening recomputes the root from what was copied and checks the signature.
+            let log = Log::open_on(&dir, target).context("opening the copy")?;
+            writeln!(
+                stdout,
+                "copied {copied} entries; the log opens on PostgreSQL at tree size {} with root {}",
+                log.checkpoint().checkpoint().size(),
+                log.checkpoint().checkpoint().root().to_base64()
+            )?;
         }
         LogCommand::RotateKey { data } => {
             let verifier = open(&data)?.rotate_key().context("rotating the key")?;

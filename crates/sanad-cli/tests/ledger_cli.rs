@@ -393,3 +393,45 @@ fn the_ledger_commands_run_on_postgresql() {
     assert!(audited.lines().last().unwrap().starts_with("ok: the money holds ("), "{audited}");
     assert!(audited.contains("funding holds 465.000"), "{audited}");
 }
+
+/// An agency that outgrows one machine: its ledger's log copied from the folder into
+/// PostgreSQL, then run from there with the same balances.
+#[test]
+fn a_ledger_moves_from_sled_to_postgresql() {
+    let server = sanad_postgres::testing::TestServer::start()
+        .unwrap_or_else(|error| panic!("POSTGRESQL TESTS CANNOT RUN: {error}"));
+    let url = server.database("moved").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    ok(&["init", "--data", s(&data), "--origin", "example.org/moving", "--region", "JO"]);
+    let programme = ok(&[
+        "programme",
+        "create",
+        "--data",
+        s(&data),
+        "--name",
+        "Winter cash",
+        "--currency",
+        "JOD",
+        "--budget",
+        "100",
+    ]);
+    let programme = programme.trim();
+    let csv = dir.path().join("tranche.csv");
+    std::fs::write(&csv, "phone,amount\n0791234567,25\n").unwrap();
+    ok(&["disburse", "--data", s(&data), "--programme", programme, "--csv", s(&csv), "--register"]);
+
+    let copied = ok(&["log", "copy", "--data", s(&data), "--to", &url]);
+    assert!(copied.starts_with("copied "), "{copied}");
+    assert!(copied.contains("the log opens on PostgreSQL at tree size "), "{copied}");
+    let on_pg = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend_from_slice(&["--data", s(&data), "--database-url", &url]);
+        ok(&all)
+    };
+    assert_eq!(on_pg(&["balance", "--phone", "+962791234567"]), "25.000 JOD\n");
+    std::fs::write(&csv, "phone,amount\n0791234567,5\n").unwrap();
+    on_pg(&["disburse", "--programme", programme, "--csv", s(&csv)]);
+    assert_eq!(on_pg(&["balance", "--phone", "+962791234567"]), "30.000 JOD\n");
+    assert_eq!(on_pg(&["balance", "--programme", programme]), "70.000 JOD\n");
+}

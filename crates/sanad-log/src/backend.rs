@@ -43,7 +43,7 @@ pub trait Backend: Send + Sync {
     /// Writes the origin and the signed checkpoint of the empty tree, durably.
     ///
     /// # Errors
-    /// [`Error::AlreadyExists`]-like storage errors when it holds a log; storage errors.
+    /// Storage errors (among them, on a store that holds a log already).
     fn initialise(&self, origin: &str, checkpoint: &[u8]) -> Result<(), Error>;
 
     /// The latest stored checkpoint's bytes.
@@ -81,4 +81,69 @@ pub trait Backend: Send + Sync {
     /// # Errors
     /// Storage errors; then nothing of it may be visible after a restart.
     fn commit(&self, commit: &Commit<'_>) -> Result<(), Error>;
+}
+
+/// Entries copied per commit by [`copy`].
+const COPY_BATCH: u64 = 8_192;
+
+/// Copies a whole log from one backend to another, empty one (sled to PostgreSQL, for an
+/// agency that outgrows one machine): every durable entry in commits of [`COPY_BATCH`], every
+/// full tile, and the latest checkpoint, byte for byte. Returns the number of entries copied.
+/// `progress(done, total)` is told as it goes.
+///
+/// Open the copy with [`crate::Log::open_on`] afterwards: that recomputes the root from the
+/// copied entries and tiles and checks it against the signed checkpoint. An interrupted copy
+/// leaves a target that refuses to open; empty it and copy again.
+///
+/// # Errors
+/// [`Error::Corrupt`] when the source holds no log or the target holds one; storage errors of
+/// either side.
+pub fn copy(
+    from: &dyn Backend,
+    to: &dyn Backend,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<u64, Error> {
+    let origin = from.origin()?.ok_or_else(|| Error::corrupt("the source holds no log"))?;
+    if let Some(existing) = to.origin()? {
+        return Err(Error::corrupt(format!("the target holds a log already ({existing})")));
+    }
+    let checkpoint = from.checkpoint()?;
+    let size = from.stored_size()?;
+    to.initialise(&origin, &checkpoint)?;
+    let mut first = 0;
+    while first < size {
+        let end = (first + COPY_BATCH).min(size);
+        let mut entries: Vec<Vec<u8>> = Vec::with_capacity((end - first) as usize);
+        from.for_each_entry(first, end, &mut |_, entry| {
+            entries.push(entry.to_vec());
+            Ok(())
+        })?;
+        let slices: Vec<&[u8]> = entries.iter().map(Vec::as_slice).collect();
+        to.commit(&Commit { first_index: first, entries: &slices, tiles: &[], checkpoint: None })?;
+        first = end;
+        progress(first, size);
+    }
+    // The full tiles above level 0, level by level.
+    for level in 1..8u8 {
+        let mut tiles = Vec::new();
+        let mut index = 0;
+        while let Some(id) = sanad_tlog::tile::TileId::in_tree(level, index, size)
+            .filter(sanad_tlog::tile::TileId::is_full)
+        {
+            let bytes = from
+                .tile(level, index)?
+                .ok_or_else(|| Error::corrupt(format!("the source lacks tile {level}/{index}")))?;
+            let hashes = sanad_tlog::tile::parse_tile(&bytes, id.width())?;
+            tiles.push(CompletedTile { id, hashes });
+            index += 1;
+        }
+        if tiles.is_empty() {
+            break;
+        }
+        for chunk in tiles.chunks(64) {
+            let commit = Commit { first_index: size, entries: &[], tiles: chunk, checkpoint: None };
+            to.commit(&commit)?;
+        }
+    }
+    Ok(size)
 }

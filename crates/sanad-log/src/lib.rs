@@ -47,7 +47,7 @@ use sanad_tlog::rotation::KeyRotation;
 use sanad_tlog::tile::{TileId, TileReader, TileSourceError};
 use sanad_tlog::{NoteSigner, NoteVerifier, tree};
 
-pub use crate::backend::{Backend, Commit, EntryVisitor};
+pub use crate::backend::{Backend, Commit, EntryVisitor, copy};
 pub use crate::export::ExportSummary;
 use crate::group::{Group, Operation, Outcome, Queue};
 use crate::integrate::Integration;

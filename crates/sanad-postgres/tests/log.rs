@@ -121,3 +121,42 @@ fn migrations_apply_once_and_are_recorded() {
     // A backend on an empty, migrated database holds no log yet.
     assert_eq!(PgBackend::connect(&url).unwrap().origin().unwrap(), None);
 }
+
+/// An agency that outgrows one machine: its sled log copied into PostgreSQL, past a level-1
+/// tile, opens there with the same signed root and carries on.
+#[test]
+fn a_sled_log_copied_into_postgres_opens_with_the_same_root() {
+    let server = server();
+    let url = server.database("copy").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let size = 70_000u64;
+    let root = {
+        let log = Log::create(dir.path(), "example.org/grown").unwrap();
+        for from in (0..size as usize).step_by(5_000) {
+            log.append(entries(from, 5_000)).unwrap();
+        }
+        log.wait_for_checkpoint(size).unwrap().checkpoint().root()
+    };
+    let sled = sanad_log::SledBackend::open(&dir.path().join(sanad_log::DB_DIR)).unwrap();
+    let target = backend(&url);
+    let mut reported = 0;
+    let copied = sanad_log::copy(&sled, target.as_ref(), &mut |done, _| reported = done).unwrap();
+    assert_eq!((copied, reported), (size, size));
+    drop(sled);
+    // A second copy into the same database is refused.
+    let again = sanad_log::SledBackend::open(&dir.path().join(sanad_log::DB_DIR)).unwrap();
+    assert!(sanad_log::copy(&again, target.as_ref(), &mut |_, _| {}).is_err());
+    drop(again);
+
+    let moved = Log::open_on(dir.path(), target).unwrap();
+    assert_eq!(moved.size(), size);
+    assert_eq!(moved.checkpoint().checkpoint().root(), root);
+    assert_eq!(moved.entry(65_600).unwrap(), entries(65_600, 1)[0]);
+    moved.append(entries(size as usize, 1)).unwrap();
+    moved.wait_for_checkpoint(size + 1).unwrap();
+    let export = tempfile::tempdir().unwrap();
+    moved.export(export.path()).unwrap();
+    let verified =
+        sanad_audit::verify_export(export.path(), &moved.verifier(), None, &mut |_, _| {}).unwrap();
+    assert_eq!(verified.tree_size, size + 1);
+}
