@@ -87,7 +87,7 @@ pub trait Backend: Send + Sync {
 const COPY_BATCH: u64 = 8_192;
 
 /// Copies a whole log from one backend to another, empty one (sled to PostgreSQL, for an
-/// agency that outgrows one machine): every durable entry in commits of [`COPY_BATCH`], every
+/// agency that outgrows one machine): every durable entry in commits of 8,192, every
 /// full tile, and the latest checkpoint, byte for byte. Returns the number of entries copied.
 /// `progress(done, total)` is told as it goes.
 ///
