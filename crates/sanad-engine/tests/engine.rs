@@ -1,6 +1,7 @@
 //! The shared ledger: durable answers, retries answered with the original's index, reopening
 //! from a snapshot or a full replay, history pages, expiry by the engine's clock, and many
-//! threads spending from one wallet without ever overdrawing it.
+//! threads spending from one wallet without ever overdrawing it — each with the log on sled
+//! and again on a throwaway PostgreSQL server.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -10,6 +11,67 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use sanad_engine::{Ledger, Options};
 use sanad_ledger::{AccountKind, Actor, Command, ProgrammeKind};
 use sanad_money::{Amount, Currency, Id};
+
+/// Where a test's ledger keeps its log.
+enum Store {
+    /// sled in the ledger's folder (the default).
+    Sled,
+    /// A database on a throwaway server (kept running while the test runs).
+    Postgres(sanad_postgres::testing::TestServer, String),
+}
+
+impl Store {
+    fn sled() -> Self {
+        Self::Sled
+    }
+
+    fn postgres() -> Self {
+        let server = sanad_postgres::testing::TestServer::start()
+            .unwrap_or_else(|error| panic!("POSTGRESQL TESTS CANNOT RUN: {error}"));
+        let url = server.database("engine").unwrap();
+        Self::Postgres(server, url)
+    }
+
+    /// Options with this store's log backend (a new connection each time, as a new process
+    /// would open one).
+    fn options(&self) -> Options {
+        match self {
+            Self::Sled => Options::default(),
+            Self::Postgres(_, url) => {
+                let backend = sanad_postgres::PgBackend::connect(url).unwrap();
+                Options { log_backend: Some(Arc::new(backend)), ..Options::default() }
+            }
+        }
+    }
+}
+
+/// Each test twice: on sled, and on PostgreSQL.
+macro_rules! on_both_stores {
+    ($($name:ident),* $(,)?) => {
+        mod on_sled {
+            $(#[test]
+            fn $name() {
+                super::$name(&super::Store::sled());
+            })*
+        }
+        mod on_postgresql {
+            $(#[test]
+            fn $name() {
+                super::$name(&super::Store::postgres());
+            })*
+        }
+    };
+}
+
+on_both_stores!(
+    answers_are_durable_retries_name_the_original_and_reopening_restores_everything,
+    history_pages_through_an_account_oldest_first,
+    holds_expire_by_the_engine_clock_as_logged_events,
+    many_threads_spending_from_one_wallet_never_overdraw_it,
+    a_reversal_reads_its_original_from_the_log,
+    the_key_rotates_through_the_writer_and_the_ledger_carries_on,
+    ids_moved_to_the_archive_are_still_answered_across_restarts
+);
 
 fn id(text: &str) -> Id {
     Id::parse(text).unwrap()
@@ -61,10 +123,9 @@ fn funded(dir: &std::path::Path, options: Options, budget: &str, wallets: usize)
     ledger
 }
 
-#[test]
-fn answers_are_durable_retries_name_the_original_and_reopening_restores_everything() {
+fn answers_are_durable_retries_name_the_original_and_reopening_restores_everything(store: &Store) {
     let dir = tempfile::tempdir().unwrap();
-    let ledger = funded(dir.path(), Options::default(), "1000", 2);
+    let ledger = funded(dir.path(), store.options(), "1000", 2);
     let first = ledger.execute(transfer("t1", "prog", "w0", "10")).unwrap().unwrap();
     let index = first.log_index.unwrap();
     assert_eq!(ledger.log().size(), index + 1, "answered only once in the log");
@@ -77,7 +138,7 @@ fn answers_are_durable_retries_name_the_original_and_reopening_restores_everythi
     drop(ledger);
 
     // Closing wrote a snapshot: reopening replays nothing.
-    let ledger = Ledger::open(dir.path(), Options::default()).unwrap();
+    let ledger = Ledger::open(dir.path(), store.options()).unwrap();
     assert_eq!(ledger.open_report().snapshot_size, size, "{:?}", ledger.open_report());
     assert_eq!(ledger.open_report().replayed, 0);
     assert_eq!(ledger.account(&id("w0")).unwrap().balance(), jod("10"));
@@ -86,14 +147,14 @@ fn answers_are_durable_retries_name_the_original_and_reopening_restores_everythi
     drop(ledger);
 
     // As after a crash: the snapshot is older than the log.
-    let no_snapshot = Options { snapshot_on_close: false, ..Options::default() };
+    let no_snapshot = Options { snapshot_on_close: false, ..store.options() };
     let ledger = Ledger::open(dir.path(), no_snapshot).unwrap();
     ledger.execute(transfer("t2", "prog", "w1", "5")).unwrap().unwrap();
     let live = ledger.read(sanad_ledger::State::detached);
     drop(ledger);
 
     // The stale snapshot is used and the entry after it replayed.
-    let ledger = Ledger::open(dir.path(), Options::default()).unwrap();
+    let ledger = Ledger::open(dir.path(), store.options()).unwrap();
     assert_eq!(ledger.open_report().replayed, 1);
     assert_eq!(ledger.read(Clone::clone), live);
     drop(ledger);
@@ -104,15 +165,14 @@ fn answers_are_durable_retries_name_the_original_and_reopening_restores_everythi
     let middle = bytes.len() / 2;
     bytes[middle] ^= 1;
     std::fs::write(&path, bytes).unwrap();
-    let ledger = Ledger::open(dir.path(), Options::default()).unwrap();
+    let ledger = Ledger::open(dir.path(), store.options()).unwrap();
     assert!(ledger.open_report().snapshot_ignored.is_some());
     assert_eq!(ledger.read(Clone::clone), live);
 }
 
-#[test]
-fn history_pages_through_an_account_oldest_first() {
+fn history_pages_through_an_account_oldest_first(store: &Store) {
     let dir = tempfile::tempdir().unwrap();
-    let ledger = funded(dir.path(), Options::default(), "1000", 2);
+    let ledger = funded(dir.path(), store.options(), "1000", 2);
     let payments: Vec<Command> =
         (0..25).map(|n| transfer(&format!("p{n}"), "prog", "w0", "1")).collect();
     for result in ledger.execute_each(payments).unwrap() {
@@ -136,13 +196,12 @@ fn history_pages_through_an_account_oldest_first() {
     assert_eq!(seen[25].1, Some(id("p24")));
 }
 
-#[test]
-fn holds_expire_by_the_engine_clock_as_logged_events() {
+fn holds_expire_by_the_engine_clock_as_logged_events(store: &Store) {
     let dir = tempfile::tempdir().unwrap();
     let now = Arc::new(AtomicU64::new(1_000_000));
     let clock = Arc::clone(&now);
     let options =
-        Options { clock: Arc::new(move || clock.load(Ordering::SeqCst)), ..Options::default() };
+        Options { clock: Arc::new(move || clock.load(Ordering::SeqCst)), ..store.options() };
     let ledger = funded(dir.path(), options, "100", 1);
     let hold = Command::Reserve {
         id: id("h1"),
@@ -193,10 +252,9 @@ fn holds_expire_by_the_engine_clock_as_logged_events() {
     );
 }
 
-#[test]
-fn many_threads_spending_from_one_wallet_never_overdraw_it() {
+fn many_threads_spending_from_one_wallet_never_overdraw_it(store: &Store) {
     let dir = tempfile::tempdir().unwrap();
-    let ledger = Arc::new(funded(dir.path(), Options::default(), "1000", 9));
+    let ledger = Arc::new(funded(dir.path(), store.options(), "1000", 9));
     ledger.execute(transfer("load", "prog", "w0", "100")).unwrap().unwrap();
     let threads: Vec<_> = (0..8)
         .map(|thread| {
@@ -231,10 +289,9 @@ fn many_threads_spending_from_one_wallet_never_overdraw_it() {
     ledger.read(|state| assert!(state.totals().values().all(|total| *total == 0)));
 }
 
-#[test]
-fn a_reversal_reads_its_original_from_the_log() {
+fn a_reversal_reads_its_original_from_the_log(store: &Store) {
     let dir = tempfile::tempdir().unwrap();
-    let ledger = funded(dir.path(), Options::default(), "100", 1);
+    let ledger = funded(dir.path(), store.options(), "100", 1);
     let paid = ledger.execute(transfer("t1", "prog", "w0", "30")).unwrap().unwrap();
     let reverse = |id_: &str, original: &str| Command::Reverse {
         id: id(id_),
@@ -259,14 +316,13 @@ fn a_reversal_reads_its_original_from_the_log() {
     // The reversal's entry names what it undid; replaying it checks that against the original.
     drop(ledger);
     std::fs::remove_file(dir.path().join("ledger.snapshot")).unwrap();
-    let ledger = Ledger::open(dir.path(), Options::default()).unwrap();
+    let ledger = Ledger::open(dir.path(), store.options()).unwrap();
     assert_eq!(ledger.account(&id("prog")).unwrap().balance(), jod("100"));
 }
 
-#[test]
-fn the_key_rotates_through_the_writer_and_the_ledger_carries_on() {
+fn the_key_rotates_through_the_writer_and_the_ledger_carries_on(store: &Store) {
     let dir = tempfile::tempdir().unwrap();
-    let ledger = funded(dir.path(), Options::default(), "100", 1);
+    let ledger = funded(dir.path(), store.options(), "100", 1);
     let old = ledger.log().verifier();
     ledger.execute(transfer("t1", "prog", "w0", "1")).unwrap().unwrap();
     let new = ledger.rotate_key().unwrap();
@@ -275,15 +331,14 @@ fn the_key_rotates_through_the_writer_and_the_ledger_carries_on() {
     assert_eq!(after.log_index, Some(ledger.size() - 1));
     drop(ledger);
     std::fs::remove_file(dir.path().join("ledger.snapshot")).unwrap();
-    let ledger = Ledger::open(dir.path(), Options::default()).unwrap();
+    let ledger = Ledger::open(dir.path(), store.options()).unwrap();
     assert_eq!(ledger.account(&id("w0")).unwrap().balance(), jod("3"));
     assert_eq!(ledger.log().verifier(), new);
 }
 
-#[test]
-fn ids_moved_to_the_archive_are_still_answered_across_restarts() {
+fn ids_moved_to_the_archive_are_still_answered_across_restarts(store: &Store) {
     let dir = tempfile::tempdir().unwrap();
-    let small = || Options { recent_ids_max: 7, ..Options::default() };
+    let small = || Options { recent_ids_max: 7, ..store.options() };
     let ledger = funded(dir.path(), small(), "1000", 3);
     let mut indexes = Vec::new();
     for call in 0..10 {
