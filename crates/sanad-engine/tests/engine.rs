@@ -16,8 +16,8 @@ use sanad_money::{Amount, Currency, Id};
 enum Store {
     /// sled in the ledger's folder (the default).
     Sled,
-    /// A database on a throwaway server (kept running while the test runs).
-    Postgres(sanad_postgres::testing::TestServer, String),
+    /// A database on a throwaway server, which runs as long as this value lives.
+    Postgres { _server: sanad_postgres::testing::TestServer, url: String },
 }
 
 impl Store {
@@ -29,7 +29,7 @@ impl Store {
         let server = sanad_postgres::testing::TestServer::start()
             .unwrap_or_else(|error| panic!("POSTGRESQL TESTS CANNOT RUN: {error}"));
         let url = server.database("engine").unwrap();
-        Self::Postgres(server, url)
+        Self::Postgres { _server: server, url }
     }
 
     /// Options with this store's log backend (a new connection each time, as a new process
@@ -37,7 +37,7 @@ impl Store {
     fn options(&self) -> Options {
         match self {
             Self::Sled => Options::default(),
-            Self::Postgres(_, url) => {
+            Self::Postgres { url, .. } => {
                 let backend = sanad_postgres::PgBackend::connect(url).unwrap();
                 Options { log_backend: Some(Arc::new(backend)), ..Options::default() }
             }
