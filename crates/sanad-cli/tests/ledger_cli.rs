@@ -352,20 +352,28 @@ fn voucher_programme_vendors_issue_and_settle() {
     assert_eq!(ok(&["settle", "--data", s(&data), "--programme", &programme]), "");
 }
 
+/// A throwaway PostgreSQL server and a database on it, named `name`.
+fn postgres(name: &str) -> (sanad_postgres::testing::TestServer, String) {
+    let server = sanad_postgres::testing::TestServer::for_test();
+    let url = server.database(name).unwrap();
+    (server, url)
+}
+
+/// `sanad ARGS --data DATA --database-url URL`, which must succeed; its output.
+fn ok_on(data: &Path, url: &str, args: &[&str]) -> String {
+    let mut all = args.to_vec();
+    all.extend_from_slice(&["--data", s(data), "--database-url", url]);
+    ok(&all)
+}
+
 /// The same commands with the log on PostgreSQL (a throwaway server the test starts): the
 /// folder keeps the key, snapshots and registry; the export and the audit hold as on sled.
 #[test]
 fn the_ledger_commands_run_on_postgresql() {
-    let server = sanad_postgres::testing::TestServer::start()
-        .unwrap_or_else(|error| panic!("POSTGRESQL TESTS CANNOT RUN: {error}"));
-    let url = server.database("cli").unwrap();
+    let (_server, url) = postgres("cli");
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let on_pg = |args: &[&str]| {
-        let mut all = args.to_vec();
-        all.extend_from_slice(&["--data", s(&data), "--database-url", &url]);
-        ok(&all)
-    };
+    let on_pg = |args: &[&str]| ok_on(&data, &url, args);
     let vkey = on_pg(&["init", "--origin", "example.org/pg-agency", "--region", "JO"]);
     let vkey = vkey.trim();
     assert!(!data.join("log.sled").exists(), "the log is on PostgreSQL, not in the folder");
@@ -398,9 +406,7 @@ fn the_ledger_commands_run_on_postgresql() {
 /// PostgreSQL, then run from there with the same balances.
 #[test]
 fn a_ledger_moves_from_sled_to_postgresql() {
-    let server = sanad_postgres::testing::TestServer::start()
-        .unwrap_or_else(|error| panic!("POSTGRESQL TESTS CANNOT RUN: {error}"));
-    let url = server.database("moved").unwrap();
+    let (_server, url) = postgres("moved");
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     ok(&["init", "--data", s(&data), "--origin", "example.org/moving", "--region", "JO"]);
@@ -424,11 +430,7 @@ fn a_ledger_moves_from_sled_to_postgresql() {
     let copied = ok(&["log", "copy", "--data", s(&data), "--to", &url]);
     assert!(copied.starts_with("copied "), "{copied}");
     assert!(copied.contains("the log opens on PostgreSQL at tree size "), "{copied}");
-    let on_pg = |args: &[&str]| {
-        let mut all = args.to_vec();
-        all.extend_from_slice(&["--data", s(&data), "--database-url", &url]);
-        ok(&all)
-    };
+    let on_pg = |args: &[&str]| ok_on(&data, &url, args);
     assert_eq!(on_pg(&["balance", "--phone", "+962791234567"]), "25.000 JOD\n");
     std::fs::write(&csv, "phone,amount\n0791234567,5\n").unwrap();
     on_pg(&["disburse", "--programme", programme, "--csv", s(&csv)]);

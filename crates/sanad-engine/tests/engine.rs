@@ -26,8 +26,7 @@ impl Store {
     }
 
     fn postgres() -> Self {
-        let server = sanad_postgres::testing::TestServer::start()
-            .unwrap_or_else(|error| panic!("POSTGRESQL TESTS CANNOT RUN: {error}"));
+        let server = sanad_postgres::testing::TestServer::for_test();
         let url = server.database("engine").unwrap();
         Self::Postgres { _server: server, url }
     }

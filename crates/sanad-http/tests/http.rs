@@ -496,8 +496,7 @@ fn a_whole_programme_over_http_audited_live_and_from_an_export() {
 /// The same on PostgreSQL: the server's log on a throwaway database server.
 #[test]
 fn a_whole_programme_on_postgresql_audited_live_and_from_an_export() {
-    let postgres = sanad_postgres::testing::TestServer::start()
-        .unwrap_or_else(|error| panic!("POSTGRESQL TESTS CANNOT RUN: {error}"));
+    let postgres = sanad_postgres::testing::TestServer::for_test();
     let url = postgres.database("http").unwrap();
     whole_programme(Some(&url));
 }

@@ -153,6 +153,15 @@ impl TestServer {
         Ok(server)
     }
 
+    /// [`Self::start`] for a test: a server, or a failure that says loudly why none could
+    /// start and what to install. A test that needs PostgreSQL never passes without it.
+    ///
+    /// # Panics
+    /// When no server can start.
+    pub fn for_test() -> Self {
+        Self::start().unwrap_or_else(|error| panic!("POSTGRESQL TESTS CANNOT RUN: {error}"))
+    }
+
     /// A connection string for the `postgres` database as the `postgres` superuser.
     pub fn url(&self) -> String {
         format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)

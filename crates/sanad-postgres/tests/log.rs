@@ -12,7 +12,7 @@ use sanad_postgres::PgBackend;
 use sanad_postgres::testing::TestServer;
 
 fn server() -> TestServer {
-    TestServer::start().unwrap_or_else(|error| panic!("POSTGRESQL TESTS CANNOT RUN: {error}"))
+    TestServer::for_test()
 }
 
 fn backend(url: &str) -> Arc<PgBackend> {
