@@ -264,6 +264,9 @@ impl Log {
             return Err(Error::NotFound(dir.to_owned()));
         }
         let store = Store::new(backend);
+        if store.origin()?.is_none() {
+            return Err(Error::NotFound(dir.to_owned()));
+        }
         keys::finish_rotation(dir, &store.checkpoint_bytes()?)?;
         let signer = keys::load_key_file(&key_path)?;
         match store.origin()? {

@@ -118,8 +118,11 @@ fn migrations_apply_once_and_are_recorded() {
     let recorded: i64 =
         client.query_one("SELECT count(*) FROM sanad_schema_migrations", &[]).unwrap().get(0);
     assert_eq!(recorded, 1);
-    // A backend on an empty, migrated database holds no log yet.
+    // A backend on an empty, migrated database holds no log yet, and opening one says so.
     assert_eq!(PgBackend::connect(&url).unwrap().origin().unwrap(), None);
+    let keys = tempfile::tempdir().unwrap();
+    Log::create(keys.path(), "example.org/key-only").unwrap();
+    assert!(matches!(Log::open_on(keys.path(), backend(&url)), Err(Error::NotFound(_))));
 }
 
 /// An agency that outgrows one machine: its sled log copied into PostgreSQL, past a level-1
