@@ -10,6 +10,10 @@
 //! acknowledged in an earlier cycle and checks it is answered, not applied again.
 //! `SANAD_CRASH_CYCLES` runs a longer campaign.
 //!
+//! The campaign runs twice: with the log on sled, and with it on a throwaway PostgreSQL server
+//! (`SANAD_CRASH_DATABASE` tells the child where), where the killed writer's connection, locks
+//! and open transaction die with it and the next process takes over the log.
+//!
 //! The ledger keeps only [`RECENT_IDS`] idempotency entries in memory here, so that older ones
 //! move to the on-disk archive every few hundred transfers and kills land while sets are being
 //! written; every acknowledged id must still be answered (most of them from the archive).
@@ -27,13 +31,19 @@ use sanad::ledger::{AccountKind, Actor, Command, ProgrammeKind, replay};
 use sanad::money::{Amount, Currency, Id};
 
 const CHILD_ENV: &str = "SANAD_LEDGER_CRASH_CHILD";
+const DATABASE_ENV: &str = "SANAD_CRASH_DATABASE";
 const THREADS: u64 = 4;
 const WALLETS: u64 = 6;
 /// Idempotency entries kept in memory before a set moves to the archive.
 const RECENT_IDS: usize = 300;
 
-fn options() -> Options {
-    Options { recent_ids_max: RECENT_IDS, ..Options::default() }
+/// The ledger's options: its log on PostgreSQL at `database`, or on sled in its folder.
+fn options(database: Option<&str>) -> Options {
+    let log_backend = database.map(|url| {
+        let backend = sanad_postgres::PgBackend::connect(url).expect("connect to PostgreSQL");
+        Arc::new(backend) as Arc<dyn sanad::log::Backend>
+    });
+    Options { recent_ids_max: RECENT_IDS, log_backend, ..Options::default() }
 }
 
 fn id(text: &str) -> Id {
@@ -58,8 +68,8 @@ fn payment(transfer: &str, seq: u64) -> Command {
     }
 }
 
-fn setup(dir: &Path) {
-    let ledger = Ledger::create(dir, "example.org/ledger-crash", Options::default()).unwrap();
+fn setup(dir: &Path, database: Option<&str>) {
+    let ledger = Ledger::create(dir, "example.org/ledger-crash", options(database)).unwrap();
     let open = |name: &str, kind| Command::OpenAccount {
         id: id(name),
         kind,
@@ -97,8 +107,8 @@ fn ack(id: &Id, index: Option<u64>) {
 }
 
 /// The child: each thread loops over one kind of work, acknowledging each durable answer.
-fn run_child(dir: &Path, cycle: u64, retry: Option<(String, u64)>) -> ! {
-    let ledger = Arc::new(Ledger::open(dir, options()).expect("child opens the ledger"));
+fn run_child(dir: &Path, database: Option<&str>, cycle: u64, retry: Option<(String, u64)>) -> ! {
+    let ledger = Arc::new(Ledger::open(dir, options(database)).expect("child opens the ledger"));
     if let Some((transfer, seq)) = retry {
         let answer = ledger.execute(payment(&transfer, seq)).unwrap().unwrap();
         assert!(answer.events.is_empty(), "a retry across restarts must not apply again");
@@ -187,13 +197,34 @@ fn without_recent_ids(state: &sanad::ledger::State) -> sanad::ledger::State {
 
 #[test]
 fn sigkill_under_ledger_load_loses_no_acknowledged_transfer() {
+    campaign("ledger_crash::sigkill_under_ledger_load_loses_no_acknowledged_transfer", None);
+}
+
+#[test]
+fn sigkill_under_ledger_load_on_postgresql_loses_no_acknowledged_transfer() {
+    // The child is this same test, re-run: it must not start a server of its own.
+    if std::env::var(CHILD_ENV).is_ok() {
+        campaign("", None);
+    }
+    let server = sanad_postgres::testing::TestServer::for_test();
+    let url = server.database("ledger_crash").unwrap();
+    campaign(
+        "ledger_crash::sigkill_under_ledger_load_on_postgresql_loses_no_acknowledged_transfer",
+        Some(&url),
+    );
+}
+
+/// Kills a child under load `SANAD_CRASH_CYCLES` times (it is the test `test` re-run), checking
+/// after each kill; or, in the child, runs the load.
+fn campaign(test: &str, database: Option<&str>) {
     if let Ok(dir) = std::env::var(CHILD_ENV) {
         let cycle = std::env::var("SANAD_CRASH_CYCLE").unwrap().parse().unwrap();
         let retry = std::env::var("SANAD_CRASH_RETRY").ok().map(|r| {
             let (transfer, seq) = r.split_once(' ').unwrap();
             (transfer.to_owned(), seq.parse().unwrap())
         });
-        run_child(Path::new(&dir), cycle, retry);
+        let database = std::env::var(DATABASE_ENV).ok();
+        run_child(Path::new(&dir), database.as_deref(), cycle, retry);
     }
     let cycles: u64 =
         std::env::var("SANAD_CRASH_CYCLES").ok().and_then(|c| c.parse().ok()).unwrap_or(10);
@@ -207,18 +238,14 @@ fn sigkill_under_ledger_load_loses_no_acknowledged_transfer() {
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("ledger");
-    setup(&data);
+    setup(&data, database);
 
     let mut acknowledged: HashMap<String, u64> = HashMap::new();
     let mut retries = 0;
     for cycle in 0..cycles {
         let mut child = Process::new(std::env::current_exe().unwrap());
         child
-            .args([
-                "ledger_crash::sigkill_under_ledger_load_loses_no_acknowledged_transfer",
-                "--exact",
-                "--nocapture",
-            ])
+            .args([test, "--exact", "--nocapture"])
             .env(CHILD_ENV, &data)
             .env("SANAD_CRASH_CYCLE", cycle.to_string())
             .stdout(Stdio::piped())
@@ -228,6 +255,9 @@ fn sigkill_under_ledger_load_loses_no_acknowledged_transfer() {
         if let Some(transfer) = &earlier {
             let seq: u64 = transfer.rsplit('-').next().unwrap().parse().unwrap();
             child.env("SANAD_CRASH_RETRY", format!("{transfer} {seq}"));
+        }
+        if let Some(url) = database {
+            child.env(DATABASE_ENV, url);
         }
         let mut child = child.spawn().unwrap();
         let stdout = child.stdout.take().unwrap();
@@ -265,7 +295,7 @@ fn sigkill_under_ledger_load_loses_no_acknowledged_transfer() {
             }
         }
 
-        let ledger = Ledger::open(&data, options())
+        let ledger = Ledger::open(&data, options(database))
             .unwrap_or_else(|e| panic!("cycle {cycle}: reopen failed: {e}"));
         // Every id in the log, counted.
         let mut in_log: HashMap<String, (u64, u32)> = HashMap::new();
