@@ -136,9 +136,17 @@ impl Backend for PgBackend {
         row.map(|row| row.get(0)).ok_or_else(|| Error::corrupt("no checkpoint stored"))
     }
 
+    /// Read under the head row's lock, so that it waits for a commit in flight to end: a
+    /// writer killed mid-commit leaves its transaction on the server until the server sees the
+    /// connection gone, and that transaction may still commit. A process taking over must see
+    /// the size after it, or its first commit would land at an index the dead one took.
     fn stored_size(&self) -> Result<u64, Error> {
-        let row =
-            self.client().query_opt("SELECT size FROM sanad_log_head", &[]).map_err(storage)?;
+        let mut client = self.client();
+        let mut transaction = client.transaction().map_err(storage)?;
+        let row = transaction
+            .query_opt("SELECT size FROM sanad_log_head FOR UPDATE", &[])
+            .map_err(storage)?;
+        transaction.commit().map_err(storage)?;
         row.map_or(Ok(0), |row| to_u64(row.get(0)))
     }
 
