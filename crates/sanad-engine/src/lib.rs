@@ -760,17 +760,8 @@ fn replay_tail(
 ) -> Result<(), Error> {
     let mut failure = None;
     let start = view.size;
-    let mut apply = |index: u64, entry: &[u8]| -> Result<(), Error> {
-        if let Some((event, _)) = view.state.replay_entry(index, entry)? {
-            view.at_ms = view.at_ms.max(event.at_ms());
-            view.histories.record(index, &view.state, &event);
-            archive_when_full(archive, &mut view.state, recent_ids_max)?;
-        }
-        view.size = index + 1;
-        Ok(())
-    };
     let read = log.for_each_entry(start, log.size(), |index, entry| {
-        apply(index, entry).map_err(|error| {
+        replay_one(view, archive, recent_ids_max, index, entry).map_err(|error| {
             failure = Some(error);
             // Stops the scan; the failure above is what is reported.
             sanad_log::Error::Corrupt(String::new())
@@ -780,6 +771,24 @@ fn replay_tail(
         (Some(failure), _) => Err(failure),
         (None, read) => Ok(read?),
     }
+}
+
+/// Applies log entry `index` to the view (state, history, time), moving idempotency entries
+/// to the archive once they accumulate.
+fn replay_one(
+    view: &mut View,
+    archive: &archive::Archive,
+    recent_ids_max: usize,
+    index: u64,
+    entry: &[u8],
+) -> Result<(), Error> {
+    if let Some((event, _)) = view.state.replay_entry(index, entry)? {
+        view.at_ms = view.at_ms.max(event.at_ms());
+        view.histories.record(index, &view.state, &event);
+        archive_when_full(archive, &mut view.state, recent_ids_max)?;
+    }
+    view.size = index + 1;
+    Ok(())
 }
 
 /// Makes a directory's entries (files created, renamed or removed in it) durable.

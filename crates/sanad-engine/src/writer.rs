@@ -6,6 +6,13 @@
 //! recorded, so queries never see an unacknowledged change or a batch without its histories.
 //! If the append fails, the state is ahead of the log: the writer stops and every later call is
 //! refused until the ledger is reopened (which rebuilds the state from what is durable).
+//!
+//! Each batch is decided in a *turn* of the log (see [`sanad_log::Turn`]). On an embedded
+//! store that is only the log's write lock. On a store other processes write too
+//! (PostgreSQL), the turn waits for theirs to end and brings the entries they appended, which
+//! the writer replays into the state before deciding: so every process decides on the whole
+//! log, and their appends form one linear log. When no work comes, the writer still takes a
+//! turn every [`REFRESH_EVERY`], so that queries see other processes' writes soon.
 
 use std::sync::{Arc, mpsc};
 
@@ -60,13 +67,29 @@ pub(crate) struct Job {
     pub(crate) reply: mpsc::SyncSender<Reply>,
 }
 
+/// How long a writer on a shared store waits for work before it takes a turn anyway, to catch
+/// up on other processes' entries (and release holds that expired).
+pub(crate) const REFRESH_EVERY: std::time::Duration = std::time::Duration::from_millis(200);
+
 /// Takes the jobs to decide next: waits for one, then takes what else is waiting up to the
-/// batch size. `None` when the ledger is closing and nothing is left.
+/// batch size. `None` when the ledger is closing and nothing is left. On a shared store, none
+/// after [`REFRESH_EVERY`] without work.
 fn take_jobs(shared: &Shared) -> Option<Vec<Job>> {
     let mut jobs = crate::lock(&shared.jobs);
     while jobs.queue.is_empty() {
         if jobs.closing {
             return None;
+        }
+        if shared.log.is_shared() {
+            let (waited, timeout) = shared
+                .jobs_ready
+                .wait_timeout(jobs, REFRESH_EVERY)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            jobs = waited;
+            if timeout.timed_out() && jobs.queue.is_empty() && !jobs.closing {
+                return Some(Vec::new());
+            }
+            continue;
         }
         jobs = shared.jobs_ready.wait(jobs).unwrap_or_else(std::sync::PoisonError::into_inner);
     }
@@ -103,15 +126,27 @@ pub(crate) fn run(shared: &Shared) {
     }
 }
 
+/// Replays what other writers appended (see [`sanad_log::Turn::caught_up`]) into the view.
+fn catch_up(shared: &Shared, view: &mut View, turn: &sanad_log::Turn<'_>) -> Result<(), Error> {
+    for (index, entry) in turn.caught_up() {
+        crate::replay_one(view, &shared.archive, shared.recent_ids_max, *index, entry)?;
+    }
+    assert_eq!(view.size, turn.next_index(), "the state reflects the whole log");
+    Ok(())
+}
+
 /// Rotates the log's key and steps the state over the hand-over entry.
 fn rotate(shared: &Shared, job: Job) -> Result<(), Error> {
     let mut view = shared.write_view();
-    let rotated = shared.log.rotate_key();
+    let rotated = shared.log.begin_turn().map_err(Error::from).and_then(|turn| {
+        catch_up(shared, &mut view, &turn)?;
+        Ok(turn.rotate_key()?)
+    });
     let verifier = match rotated {
         Ok(verifier) => verifier,
         Err(error) => {
-            let _ = job.reply.send(Err(Error::Log(error.clone())));
-            return Err(error.into());
+            let _ = job.reply.send(Err(error.clone()));
+            return Err(error);
         }
     };
     let index = view.size;
@@ -128,6 +163,8 @@ fn commit(shared: &Shared, mut jobs: Vec<Job>) -> Result<(), Error> {
         return rotate(shared, jobs.remove(0));
     }
     let mut view = shared.write_view();
+    let turn = shared.log.begin_turn()?;
+    catch_up(shared, &mut view, &turn)?;
     assert_eq!(view.state.next_index(), view.size, "the state reflects the whole log");
     let now_ms = (shared.clock)().max(view.at_ms);
     let mut events: Vec<Event> = Vec::new();
@@ -180,15 +217,17 @@ fn commit(shared: &Shared, mut jobs: Vec<Job>) -> Result<(), Error> {
             entries.push(event.to_entry_by(by));
         }
         let count = entries.len() as u64;
-        let appended = shared.log.append(entries).inspect_err(|error| {
+        let appended = turn.append(entries).inspect_err(|error| {
             // The state is ahead of the log; answer everyone, then stop.
             for job in &jobs {
                 let _ = job.reply.send(Err(Error::Stopped(error.to_string())));
             }
         })?;
-        assert_eq!(appended.first_index, first_index, "the ledger is the log's only writer");
+        assert_eq!(appended.first_index, first_index, "the turn keeps the log for this batch");
         view.size = first_index + count;
         view.at_ms = now_ms;
+    } else {
+        turn.end()?;
     }
     // Durable: answer now, and record histories while the callers read their answers. The
     // write lock is still held, so no query sees the batch before its histories.
@@ -229,7 +268,7 @@ fn commit(shared: &Shared, mut jobs: Vec<Job>) -> Result<(), Error> {
     }
     crate::archive_when_full(&shared.archive, &mut view.state, shared.recent_ids_max)?;
     drop(view);
-    if let Some(on_commit) = &shared.on_commit {
+    if let Some(on_commit) = shared.on_commit.as_ref().filter(|_| commands > 0) {
         on_commit(commands);
     }
     shared.maybe_snapshot()?;

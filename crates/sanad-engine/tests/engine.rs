@@ -380,3 +380,72 @@ fn ids_moved_to_the_archive_are_still_answered_across_restarts(store: &Store) {
     assert_eq!(ledger.read(|state| state.totals()), balances);
     assert_eq!(ledger.account(&id("w0")).unwrap().balance(), jod("39"));
 }
+
+/// Two ledgers on one PostgreSQL database, as two server processes would run them (each with
+/// its own folder and a copy of the key): each decides on the whole log, so together they
+/// never overdraw a wallet, a retry at one is answered with what the other applied, and both
+/// see the same balances.
+#[test]
+fn two_ledgers_on_one_database_decide_on_the_whole_log() {
+    let store = Store::postgres();
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = Arc::new(funded(dir_a.path(), store.options(), "1000", 9));
+    let loaded = a.execute(transfer("load", "prog", "w0", "100")).unwrap().unwrap();
+    std::fs::copy(dir_a.path().join("log.key"), dir_b.path().join("log.key")).unwrap();
+    let b = Arc::new(Ledger::open(dir_b.path(), store.options()).unwrap());
+    assert_eq!(b.account(&id("w0")).unwrap().balance(), jod("100"));
+
+    // Eight spenders, four at each ledger, racing for one wallet's 100.
+    let threads: Vec<_> = (0..8)
+        .map(|thread| {
+            let ledger = Arc::clone(if thread % 2 == 0 { &a } else { &b });
+            std::thread::spawn(move || {
+                let mut paid = 0;
+                for n in 0..40 {
+                    let to = format!("w{}", thread + 1);
+                    let spend = transfer(&format!("s{thread}-{n}"), "w0", &to, "0.75");
+                    match ledger.execute(spend).unwrap() {
+                        Ok(_) => paid += 1,
+                        Err(rejection) => assert_eq!(rejection.code(), "insufficient_funds"),
+                    }
+                }
+                paid
+            })
+        })
+        .collect();
+    let paid: i64 = threads.into_iter().map(|t| t.join().unwrap()).sum();
+    assert_eq!(paid, 133, "100 / 0.75 = 133 payments fit, across both ledgers together");
+
+    // A retry at the other ledger is answered with the original's entry, not applied again.
+    let retry = b.execute(transfer("load", "prog", "w0", "100")).unwrap().unwrap();
+    assert_eq!(retry.log_index, loaded.log_index);
+    assert!(retry.events.is_empty());
+
+    // An idle ledger catches up on its own within moments.
+    let size = b.size();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while a.size() < size && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    for ledger in [&a, &b] {
+        assert_eq!(ledger.size(), size);
+        assert_eq!(ledger.account(&id("w0")).unwrap().balance(), jod("0.25"));
+        ledger.read(|state| assert!(state.totals().values().all(|total| *total == 0)));
+    }
+    let spent = |ledger: &Ledger| -> i64 {
+        (1..9).map(|w| ledger.account(&id(&format!("w{w}"))).unwrap().balance().minor_units()).sum()
+    };
+    assert_eq!((spent(&a), spent(&b)), (133 * 750, 133 * 750));
+
+    // A key rotated at one stops the other, which holds the old key only.
+    a.rotate_key().unwrap();
+    // (It finds out at its next turn: the call, or its idle refresh before it.)
+    let stale = b.execute(transfer("late", "prog", "w1", "1")).unwrap_err();
+    assert!(stale.to_string().contains("another process rotated the log's key"), "{stale}");
+    drop((a, b));
+    // Rebuilt from the log alone, the state is the same.
+    std::fs::remove_file(dir_a.path().join("ledger.snapshot")).unwrap();
+    let rebuilt = Ledger::open(dir_a.path(), store.options()).unwrap();
+    assert_eq!(rebuilt.account(&id("w0")).unwrap().balance(), jod("0.25"));
+    assert_eq!(spent(&rebuilt), 133 * 750);
+}

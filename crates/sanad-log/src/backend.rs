@@ -30,10 +30,42 @@ pub type EntryVisitor<'a> = dyn FnMut(u64, &[u8]) -> Result<(), Error> + 'a;
 ///
 /// Contract: [`Backend::commit`] writes everything it is given or nothing, and returns only
 /// once it is durable; entries are never changed once written; a tile is written once and
-/// never changed; the checkpoint only moves forward. A backend shared by several processes
-/// must also refuse a commit whose `first_index` is not the next index, so that two writers
-/// can never both append at one index.
+/// never changed; the checkpoint only moves forward.
+///
+/// A backend that several processes may write at once ([`Backend::is_shared`], PostgreSQL)
+/// also serialises their appends in *turns*: a process begins a turn
+/// ([`Backend::begin_turn`]), which waits until no other process holds one and tells it how
+/// many entries are durable; it reads and replays what others appended since it last looked,
+/// decides, and commits, which ends the turn. So every append is decided on the whole log
+/// before it, and two writers can never both append at one index. It must also refuse a
+/// commit with entries whose `first_index` is not the next index.
 pub trait Backend: Send + Sync {
+    /// Whether other processes may append to this store while this one does. A log on a
+    /// shared store takes a turn for each commit and catches up on other writers' entries.
+    /// `false` by default: an embedded store that one process holds locked.
+    fn is_shared(&self) -> bool {
+        false
+    }
+
+    /// Begins a turn to append: waits until no other process holds one, then returns the
+    /// number of durable entries, which stays so until the turn ends with the next
+    /// [`Backend::commit`] that carries entries, or with [`Backend::end_turn`]. By default,
+    /// for a store that is not shared, the stored size.
+    ///
+    /// # Errors
+    /// Storage errors (and then no turn is held).
+    fn begin_turn(&self) -> Result<u64, Error> {
+        self.stored_size()
+    }
+
+    /// Ends a turn that appended nothing (nothing if none is held).
+    ///
+    /// # Errors
+    /// Storage errors.
+    fn end_turn(&self) -> Result<(), Error> {
+        Ok(())
+    }
+
     /// The log's origin, `None` for a store never initialised.
     ///
     /// # Errors
@@ -76,7 +108,9 @@ pub trait Backend: Send + Sync {
     /// Storage errors.
     fn tile(&self, level: u8, index: u64) -> Result<Option<Vec<u8>>, Error>;
 
-    /// Writes one commit atomically and durably.
+    /// Writes one commit atomically and durably; one with entries ends the turn it was
+    /// decided in. One without entries (tiles and a checkpoint integration finished) needs
+    /// no turn, and a checkpoint older than the one stored is not written.
     ///
     /// # Errors
     /// Storage errors; then nothing of it may be visible after a restart.

@@ -123,6 +123,15 @@ pub enum Error {
         /// The log's next index in storage.
         next: u64,
     },
+    /// Another process sharing the store rotated the log's key: this one signs with the old
+    /// key, so it accepts no more writes; restart it with the new key file.
+    #[error(
+        "another process rotated the log's key (entry {index}); copy the new {KEY_FILE} here and reopen"
+    )]
+    RotatedElsewhere {
+        /// The hand-over entry.
+        index: u64,
+    },
     /// A commit failed on storage; the log accepts no more writes until it is reopened.
     #[error("the log stopped accepting writes after a storage failure; reopen the log")]
     WriterStopped,
@@ -569,12 +578,168 @@ fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
     lock.read().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// Commits one group taken by a leader: appends as one batch (carrying the waiting
-/// integration), or a rotation on its own.
+/// Another writer's entry, read at the start of a turn: its index and bytes.
+pub type CaughtUp = (u64, Vec<u8>);
+
+/// A turn to append, on a log whose store other processes may append to as well (see
+/// [`Backend::begin_turn`]); on an embedded store, simply the log's write lock. While a turn
+/// is held no one else appends: the entries other writers appended since this log last looked
+/// are in [`Turn::caught_up`] (already folded into the tree), so a caller such as the ledger
+/// can replay them before deciding what to append. [`Turn::append`] commits and ends the
+/// turn; dropping it, or [`Turn::end`], ends it having appended nothing.
+pub struct Turn<'a> {
+    shared: &'a Shared,
+    durable: std::sync::MutexGuard<'a, u64>,
+    caught_up: Vec<CaughtUp>,
+    /// Whether the store's turn still has to be ended (it is shared and nothing committed).
+    open: bool,
+}
+
+impl Log {
+    /// Begins a turn to append (see [`Turn`]): waits for any other writer's turn to end, then
+    /// reads and integrates what they appended.
+    ///
+    /// # Errors
+    /// [`Error::WriterStopped`] after an earlier failure; [`Error::RotatedElsewhere`]; storage
+    /// errors, after which the log stops writing.
+    pub fn begin_turn(&self) -> Result<Turn<'_>, Error> {
+        if self.shared.queue.is_stopped() {
+            return Err(Error::WriterStopped);
+        }
+        let mut durable = lock(&self.shared.writing);
+        let caught_up =
+            catch_up(&self.shared, &mut durable).inspect_err(|_| self.shared.queue.stop())?;
+        let open = self.shared.store.is_shared();
+        Ok(Turn { shared: &self.shared, durable, caught_up, open })
+    }
+
+    /// Whether other processes may append to this log's store at once (PostgreSQL): then
+    /// this log sees their entries only at the start of a turn.
+    pub fn is_shared(&self) -> bool {
+        self.shared.store.is_shared()
+    }
+}
+
+impl Turn<'_> {
+    /// The entries other writers appended since this log last looked, in order.
+    pub fn caught_up(&self) -> &[CaughtUp] {
+        &self.caught_up
+    }
+
+    /// The index the next entry will take.
+    pub fn next_index(&self) -> u64 {
+        *self.durable
+    }
+
+    /// Appends `entries` durably in one commit, which ends the turn.
+    ///
+    /// # Errors
+    /// As [`Log::append`].
+    pub fn append(mut self, entries: Vec<Vec<u8>>) -> Result<Appended, Error> {
+        check_append(&entries)?;
+        self.open = false;
+        let first_index = append_locked(self.shared, &mut self.durable, vec![entries])
+            .inspect_err(|_| self.shared.queue.stop())?;
+        Ok(Appended { first_index, tree_size: *self.durable })
+    }
+
+    /// Rotates the signing key (see [`Log::rotate_key`]) in a commit that ends the turn.
+    ///
+    /// # Errors
+    /// As [`Log::rotate_key`].
+    pub fn rotate_key(mut self) -> Result<NoteVerifier, Error> {
+        let rotated = rotate(self.shared, &mut self.durable);
+        if rotated.is_err() {
+            self.shared.queue.stop();
+        } else {
+            self.open = false;
+        }
+        rotated
+    }
+
+    /// Ends the turn, having appended nothing.
+    ///
+    /// # Errors
+    /// Storage errors, after which the log stops writing.
+    pub fn end(mut self) -> Result<(), Error> {
+        self.open = false;
+        self.shared.store.end_turn().inspect_err(|_| self.shared.queue.stop())
+    }
+}
+
+impl Drop for Turn<'_> {
+    fn drop(&mut self) {
+        if self.open && self.shared.store.end_turn().is_err() {
+            // The store's turn may still be held: write nothing more on this connection.
+            self.shared.queue.stop();
+        }
+    }
+}
+
+/// On a shared store: begins the store's turn and reads, integrates and counts as durable
+/// what other writers appended since `durable`. Callers hold `Shared::writing`. Nothing on an
+/// embedded store, which no one else writes.
+fn catch_up(shared: &Shared, durable: &mut u64) -> Result<Vec<CaughtUp>, Error> {
+    if !shared.store.is_shared() {
+        return Ok(Vec::new());
+    }
+    let size = shared.store.begin_turn()?;
+    let read = read_others(shared, *durable, size);
+    let others = read.inspect_err(|_| {
+        let _ = shared.store.end_turn();
+    })?;
+    if !others.is_empty() {
+        let batch: Vec<Vec<u8>> = others.iter().map(|(_, entry)| entry.clone()).collect();
+        if let Some(integrator) = lock(&shared.integrator).as_ref() {
+            // In order before anything this log appends next: the tree stays the store's.
+            let _ = integrator.send(integrate::Message::Entries(vec![batch]));
+        }
+        *durable = size;
+        shared.durable.store(size, Ordering::Release);
+    }
+    Ok(others)
+}
+
+/// Entries `[from, size)`, written by other processes. A key hand-over among them stops this
+/// log: it holds the old key only.
+fn read_others(shared: &Shared, from: u64, size: u64) -> Result<Vec<CaughtUp>, Error> {
+    if size < from {
+        return Err(Error::corrupt(format!(
+            "the store holds {size} entries, but {from} were durable"
+        )));
+    }
+    let mut others = Vec::with_capacity((size - from) as usize);
+    shared.store.for_each_entry(from, size, |index, entry| {
+        if KeyRotation::is_rotation_entry(entry) {
+            return Err(Error::RotatedElsewhere { index });
+        }
+        others.push((index, entry.to_vec()));
+        Ok(())
+    })?;
+    Ok(others)
+}
+
+/// Commits one group taken by a leader, in a turn of its own: appends as one batch (carrying
+/// the waiting integration), or a rotation on its own.
 fn commit_group(shared: &Shared, group: Group) -> Result<Vec<Outcome>, Error> {
     let mut durable = lock(&shared.writing);
+    // Other writers' entries are folded into the tree; no caller of `append` needs them.
+    catch_up(shared, &mut durable)?;
+    let committed = commit_group_in_turn(shared, &mut durable, group);
+    if committed.is_err() {
+        // A failure before the commit leaves the turn held; after it, this does nothing.
+        let _ = shared.store.end_turn();
+    }
+    committed
+}
+
+fn commit_group_in_turn(
+    shared: &Shared,
+    durable: &mut u64,
+    group: Group,
+) -> Result<Vec<Outcome>, Error> {
     if let [(_, Operation::RotateKey)] = group.as_slice() {
-        let verifier = rotate(shared, &mut durable)?;
+        let verifier = rotate(shared, durable)?;
         return Ok(vec![Outcome::Rotated(Box::new(verifier))]);
     }
     let mut batches: Vec<Vec<Vec<u8>>> = Vec::with_capacity(group.len());
@@ -585,6 +750,25 @@ fn commit_group(shared: &Shared, group: Group) -> Result<Vec<Outcome>, Error> {
         };
         batches.push(entries);
     }
+    let lengths: Vec<u64> = batches.iter().map(|batch| batch.len() as u64).collect();
+    let mut index = append_locked(shared, durable, batches)?;
+    let tree_size = *durable;
+    let mut outcomes = Vec::with_capacity(lengths.len());
+    for length in lengths {
+        outcomes.push(Outcome::Appended { first_index: index, tree_size });
+        index += length;
+    }
+    Ok(outcomes)
+}
+
+/// Writes `batches` as one commit at `durable` (carrying the waiting integration), counts them
+/// as durable and hands them to the integrator; returns the first entry's index. Callers hold
+/// `Shared::writing` (and, on a shared store, the turn).
+fn append_locked(
+    shared: &Shared,
+    durable: &mut u64,
+    batches: Vec<Vec<Vec<u8>>>,
+) -> Result<u64, Error> {
     let entries: Vec<&[u8]> = batches.iter().flatten().map(Vec::as_slice).collect();
     let count = entries.len() as u64;
     let first_index = *durable;
@@ -593,20 +777,12 @@ fn commit_group(shared: &Shared, group: Group) -> Result<Vec<Outcome>, Error> {
     drop(entries);
     *durable += count;
     shared.durable.store(*durable, Ordering::Release);
-    let tree_size = *durable;
-    drop(durable);
-    let mut index = first_index;
-    let mut outcomes = Vec::with_capacity(batches.len());
-    for batch in &batches {
-        outcomes.push(Outcome::Appended { first_index: index, tree_size });
-        index += batch.len() as u64;
-    }
     if let Some(integrator) = lock(&shared.integrator).as_ref() {
         // The integrator hashes the entries and folds them into the tree while the next commit
         // is written. Invariant: it runs as long as the log holds its sender.
         let _ = integrator.send(integrate::Message::Entries(batches));
     }
-    Ok(outcomes)
+    Ok(first_index)
 }
 
 /// Generates the next key, has the integrator sign the hand-over after everything before it,

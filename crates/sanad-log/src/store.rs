@@ -44,6 +44,21 @@ impl Store {
         Ok(Head { edge, checkpoint })
     }
 
+    /// Whether other processes may append to the store too (see [`Backend::is_shared`]).
+    pub(crate) fn is_shared(&self) -> bool {
+        self.backend.is_shared()
+    }
+
+    /// Begins a turn; returns the number of durable entries (see [`Backend::begin_turn`]).
+    pub(crate) fn begin_turn(&self) -> Result<u64, Error> {
+        self.backend.begin_turn()
+    }
+
+    /// Ends a turn that appended nothing.
+    pub(crate) fn end_turn(&self) -> Result<(), Error> {
+        self.backend.end_turn()
+    }
+
     /// The stored checkpoint's bytes.
     pub(crate) fn checkpoint_bytes(&self) -> Result<Vec<u8>, Error> {
         self.backend.checkpoint()

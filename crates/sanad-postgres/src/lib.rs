@@ -21,7 +21,10 @@ use sanad_log::{Backend, Commit, EntryVisitor, Error};
 pub mod testing;
 
 /// The schema, one file per version, applied in order.
-const MIGRATIONS: &[(i32, &str, &str)] = &[(1, "log", include_str!("../migrations/0001_log.sql"))];
+const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (1, "log", include_str!("../migrations/0001_log.sql")),
+    (2, "checkpoint_size", include_str!("../migrations/0002_checkpoint_size.sql")),
+];
 
 /// Serialises migrators across processes (an arbitrary, fixed key).
 const MIGRATION_LOCK: i64 = 0x5341_4e41_445f_4d49; // "SANAD_MI"
@@ -67,9 +70,19 @@ pub fn migrate(client: &mut postgres::Client) -> Result<Vec<i32>, postgres::Erro
     Ok(applied)
 }
 
-/// The log on PostgreSQL. One connection, used by one call at a time.
+/// The log on PostgreSQL: one connection for writes and turns, another for reads, so that
+/// proofs, exports and catching up never wait behind a commit.
 pub struct PgBackend {
-    client: Mutex<postgres::Client>,
+    writes: Mutex<Writes>,
+    reads: Mutex<postgres::Client>,
+}
+
+/// The writing connection and whether it holds a turn: a transaction begun with the head row
+/// locked, which the next commit with entries (or `end_turn`) ends.
+struct Writes {
+    client: postgres::Client,
+    /// The head's size when the turn began, while one is held.
+    turn: Option<i64>,
 }
 
 impl std::fmt::Debug for PgBackend {
@@ -95,11 +108,56 @@ impl PgBackend {
                 "synchronous_commit is off: an acknowledged append could be lost; turn it on",
             )));
         }
-        Ok(Self { client: Mutex::new(client) })
+        let reads = postgres::Client::connect(url, postgres::NoTls).map_err(storage)?;
+        Ok(Self { writes: Mutex::new(Writes { client, turn: None }), reads: Mutex::new(reads) })
     }
 
-    fn client(&self) -> MutexGuard<'_, postgres::Client> {
-        self.client.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    fn writes(&self) -> MutexGuard<'_, Writes> {
+        self.writes.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn reads(&self) -> MutexGuard<'_, postgres::Client> {
+        self.reads.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl Writes {
+    /// Runs `work` in the turn's transaction and commits it, or, with no turn held, in a
+    /// transaction of its own that first locks the head row and checks `first` against its
+    /// size (when `first` is given). A failure rolls back and ends the turn.
+    fn commit_with(
+        &mut self,
+        first: Option<i64>,
+        work: impl FnOnce(&mut postgres::Client) -> Result<(), Error>,
+    ) -> Result<(), Error> {
+        let turn = self.turn;
+        let client = &mut self.client;
+        let result = (|| {
+            if turn.is_none() {
+                client.batch_execute("BEGIN").map_err(storage)?;
+            }
+            if let Some(first) = first {
+                let size: i64 = match turn {
+                    Some(size) => size,
+                    None => client
+                        .query_one("SELECT size FROM sanad_log_head FOR UPDATE", &[])
+                        .map_err(storage)?
+                        .get(0),
+                };
+                if size != first {
+                    let (index, next) = (to_u64(first)?, to_u64(size)?);
+                    return Err(Error::AnotherWriter { index, next });
+                }
+            }
+            work(client)?;
+            client.batch_execute("COMMIT").map_err(storage)
+        })();
+        if result.is_err() {
+            // Best effort: a broken connection has rolled back already.
+            let _ = self.client.batch_execute("ROLLBACK");
+        }
+        self.turn = None;
+        result
     }
 }
 
@@ -114,12 +172,13 @@ fn to_u64(value: i64) -> Result<u64, Error> {
 impl Backend for PgBackend {
     fn origin(&self) -> Result<Option<String>, Error> {
         let row =
-            self.client().query_opt("SELECT origin FROM sanad_log_head", &[]).map_err(storage)?;
+            self.reads().query_opt("SELECT origin FROM sanad_log_head", &[]).map_err(storage)?;
         Ok(row.map(|row| row.get(0)))
     }
 
     fn initialise(&self, origin: &str, checkpoint: &[u8]) -> Result<(), Error> {
-        self.client()
+        self.writes()
+            .client
             .execute(
                 "INSERT INTO sanad_log_head (origin, size, checkpoint) VALUES ($1, 0, $2)",
                 &[&origin, &checkpoint],
@@ -130,10 +189,14 @@ impl Backend for PgBackend {
 
     fn checkpoint(&self) -> Result<Vec<u8>, Error> {
         let row = self
-            .client()
+            .reads()
             .query_opt("SELECT checkpoint FROM sanad_log_head", &[])
             .map_err(storage)?;
         row.map(|row| row.get(0)).ok_or_else(|| Error::corrupt("no checkpoint stored"))
+    }
+
+    fn is_shared(&self) -> bool {
+        true
     }
 
     /// Read under the head row's lock, so that it waits for a commit in flight to end: a
@@ -141,13 +204,49 @@ impl Backend for PgBackend {
     /// connection gone, and that transaction may still commit. A process taking over must see
     /// the size after it, or its first commit would land at an index the dead one took.
     fn stored_size(&self) -> Result<u64, Error> {
-        let mut client = self.client();
-        let mut transaction = client.transaction().map_err(storage)?;
+        let mut writes = self.writes();
+        if let Some(size) = writes.turn {
+            return to_u64(size);
+        }
+        let mut transaction = writes.client.transaction().map_err(storage)?;
         let row = transaction
             .query_opt("SELECT size FROM sanad_log_head FOR UPDATE", &[])
             .map_err(storage)?;
         transaction.commit().map_err(storage)?;
         row.map_or(Ok(0), |row| to_u64(row.get(0)))
+    }
+
+    /// Begins a transaction and locks the head row in it: another process's turn ends first
+    /// (and a killed writer's commit in flight lands or is rolled back first).
+    fn begin_turn(&self) -> Result<u64, Error> {
+        let mut writes = self.writes();
+        assert!(writes.turn.is_none(), "a turn begins only after the last one ended");
+        let began = (|| {
+            writes.client.batch_execute("BEGIN").map_err(storage)?;
+            let row = writes
+                .client
+                .query_one("SELECT size FROM sanad_log_head FOR UPDATE", &[])
+                .map_err(storage)?;
+            Ok::<i64, Error>(row.get(0))
+        })();
+        match began {
+            Ok(size) => {
+                writes.turn = Some(size);
+                to_u64(size)
+            }
+            Err(error) => {
+                let _ = writes.client.batch_execute("ROLLBACK");
+                Err(error)
+            }
+        }
+    }
+
+    fn end_turn(&self) -> Result<(), Error> {
+        let mut writes = self.writes();
+        if writes.turn.take().is_some() {
+            writes.client.batch_execute("ROLLBACK").map_err(storage)?;
+        }
+        Ok(())
     }
 
     fn for_each_entry(
@@ -159,7 +258,7 @@ impl Backend for PgBackend {
         let (mut next, end) = (to_i64(start)?, to_i64(end)?);
         while next < end {
             let rows = self
-                .client()
+                .reads()
                 .query(
                     "SELECT n, entry FROM sanad_log_entries WHERE n >= $1 AND n < $2
                      ORDER BY n LIMIT $3",
@@ -184,7 +283,7 @@ impl Backend for PgBackend {
 
     fn tile(&self, level: u8, index: u64) -> Result<Option<Vec<u8>>, Error> {
         let row = self
-            .client()
+            .reads()
             .query_opt(
                 "SELECT hashes FROM sanad_log_tiles WHERE level = $1 AND n = $2",
                 &[&i16::from(level), &to_i64(index)?],
@@ -193,51 +292,56 @@ impl Backend for PgBackend {
         Ok(row.map(|row| row.get(0)))
     }
 
-    /// One transaction: lock the head, check that the commit starts at its size, insert the
-    /// entries (one statement) and tiles, move the head forward. Durable on return.
+    /// One transaction: the turn's, or, for a commit outside a turn, one that locks the head
+    /// and checks that entries start at its size. Entries go in with one statement, tiles
+    /// once (two writers may both complete one, with the same hashes), and the checkpoint only
+    /// when it is newer than the stored one. Durable on return.
     fn commit(&self, commit: &Commit<'_>) -> Result<(), Error> {
         let first = to_i64(commit.first_index)?;
         let count = to_i64(commit.entries.len() as u64)?;
-        let mut client = self.client();
-        let mut transaction = client.transaction().map_err(storage)?;
-        let size: i64 = transaction
-            .query_one("SELECT size FROM sanad_log_head FOR UPDATE", &[])
-            .map_err(storage)?
-            .get(0);
-        if size != first {
-            return Err(Error::AnotherWriter { index: commit.first_index, next: to_u64(size)? });
+        let mut writes = self.writes();
+        if count == 0 && writes.turn.is_some() {
+            // An integration written on its own while this connection holds a turn would end
+            // the turn; the log writes those only outside turns.
+            return Err(Error::corrupt("an integration committed inside a turn"));
         }
-        if count > 0 {
-            let indexes: Vec<i64> = (first..first + count).collect();
-            let entries: Vec<&[u8]> = commit.entries.to_vec();
-            transaction
-                .execute(
-                    "INSERT INTO sanad_log_entries (n, entry)
-                     SELECT * FROM unnest($1::bigint[], $2::bytea[])",
-                    &[&indexes, &entries],
-                )
-                .map_err(storage)?;
-        }
-        for tile in commit.tiles {
-            let hashes = sanad_tlog::tile::tile_bytes(&tile.hashes);
-            transaction
-                .execute(
-                    "INSERT INTO sanad_log_tiles (level, n, hashes) VALUES ($1, $2, $3)",
-                    &[&i16::from(tile.id.level), &to_i64(tile.id.index)?, &hashes],
-                )
-                .map_err(storage)?;
-        }
-        match commit.checkpoint {
-            Some(checkpoint) => transaction
-                .execute(
-                    "UPDATE sanad_log_head SET size = $1, checkpoint = $2",
-                    &[&(first + count), &checkpoint.to_bytes()],
-                )
-                .map_err(storage)?,
-            None => transaction
-                .execute("UPDATE sanad_log_head SET size = $1", &[&(first + count)])
-                .map_err(storage)?,
-        };
-        transaction.commit().map_err(storage)
+        let expected = (count > 0).then_some(first);
+        writes.commit_with(expected, |client| {
+            if count > 0 {
+                let indexes: Vec<i64> = (first..first + count).collect();
+                let entries: Vec<&[u8]> = commit.entries.to_vec();
+                client
+                    .execute(
+                        "INSERT INTO sanad_log_entries (n, entry)
+                         SELECT * FROM unnest($1::bigint[], $2::bytea[])",
+                        &[&indexes, &entries],
+                    )
+                    .map_err(storage)?;
+                client
+                    .execute("UPDATE sanad_log_head SET size = $1", &[&(first + count)])
+                    .map_err(storage)?;
+            }
+            for tile in commit.tiles {
+                let hashes = sanad_tlog::tile::tile_bytes(&tile.hashes);
+                client
+                    .execute(
+                        "INSERT INTO sanad_log_tiles (level, n, hashes) VALUES ($1, $2, $3)
+                         ON CONFLICT (level, n) DO NOTHING",
+                        &[&i16::from(tile.id.level), &to_i64(tile.id.index)?, &hashes],
+                    )
+                    .map_err(storage)?;
+            }
+            if let Some(checkpoint) = commit.checkpoint {
+                let size = to_i64(checkpoint.checkpoint().size())?;
+                client
+                    .execute(
+                        "UPDATE sanad_log_head SET checkpoint = $1, checkpoint_size = $2
+                         WHERE checkpoint_size < $2",
+                        &[&checkpoint.to_bytes(), &size],
+                    )
+                    .map_err(storage)?;
+            }
+            Ok(())
+        })
     }
 }

@@ -1,6 +1,6 @@
 //! The log on a real PostgreSQL server, started by the test itself: the same entries give the
-//! same tree as on sled, a reopened log carries on, its export verifies offline, a second
-//! writer can never append at an index another took, a server crash loses no acknowledged
+//! same tree as on sled, a reopened log carries on, its export verifies offline, two writers
+//! on one database make one linear log (and a commit at an index another took is refused), a server crash loses no acknowledged
 //! append, and the schema's migrations apply once.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -67,7 +67,7 @@ fn a_log_on_postgres_holds_the_same_tree_as_on_sled_and_reopens() {
 }
 
 #[test]
-fn a_second_writer_never_appends_at_an_index_another_took() {
+fn two_writers_on_one_database_make_one_linear_log() {
     let server = server();
     let url = server.database("two_writers").unwrap();
     let keys = tempfile::tempdir().unwrap();
@@ -76,19 +76,72 @@ fn a_second_writer_never_appends_at_an_index_another_took() {
     // A second process's view, opened now: it knows 5 entries.
     let second = Log::open_on(keys.path(), backend(&url)).unwrap();
     first.append(entries(5, 3)).unwrap();
-    // Its append would land at 5, which the first writer took: refused, nothing written.
-    match second.append(entries(100, 2)) {
-        Err(Error::AnotherWriter { index: 5, next: 8 }) => {}
+    // Its append catches up on the first writer's three entries, then lands after them.
+    let appended = second.append(entries(8, 2)).unwrap();
+    assert_eq!((appended.first_index, appended.tree_size), (8, 10));
+    let turn = first.begin_turn().unwrap();
+    assert_eq!(turn.caught_up(), &[(8, entries(8, 1).remove(0)), (9, entries(9, 1).remove(0))]);
+    turn.end().unwrap();
+
+    // Both at once, from threads: every append lands once, none at an index another took.
+    let (first, second) = (Arc::new(first), Arc::new(second));
+    let writers: Vec<_> = [(Arc::clone(&first), 10_000), (Arc::clone(&second), 20_000)]
+        .into_iter()
+        .map(|(log, base)| {
+            std::thread::spawn(move || {
+                for k in 0..60 {
+                    log.append(entries(base + k * 4, 4)).unwrap();
+                }
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer.join().unwrap();
+    }
+    let size = 10 + 2 * 60 * 4;
+    for log in [&first, &second] {
+        log.begin_turn().unwrap().end().unwrap();
+        assert_eq!(log.size(), size);
+    }
+    // Each signed the same tree: with one key, the same checkpoint, byte for byte.
+    let (a, b) =
+        (first.wait_for_checkpoint(size).unwrap(), second.wait_for_checkpoint(size).unwrap());
+    assert_eq!(a.checkpoint().size(), size);
+    assert_eq!(a.to_bytes(), b.to_bytes());
+    let verifier = first.verifier();
+    drop((first, second));
+
+    // A commit outside a turn at an index another took is refused, and writes nothing.
+    let raw = backend(&url);
+    let entry: &[u8] = b"late";
+    let late =
+        sanad_log::Commit { first_index: 5, entries: &[entry], tiles: &[], checkpoint: None };
+    match raw.commit(&late) {
+        Err(Error::AnotherWriter { index: 5, next }) => assert_eq!(next, size),
         other => panic!("expected AnotherWriter, got {other:?}"),
     }
-    assert!(matches!(second.append(entries(100, 1)), Err(Error::WriterStopped)));
-    drop((first, second));
+
     let reopened = Log::open_on(keys.path(), backend(&url)).unwrap();
-    assert_eq!(reopened.size(), 8);
-    for index in 0..8 {
-        let expected = entries(0, 8).remove(index as usize);
-        assert_eq!(reopened.entry(index).unwrap(), expected);
+    assert_eq!(reopened.size(), size);
+    let mut seen = Vec::new();
+    reopened
+        .for_each_entry(0, size, |_, entry| {
+            seen.push(entry.to_vec());
+            Ok(())
+        })
+        .unwrap();
+    let mut expected = entries(0, 10);
+    for base in [10_000, 20_000] {
+        expected.extend(entries(base, 240));
     }
+    seen.sort();
+    expected.sort();
+    assert_eq!(seen, expected, "every append once, nothing else");
+    let export = tempfile::tempdir().unwrap();
+    reopened.export(export.path()).unwrap();
+    let report =
+        sanad_audit::verify_export(export.path(), &verifier, None, &mut |_, _| {}).unwrap();
+    assert_eq!(report.tree_size, size);
 }
 
 #[test]
@@ -113,11 +166,11 @@ fn migrations_apply_once_and_are_recorded() {
     let server = server();
     let url = server.database("migrations").unwrap();
     let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
-    assert_eq!(sanad_postgres::migrate(&mut client).unwrap(), vec![1]);
+    assert_eq!(sanad_postgres::migrate(&mut client).unwrap(), vec![1, 2]);
     assert!(sanad_postgres::migrate(&mut client).unwrap().is_empty(), "already applied");
     let recorded: i64 =
         client.query_one("SELECT count(*) FROM sanad_schema_migrations", &[]).unwrap().get(0);
-    assert_eq!(recorded, 1);
+    assert_eq!(recorded, 2);
     // A backend on an empty, migrated database holds no log yet, and opening one says so.
     assert_eq!(PgBackend::connect(&url).unwrap().origin().unwrap(), None);
     let keys = tempfile::tempdir().unwrap();
