@@ -13,6 +13,7 @@
 //! - `testing::TestServer` (feature `testing`): a throwaway server (initdb and pg_ctl into a
 //!   temporary folder, on a free port), stopped and removed when dropped.
 
+use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
 use sanad_log::{Backend, Commit, EntryVisitor, Error};
@@ -98,8 +99,18 @@ impl PgBackend {
     /// # Errors
     /// [`Error::Storage`] when the server cannot be reached, a migration fails, or the server
     /// would acknowledge commits before they are durable.
+    ///
+    /// TLS is used when the server offers it (libpq's `sslmode=prefer`, the default) or
+    /// required with `sslmode=require`; either way the server's certificate and name are
+    /// verified, against the public web roots and, with `sslrootcert=FILE` (PEM), the
+    /// certificate authority in that file (a managed service's own, say). libpq's
+    /// `sslmode=verify-ca` and `verify-full` mean `require` here, which verifies both;
+    /// `sslmode=disable` connects without TLS.
     pub fn connect(url: &str) -> Result<Self, Error> {
-        let mut client = postgres::Client::connect(url, postgres::NoTls).map_err(storage)?;
+        let (url, ca) = libpq_tls_options(url);
+        let tls = tls(ca.as_deref())?;
+        let connect = || postgres::Client::connect(&url, tls.clone()).map_err(storage);
+        let mut client = connect()?;
         migrate(&mut client).map_err(storage)?;
         let synchronous: String =
             client.query_one("SHOW synchronous_commit", &[]).map_err(storage)?.get(0);
@@ -108,8 +119,20 @@ impl PgBackend {
                 "synchronous_commit is off: an acknowledged append could be lost; turn it on",
             )));
         }
-        let reads = postgres::Client::connect(url, postgres::NoTls).map_err(storage)?;
+        let reads = connect()?;
         Ok(Self { writes: Mutex::new(Writes { client, turn: None }), reads: Mutex::new(reads) })
+    }
+
+    /// Whether this backend's connection to the server is encrypted (TLS).
+    ///
+    /// # Errors
+    /// The database's error.
+    pub fn encrypted(&self) -> Result<bool, Error> {
+        let row = self
+            .reads()
+            .query_opt("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()", &[])
+            .map_err(storage)?;
+        Ok(row.is_some_and(|row| row.get(0)))
     }
 
     fn writes(&self) -> MutexGuard<'_, Writes> {
@@ -159,6 +182,66 @@ impl Writes {
         self.turn = None;
         result
     }
+}
+
+/// Takes libpq's TLS options the client library does not parse out of a connection string:
+/// `sslrootcert=FILE` (returned beside the rest) and `sslmode=verify-ca`/`verify-full` (which
+/// become `require`: the certificate and name are always verified). Both URL (`?a=b&c=d`) and
+/// key=value forms.
+fn libpq_tls_options(url: &str) -> (String, Option<PathBuf>) {
+    let mut ca = None;
+    let mut keep = |option: &str| -> Option<String> {
+        match option.split_once('=') {
+            Some(("sslrootcert", file)) => {
+                ca = Some(PathBuf::from(file));
+                None
+            }
+            Some(("sslmode", "verify-ca" | "verify-full")) => Some("sslmode=require".to_owned()),
+            _ => Some(option.to_owned()),
+        }
+    };
+    let is_url = url.starts_with("postgres://") || url.starts_with("postgresql://");
+    let rewritten = match url.split_once('?') {
+        Some((base, query)) if is_url => {
+            let options: Vec<String> = query.split('&').filter_map(&mut keep).collect();
+            if options.is_empty() {
+                base.to_owned()
+            } else {
+                format!("{base}?{}", options.join("&"))
+            }
+        }
+        _ if is_url => url.to_owned(),
+        _ => url.split_whitespace().filter_map(&mut keep).collect::<Vec<_>>().join(" "),
+    };
+    (rewritten, ca)
+}
+
+/// The TLS client: the public web roots, plus the certificates in `ca` (PEM) when given.
+fn tls(ca: Option<&Path>) -> Result<tokio_postgres_rustls::MakeRustlsConnect, Error> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    if let Some(path) = ca {
+        let bad = |detail: String| {
+            Error::storage(std::io::Error::other(format!(
+                "sslrootcert {}: {detail}",
+                path.display()
+            )))
+        };
+        let pem = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
+        let mut added = 0;
+        for certificate in rustls_pemfile::certs(&mut pem.as_slice()) {
+            let certificate = certificate.map_err(|e| bad(e.to_string()))?;
+            roots.add(certificate).map_err(|e| bad(e.to_string()))?;
+            added += 1;
+        }
+        if added == 0 {
+            return Err(bad("no PEM certificate in it".into()));
+        }
+    }
+    // The process's crypto provider: ring, the one the workspace builds rustls with.
+    let config =
+        rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth();
+    Ok(tokio_postgres_rustls::MakeRustlsConnect::new(config))
 }
 
 fn to_i64(value: u64) -> Result<i64, Error> {
@@ -343,5 +426,32 @@ impl Backend for PgBackend {
             }
             Ok(())
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn libpq_tls_options_are_taken_from_both_forms() {
+        let url = "postgres://u@db.example:5432/aid?sslmode=verify-full&sslrootcert=/etc/ca.pem&application_name=sanad";
+        let (rewritten, ca) = libpq_tls_options(url);
+        assert_eq!(
+            rewritten,
+            "postgres://u@db.example:5432/aid?sslmode=require&application_name=sanad"
+        );
+        assert_eq!(ca, Some(PathBuf::from("/etc/ca.pem")));
+        let (rewritten, ca) = libpq_tls_options("postgresql://u@h/db?sslrootcert=ca.pem");
+        assert_eq!(
+            (rewritten.as_str(), ca),
+            ("postgresql://u@h/db", Some(PathBuf::from("ca.pem")))
+        );
+        let (rewritten, ca) =
+            libpq_tls_options("host=h user=u sslmode=verify-ca sslrootcert=/ca.pem dbname=aid");
+        assert_eq!(rewritten, "host=h user=u sslmode=require dbname=aid");
+        assert_eq!(ca, Some(PathBuf::from("/ca.pem")));
+        let plain = "postgres://u@h/db?sslmode=disable";
+        assert_eq!(libpq_tls_options(plain), (plain.to_owned(), None));
     }
 }

@@ -43,6 +43,8 @@ pub struct TestServer {
     bin: PathBuf,
     port: u16,
     run_as: Option<String>,
+    /// Whether it serves TLS, with a certificate from its own test authority.
+    tls: bool,
 }
 
 fn has_server(dir: &Path) -> bool {
@@ -97,6 +99,19 @@ impl TestServer {
     /// # Errors
     /// [`TestServerError`], saying what to install when the binaries are missing.
     pub fn start() -> Result<Self, TestServerError> {
+        Self::start_with(false)
+    }
+
+    /// Starts a new, empty server that also serves TLS, with a certificate for `localhost`
+    /// and `127.0.0.1` issued by a certificate authority of its own ([`Self::ca_file`]).
+    ///
+    /// # Errors
+    /// As [`Self::start`].
+    pub fn start_with_tls() -> Result<Self, TestServerError> {
+        Self::start_with(true)
+    }
+
+    fn start_with(tls: bool) -> Result<Self, TestServerError> {
         let bin = server_binaries().ok_or(TestServerError::NoBinaries)?;
         let run_as = if is_root() {
             let exists =
@@ -120,7 +135,7 @@ impl TestServer {
                 .map_err(|e| step("chown", e))?;
             check("chown", &owned)?;
         }
-        let server = Self { folder, bin, port: free_port()?, run_as };
+        let server = Self { folder, bin, port: free_port()?, run_as, tls };
         let data = server.data();
         let initdb = server.run(
             "initdb",
@@ -138,19 +153,82 @@ impl TestServer {
             ],
         )?;
         check("initdb", &initdb)?;
-        let options = format!(
+        if tls {
+            server.issue_certificates()?;
+        }
+        server.pg_ctl_start()?;
+        Ok(server)
+    }
+
+    /// The server's options: its port and socket folder, durable commits, and TLS if asked.
+    fn options(&self) -> String {
+        let mut options = format!(
             "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=on -c synchronous_commit=on",
-            server.port,
-            server.folder.path().display()
+            self.port,
+            self.folder.path().display()
         );
-        let log = format!("{}/server.log", server.folder.path().display());
+        if self.tls {
+            let data = self.data();
+            options.push_str(&format!(
+                " -c ssl=on -c ssl_cert_file={data}/server.crt -c ssl_key_file={data}/server.key"
+            ));
+        }
+        options
+    }
+
+    fn pg_ctl_start(&self) -> Result<(), TestServerError> {
+        let log = format!("{}/server.log", self.folder.path().display());
+        let data = self.data();
+        let options = self.options();
         let started =
-            server.run("pg_ctl", &["-D", &data, "-o", &options, "-l", &log, "-w", "start"])?;
+            self.run("pg_ctl", &["-D", &data, "-o", &options, "-l", &log, "-w", "start"])?;
         check("pg_ctl start", &started).map_err(|error| {
             let log = std::fs::read_to_string(&log).unwrap_or_default();
             step("pg_ctl start", format!("{error}\n{log}"))
-        })?;
-        Ok(server)
+        })
+    }
+
+    /// Writes a test certificate authority (`ca.crt`, beside the data) and a server
+    /// certificate and key it issued (in the data folder, owned by the server's user, the key
+    /// readable by it alone, as PostgreSQL demands).
+    fn issue_certificates(&self) -> Result<(), TestServerError> {
+        let cert = |e: rcgen::Error| step("issuing test certificates", e);
+        let ca_key = rcgen::KeyPair::generate().map_err(cert)?;
+        let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).map_err(cert)?;
+        ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        ca.distinguished_name.push(rcgen::DnType::CommonName, "Sanad test authority");
+        let ca = ca.self_signed(&ca_key).map_err(cert)?;
+        let key = rcgen::KeyPair::generate().map_err(cert)?;
+        let names = vec!["localhost".to_owned(), "127.0.0.1".to_owned()];
+        let server = rcgen::CertificateParams::new(names)
+            .map_err(cert)?
+            .signed_by(&key, &ca, &ca_key)
+            .map_err(cert)?;
+        let write = |path: PathBuf, text: String, mode: u32| {
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::write(&path, text).map_err(|e| step("writing a certificate", e))?;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
+                .map_err(|e| step("chmod", e))?;
+            if let Some(user) = &self.run_as {
+                let owned = Command::new("chown")
+                    .arg(format!("{user}:"))
+                    .arg(&path)
+                    .output()
+                    .map_err(|e| step("chown", e))?;
+                check("chown", &owned)?;
+            }
+            Ok::<(), TestServerError>(())
+        };
+        let data = PathBuf::from(self.data());
+        write(self.ca_file(), ca.pem(), 0o644)?;
+        write(data.join("server.crt"), server.pem(), 0o644)?;
+        write(data.join("server.key"), key.serialize_pem(), 0o600)
+    }
+
+    /// The test authority's certificate (PEM), for `sslrootcert=`, on a server started with
+    /// [`Self::start_with_tls`].
+    pub fn ca_file(&self) -> PathBuf {
+        self.folder.path().join("ca.crt")
     }
 
     /// [`Self::start`] for a test: a server, or a failure that says loudly why none could
@@ -172,7 +250,8 @@ impl TestServer {
     /// # Errors
     /// [`TestServerError::Step`].
     pub fn database(&self, name: &str) -> Result<String, TestServerError> {
-        let mut client = postgres::Client::connect(&self.url(), postgres::NoTls)
+        let admin = format!("{}?sslmode=disable", self.url());
+        let mut client = postgres::Client::connect(&admin, postgres::NoTls)
             .map_err(|e| step("connecting", e))?;
         client
             .batch_execute(&format!("CREATE DATABASE \"{name}\""))
@@ -189,15 +268,7 @@ impl TestServer {
         let data = self.data();
         let stopped = self.run("pg_ctl", &["-D", &data, "-m", "immediate", "-w", "stop"])?;
         check("pg_ctl stop", &stopped)?;
-        let options = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=on -c synchronous_commit=on",
-            self.port,
-            self.folder.path().display()
-        );
-        let log = format!("{}/server.log", self.folder.path().display());
-        let started =
-            self.run("pg_ctl", &["-D", &data, "-o", &options, "-l", &log, "-w", "start"])?;
-        check("pg_ctl start", &started)
+        self.pg_ctl_start()
     }
 
     fn data(&self) -> String {

@@ -216,3 +216,32 @@ fn a_sled_log_copied_into_postgres_opens_with_the_same_root() {
         sanad_audit::verify_export(export.path(), &moved.verifier(), None, &mut |_, _| {}).unwrap();
     assert_eq!(verified.tree_size, size + 1);
 }
+
+#[test]
+fn connections_use_tls_and_verify_the_server() {
+    let server = TestServer::start_with_tls()
+        .unwrap_or_else(|error| panic!("POSTGRESQL TESTS CANNOT RUN: {error}"));
+    let url = server.database("tls").unwrap();
+    let ca = server.ca_file();
+    // Trusting the server's authority, in libpq's strictest mode: encrypted and verified.
+    let verified = format!("{url}?sslmode=verify-full&sslrootcert={}", ca.display());
+    let over_tls = PgBackend::connect(&verified).unwrap();
+    assert!(over_tls.encrypted().unwrap());
+    // Not trusting it, the certificate is refused, with TLS required or merely preferred:
+    // never a silent fall back to plain text.
+    for untrusted in [format!("{url}?sslmode=require"), url.clone()] {
+        let refused = PgBackend::connect(&untrusted).unwrap_err();
+        assert!(format!("{refused:?}").contains("UnknownIssuer"), "{untrusted}: {refused:?}");
+    }
+    // Plain text only when asked for.
+    let plain = PgBackend::connect(&format!("{url}?sslmode=disable")).unwrap();
+    assert!(!plain.encrypted().unwrap());
+
+    // The log over TLS.
+    let keys = tempfile::tempdir().unwrap();
+    let log = Log::create_on(keys.path(), "example.org/tls", Arc::new(over_tls)).unwrap();
+    log.append(entries(0, 10)).unwrap();
+    drop(log);
+    let reopened = Log::open_on(keys.path(), backend(&verified)).unwrap();
+    assert_eq!(reopened.entry(9).unwrap(), entries(9, 1)[0]);
+}
