@@ -10,9 +10,13 @@
 //! acknowledged in an earlier cycle and checks it is answered, not applied again.
 //! `SANAD_CRASH_CYCLES` runs a longer campaign.
 //!
-//! The campaign runs twice: with the log on sled, and with it on a throwaway PostgreSQL server
+//! The campaign runs with the log on sled, and on a throwaway PostgreSQL server
 //! (`SANAD_CRASH_DATABASE` tells the child where), where the killed writer's connection, locks
-//! and open transaction die with it and the next process takes over the log.
+//! and open transaction die with it and the next process takes over the log. On PostgreSQL it
+//! also runs with two writing processes at once, each with its own folder and a copy of the
+//! key: in each cycle one is killed mid-load while the other carries on alone for a moment
+//! (taking over from a turn the dead one may have held), then the other is killed too; each
+//! child retries a transfer the *other* process acknowledged earlier, which must be answered.
 //!
 //! The ledger keeps only [`RECENT_IDS`] idempotency entries in memory here, so that older ones
 //! move to the on-disk archive every few hundred transfers and kills land while sets are being
@@ -107,7 +111,7 @@ fn ack(id: &Id, index: Option<u64>) {
 }
 
 /// The child: each thread loops over one kind of work, acknowledging each durable answer.
-fn run_child(dir: &Path, database: Option<&str>, cycle: u64, retry: Option<(String, u64)>) -> ! {
+fn run_child(dir: &Path, database: Option<&str>, label: String, retry: Option<(String, u64)>) -> ! {
     let ledger = Arc::new(Ledger::open(dir, options(database)).expect("child opens the ledger"));
     if let Some((transfer, seq)) = retry {
         let answer = ledger.execute(payment(&transfer, seq)).unwrap().unwrap();
@@ -117,9 +121,10 @@ fn run_child(dir: &Path, database: Option<&str>, cycle: u64, retry: Option<(Stri
     let threads: Vec<_> = (0..THREADS)
         .map(|thread| {
             let ledger = Arc::clone(&ledger);
+            let label = label.clone();
             std::thread::spawn(move || {
                 for seq in 0.. {
-                    let name = |n: u64| format!("c{cycle}-t{thread}-{n}");
+                    let name = |n: u64| format!("{label}-t{thread}-{n}");
                     match thread {
                         // Single transfers.
                         0 => {
@@ -197,34 +202,67 @@ fn without_recent_ids(state: &sanad::ledger::State) -> sanad::ledger::State {
 
 #[test]
 fn sigkill_under_ledger_load_loses_no_acknowledged_transfer() {
-    campaign("ledger_crash::sigkill_under_ledger_load_loses_no_acknowledged_transfer", None);
+    campaign("ledger_crash::sigkill_under_ledger_load_loses_no_acknowledged_transfer", None, 1);
 }
 
 #[test]
 fn sigkill_under_ledger_load_on_postgresql_loses_no_acknowledged_transfer() {
-    // The child is this same test, re-run: it must not start a server of its own.
-    if std::env::var(CHILD_ENV).is_ok() {
-        campaign("", None);
-    }
-    let server = sanad_postgres::testing::TestServer::for_test();
-    let url = server.database("ledger_crash").unwrap();
-    campaign(
+    on_postgresql(
         "ledger_crash::sigkill_under_ledger_load_on_postgresql_loses_no_acknowledged_transfer",
-        Some(&url),
+        1,
     );
 }
 
-/// Kills a child under load `SANAD_CRASH_CYCLES` times (it is the test `test` re-run), checking
-/// after each kill; or, in the child, runs the load.
-fn campaign(test: &str, database: Option<&str>) {
+/// Two writing processes on one database at once, each with its own folder and a copy of the
+/// key; in every cycle one is killed mid-load while the other carries on, then the other too.
+#[test]
+fn two_writers_on_postgresql_one_killed_mid_load_lose_no_acknowledged_transfer() {
+    on_postgresql(
+        "ledger_crash::two_writers_on_postgresql_one_killed_mid_load_lose_no_acknowledged_transfer",
+        2,
+    );
+}
+
+/// The campaign with the log on a throwaway PostgreSQL server.
+fn on_postgresql(test: &str, processes: usize) {
+    // The child is this same test, re-run: it must not start a server of its own.
+    if std::env::var(CHILD_ENV).is_ok() {
+        campaign("", None, processes);
+    }
+    let server = sanad_postgres::testing::TestServer::for_test();
+    let url = server.database("ledger_crash").unwrap();
+    campaign(test, Some(&url), processes);
+}
+
+/// What a cycle's children printed: acknowledgements and answered retries, as complete lines.
+fn read_lines(stdout: std::process::ChildStdout) -> std::thread::JoinHandle<Vec<String>> {
+    std::thread::spawn(move || {
+        // Only complete lines count: a line cut by the kill was never fully acknowledged.
+        let mut lines = Vec::new();
+        let mut reader = BufReader::new(stdout);
+        let mut line = String::new();
+        while reader.read_line(&mut line).unwrap_or(0) > 0 {
+            if let Some(complete) = line.strip_suffix('\n') {
+                lines.push(complete.to_owned());
+            }
+            line.clear();
+        }
+        lines
+    })
+}
+
+/// Kills `processes` children under load `SANAD_CRASH_CYCLES` times (each is the test `test`
+/// re-run; with two, one is killed first and the other a moment later, having carried on
+/// alone), checking after each cycle; or, in the child, runs the load.
+fn campaign(test: &str, database: Option<&str>, processes: usize) {
     if let Ok(dir) = std::env::var(CHILD_ENV) {
-        let cycle = std::env::var("SANAD_CRASH_CYCLE").unwrap().parse().unwrap();
+        let label = std::env::var("SANAD_CRASH_LABEL").unwrap();
         let retry = std::env::var("SANAD_CRASH_RETRY").ok().map(|r| {
             let (transfer, seq) = r.split_once(' ').unwrap();
             (transfer.to_owned(), seq.parse().unwrap())
         });
         let database = std::env::var(DATABASE_ENV).ok();
-        run_child(Path::new(&dir), database.as_deref(), cycle, retry);
+        run_child(Path::new(&dir), database.as_deref(), label, retry);
     }
     let cycles: u64 =
         std::env::var("SANAD_CRASH_CYCLES").ok().and_then(|c| c.parse().ok()).unwrap_or(10);
@@ -233,51 +271,72 @@ fn campaign(test: &str, database: Option<&str>) {
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| rand::thread_rng().r#gen());
     println!(
-        "ledger crash campaign: {cycles} cycles, seed {seed} (SANAD_CRASH_SEED={seed} to replay)"
+        "ledger crash campaign: {processes} writing process(es), {cycles} cycles, seed {seed} \
+         (SANAD_CRASH_SEED={seed} to replay)"
     );
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("ledger");
     setup(&data, database);
+    // Each further process has a folder of its own, with a copy of the key.
+    let folders: Vec<_> = (0..processes)
+        .map(|p| {
+            let folder = dir.path().join(format!("ledger-{p}"));
+            if p > 0 {
+                std::fs::create_dir(&folder).unwrap();
+                std::fs::copy(data.join("log.key"), folder.join("log.key")).unwrap();
+            }
+            if p == 0 { data.clone() } else { folder }
+        })
+        .collect();
 
     let mut acknowledged: HashMap<String, u64> = HashMap::new();
-    let mut retries = 0;
+    let (mut retries, mut carried_on) = (0, 0);
     for cycle in 0..cycles {
-        let mut child = Process::new(std::env::current_exe().unwrap());
-        child
-            .args([test, "--exact", "--nocapture"])
-            .env(CHILD_ENV, &data)
-            .env("SANAD_CRASH_CYCLE", cycle.to_string())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null());
-        // Retry a single transfer from an earlier cycle (thread 0's ids map to `payment`).
-        let earlier = acknowledged.keys().find(|k| k.contains("-t0-")).cloned();
-        if let Some(transfer) = &earlier {
-            let seq: u64 = transfer.rsplit('-').next().unwrap().parse().unwrap();
-            child.env("SANAD_CRASH_RETRY", format!("{transfer} {seq}"));
-        }
-        if let Some(url) = database {
-            child.env(DATABASE_ENV, url);
-        }
-        let mut child = child.spawn().unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let reader = std::thread::spawn(move || {
-            // Only complete lines count: a line cut by the kill was never fully acknowledged.
-            let mut lines = Vec::new();
-            let mut reader = BufReader::new(stdout);
-            let mut line = String::new();
-            while reader.read_line(&mut line).unwrap_or(0) > 0 {
-                if let Some(complete) = line.strip_suffix('\n') {
-                    lines.push(complete.to_owned());
-                }
-                line.clear();
+        let mut children = Vec::new();
+        for (p, folder) in folders.iter().enumerate() {
+            let label = format!("c{cycle}-p{p}");
+            let mut child = Process::new(std::env::current_exe().unwrap());
+            child
+                .args([test, "--exact", "--nocapture"])
+                .env(CHILD_ENV, folder)
+                .env("SANAD_CRASH_LABEL", &label)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null());
+            // Retry a single transfer from an earlier cycle (thread 0's ids map to `payment`),
+            // one another process acknowledged when there is one.
+            let other = format!("-p{}-t0-", (p + 1) % processes);
+            let earlier = acknowledged.keys().find(|k| k.contains(&other)).cloned();
+            if let Some(transfer) = &earlier {
+                let seq: u64 = transfer.rsplit('-').next().unwrap().parse().unwrap();
+                child.env("SANAD_CRASH_RETRY", format!("{transfer} {seq}"));
             }
-            lines
-        });
+            if let Some(url) = database {
+                child.env(DATABASE_ENV, url);
+            }
+            let mut child = child.spawn().unwrap();
+            let lines = read_lines(child.stdout.take().unwrap());
+            children.push((child, lines));
+        }
         std::thread::sleep(Duration::from_millis(rng.gen_range(150..700)));
-        child.kill().unwrap();
-        child.wait().unwrap();
-        for line in reader.join().unwrap() {
+        // One is killed mid-load; the others carry on a moment, alone, before they are too.
+        let first = rng.gen_range(0..children.len());
+        children[first].0.kill().unwrap();
+        children[first].0.wait().unwrap();
+        if processes > 1 {
+            std::thread::sleep(Duration::from_millis(rng.gen_range(200..500)));
+        }
+        let mut lines = Vec::new();
+        for (p, (mut child, reader)) in children.into_iter().enumerate() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            let printed = reader.join().unwrap();
+            if p != first && printed.iter().any(|l| l.starts_with("ack")) {
+                carried_on += 1;
+            }
+            lines.extend(printed);
+        }
+        for line in lines {
             let mut words = line.split(' ');
             match (words.next(), words.next(), words.next()) {
                 (Some("ack"), Some(transfer), Some(index)) => {
@@ -346,14 +405,20 @@ fn campaign(test: &str, database: Option<&str>) {
         // Closing writes a snapshot; half the time it is removed, so that the next child
         // rebuilds its state from the whole log instead.
         drop(ledger);
-        if rng.gen_bool(0.5) {
-            std::fs::remove_file(data.join("ledger.snapshot")).unwrap();
+        for folder in &folders {
+            let snapshot = folder.join("ledger.snapshot");
+            if snapshot.exists() && rng.gen_bool(0.5) {
+                std::fs::remove_file(snapshot).unwrap();
+            }
         }
     }
     println!(
-        "ledger crash campaign: {cycles} cycles, {} acknowledged transfers checked, {retries} retries across restarts",
+        "ledger crash campaign: {processes} writing process(es), {cycles} cycles, {} acknowledged transfers checked, {retries} retries across restarts",
         acknowledged.len()
     );
+    if processes > 1 {
+        assert!(carried_on > 0, "no process carried on beside a killed one");
+    }
     assert!(
         acknowledged.len() > 100,
         "the child barely acknowledged anything: the test proved little"
