@@ -6,9 +6,13 @@
 //! The child is this same test binary, re-run with `SANAD_CRASH_CHILD` set. It prints
 //! `ack <first_index> <thread> <seq> <count>` after each durable append. `SANAD_CRASH_CYCLES`
 //! runs a longer campaign (the default is short enough for every CI run).
+//!
+//! The campaign runs on sled, on a throwaway PostgreSQL server, and there with two appending
+//! processes at once (each with its own folder and a copy of the key), one killed first while
+//! the other carries on alone for a moment.
 
 use std::io::{BufRead as _, BufReader};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,15 +21,25 @@ use rand::{Rng as _, SeedableRng as _};
 use sanad::log::Log;
 
 const CHILD_ENV: &str = "SANAD_CRASH_CHILD";
+const DATABASE_ENV: &str = "SANAD_CRASH_DATABASE";
 const THREADS: u32 = 4;
 
-fn entry(cycle: u32, thread: u32, seq: u64) -> Vec<u8> {
-    format!("cycle {cycle} thread {thread} seq {seq}").into_bytes()
+/// What thread `thread` of process `process` appends `seq`-th in cycle `cycle`.
+fn entry(cycle: u32, process: u32, thread: u32, seq: u64) -> Vec<u8> {
+    format!("cycle {cycle} process {process} thread {thread} seq {seq}").into_bytes()
+}
+
+/// The log in `dir`: on PostgreSQL at `database`, or on sled in the folder.
+fn open(dir: &Path, database: Option<&str>) -> Result<Log, sanad::log::Error> {
+    match database {
+        Some(url) => Log::open_on(dir, Arc::new(sanad_postgres::PgBackend::connect(url)?)),
+        None => Log::open(dir),
+    }
 }
 
 /// The child: append forever, acknowledging each durable append on stdout.
-fn run_child(dir: &Path, cycle: u32) -> ! {
-    let log = Arc::new(Log::open(dir).expect("child opens the log"));
+fn run_child(dir: &Path, database: Option<&str>, cycle: u32, process: u32) -> ! {
+    let log = Arc::new(open(dir, database).expect("child opens the log"));
     let threads: Vec<_> = (0..THREADS)
         .map(|thread| {
             let log = Arc::clone(&log);
@@ -33,7 +47,8 @@ fn run_child(dir: &Path, cycle: u32) -> ! {
                 let mut seq = 0u64;
                 loop {
                     let count = 1 + seq % 7;
-                    let entries = (seq..seq + count).map(|s| entry(cycle, thread, s)).collect();
+                    let entries =
+                        (seq..seq + count).map(|s| entry(cycle, process, thread, s)).collect();
                     let appended = log.append(entries).expect("append");
                     println!("ack {} {thread} {seq} {count}", appended.first_index);
                     seq += count;
@@ -49,9 +64,45 @@ fn run_child(dir: &Path, cycle: u32) -> ! {
 
 #[test]
 fn sigkill_during_appends_loses_no_acknowledged_write() {
+    campaign("crash::sigkill_during_appends_loses_no_acknowledged_write", None, 1);
+}
+
+#[test]
+fn sigkill_during_appends_on_postgresql_loses_no_acknowledged_write() {
+    on_postgresql("crash::sigkill_during_appends_on_postgresql_loses_no_acknowledged_write", 1);
+}
+
+/// Two processes appending to one log on PostgreSQL at once; each cycle kills one mid-append,
+/// lets the other carry on alone a moment, then kills it too.
+#[test]
+fn two_appending_processes_on_postgresql_one_killed_lose_no_acknowledged_write() {
+    on_postgresql(
+        "crash::two_appending_processes_on_postgresql_one_killed_lose_no_acknowledged_write",
+        2,
+    );
+}
+
+fn on_postgresql(test: &str, processes: u32) {
+    // The child is this same test, re-run: it must not start a server of its own.
+    if std::env::var(CHILD_ENV).is_ok() {
+        campaign("", None, processes);
+    }
+    let server = sanad_postgres::testing::TestServer::for_test();
+    let url = server.database("crash").unwrap();
+    campaign(test, Some(&url), processes);
+}
+
+/// One acknowledged append: first index, cycle, process, thread, first seq, count.
+type Ack = (u64, u32, u32, u32, u64, u64);
+
+/// Kills `processes` appending children (each the test `test` re-run) in every cycle and checks
+/// the log after each; or, in a child, appends.
+fn campaign(test: &str, database: Option<&str>, processes: u32) {
     if let Ok(dir) = std::env::var(CHILD_ENV) {
-        let cycle = std::env::var("SANAD_CRASH_CYCLE").unwrap().parse().unwrap();
-        run_child(Path::new(&dir), cycle);
+        let number = |name: &str| std::env::var(name).unwrap().parse().unwrap();
+        let database = std::env::var(DATABASE_ENV).ok();
+        let (cycle, process) = (number("SANAD_CRASH_CYCLE"), number("SANAD_CRASH_PROCESS"));
+        run_child(Path::new(&dir), database.as_deref(), cycle, process);
     }
     let cycles: u32 =
         std::env::var("SANAD_CRASH_CYCLES").ok().and_then(|c| c.parse().ok()).unwrap_or(12);
@@ -59,55 +110,94 @@ fn sigkill_during_appends_loses_no_acknowledged_write() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| rand::thread_rng().r#gen());
-    println!("crash campaign: {cycles} cycles, seed {seed} (SANAD_CRASH_SEED={seed} to replay)");
+    println!(
+        "crash campaign: {processes} appending process(es), {cycles} cycles, seed {seed} \
+         (SANAD_CRASH_SEED={seed} to replay)"
+    );
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("log");
-    let vkey = Log::create(&data, "example.org/crash-test").unwrap().verifier();
-
-    let mut acknowledged: Vec<(u64, u32, u32, u64, u64)> = Vec::new();
-    for cycle in 0..cycles {
-        let mut child = Command::new(std::env::current_exe().unwrap())
-            .args([
-                "crash::sigkill_during_appends_loses_no_acknowledged_write",
-                "--exact",
-                "--nocapture",
-            ])
-            .env(CHILD_ENV, &data)
-            .env("SANAD_CRASH_CYCLE", cycle.to_string())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let reader = std::thread::spawn(move || {
-            // Only complete lines count: a line cut by the kill was never fully acknowledged.
-            let mut acks = Vec::new();
-            let mut reader = BufReader::new(stdout);
-            let mut line = String::new();
-            while reader.read_line(&mut line).unwrap_or(0) > 0 {
-                if let Some(rest) = line.strip_suffix('\n').and_then(|l| l.strip_prefix("ack ")) {
-                    let f: Vec<u64> = rest.split(' ').map(|x| x.parse().unwrap()).collect();
-                    acks.push((f[0], f[1] as u32, f[2], f[3]));
-                }
-                line.clear();
+    let vkey = match database {
+        Some(url) => {
+            let backend = Arc::new(sanad_postgres::PgBackend::connect(url).unwrap());
+            Log::create_on(&data, "example.org/crash-test", backend).unwrap().verifier()
+        }
+        None => Log::create(&data, "example.org/crash-test").unwrap().verifier(),
+    };
+    // Each further process has a folder of its own, with a copy of the key.
+    let folders: Vec<PathBuf> = (0..processes)
+        .map(|p| {
+            if p == 0 {
+                return data.clone();
             }
-            acks
-        });
-        std::thread::sleep(Duration::from_millis(rng.gen_range(30..400)));
-        // SIGKILL: no destructor, no flush, no goodbye.
-        child.kill().unwrap();
-        child.wait().unwrap();
-        let acks = reader.join().unwrap();
-        acknowledged.extend(acks.into_iter().map(|(first, t, seq, n)| (first, cycle, t, seq, n)));
+            let folder = dir.path().join(format!("log-{p}"));
+            std::fs::create_dir(&folder).unwrap();
+            std::fs::copy(data.join("log.key"), folder.join("log.key")).unwrap();
+            folder
+        })
+        .collect();
 
-        let log = Log::open(&data).unwrap_or_else(|e| panic!("cycle {cycle}: reopen failed: {e}"));
-        for &(first, c, thread, seq, count) in &acknowledged {
+    let mut acknowledged: Vec<Ack> = Vec::new();
+    for cycle in 0..cycles {
+        let mut children = Vec::new();
+        for (process, folder) in (0..).zip(&folders) {
+            let mut child = Command::new(std::env::current_exe().unwrap());
+            child
+                .args([test, "--exact", "--nocapture"])
+                .env(CHILD_ENV, folder)
+                .env("SANAD_CRASH_CYCLE", cycle.to_string())
+                .env("SANAD_CRASH_PROCESS", process.to_string())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null());
+            if let Some(url) = database {
+                child.env(DATABASE_ENV, url);
+            }
+            let mut child = child.spawn().unwrap();
+            let stdout = child.stdout.take().unwrap();
+            let reader = std::thread::spawn(move || {
+                // Only complete lines count: a line cut by the kill was never fully acknowledged.
+                let mut acks = Vec::new();
+                let mut reader = BufReader::new(stdout);
+                let mut line = String::new();
+                while reader.read_line(&mut line).unwrap_or(0) > 0 {
+                    if let Some(rest) = line.strip_suffix('\n').and_then(|l| l.strip_prefix("ack "))
+                    {
+                        let f: Vec<u64> = rest.split(' ').map(|x| x.parse().unwrap()).collect();
+                        acks.push((f[0], f[1] as u32, f[2], f[3]));
+                    }
+                    line.clear();
+                }
+                acks
+            });
+            children.push((process, child, reader));
+        }
+        std::thread::sleep(Duration::from_millis(rng.gen_range(30..400)));
+        // SIGKILL: no destructor, no flush, no goodbye. One first; the others carry on alone a
+        // moment before they follow.
+        let first = rng.gen_range(0..children.len());
+        children[first].1.kill().unwrap();
+        children[first].1.wait().unwrap();
+        if processes > 1 {
+            std::thread::sleep(Duration::from_millis(rng.gen_range(50..300)));
+        }
+        for (process, mut child, reader) in children {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            let acks = reader.join().unwrap();
+            acknowledged.extend(
+                acks.into_iter().map(|(first, t, seq, n)| (first, cycle, process, t, seq, n)),
+            );
+        }
+
+        let log =
+            open(&data, database).unwrap_or_else(|e| panic!("cycle {cycle}: reopen failed: {e}"));
+        for &(first, c, process, thread, seq, count) in &acknowledged {
             for k in 0..count {
                 let got = log.entry(first + k).unwrap_or_else(|e| {
                     panic!("cycle {cycle}: acknowledged entry {} missing: {e}", first + k)
                 });
-                assert_eq!(got, entry(c, thread, seq + k), "cycle {cycle}: entry {}", first + k);
+                let expected = entry(c, process, thread, seq + k);
+                assert_eq!(got, expected, "cycle {cycle}: entry {}", first + k);
             }
         }
         let export = dir.path().join(format!("export-{cycle}"));
@@ -117,10 +207,14 @@ fn sigkill_during_appends_loses_no_acknowledged_write() {
         assert_eq!(report.tree_size, log.size());
         std::fs::remove_dir_all(&export).unwrap();
     }
-    let checked: u64 = acknowledged.iter().map(|a| a.4).sum();
+    let checked: u64 = acknowledged.iter().map(|a| a.5).sum();
     println!(
-        "crash campaign: {cycles} cycles, {} acknowledged appends, {checked} entries checked",
+        "crash campaign: {processes} appending process(es), {cycles} cycles, {} acknowledged appends, {checked} entries checked",
         acknowledged.len()
     );
     assert!(checked > 0, "the child never acknowledged anything: the test proved nothing");
+    if processes > 1 {
+        let by_each = (0..processes).all(|p| acknowledged.iter().any(|a| a.2 == p));
+        assert!(by_each, "not every process appended: the test proved little");
+    }
 }
