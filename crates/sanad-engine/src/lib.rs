@@ -533,14 +533,32 @@ impl Ledger {
         &self.report
     }
 
+    /// Brings the state up to every entry other processes committed before this call, so that
+    /// what is read after it reflects them (read-your-writes across processes sharing a
+    /// database). Does nothing when no other process can write, and costs one read when none
+    /// did; otherwise waits for the writer's next turn (a batch's worth of time).
+    ///
+    /// # Errors
+    /// Storage errors; [`Error::Stopped`] after a failure.
+    pub fn sync(&self) -> Result<(), Error> {
+        if !self.shared.log.is_behind()? {
+            return Ok(());
+        }
+        match self.submit(None, writer::Work::Sync)? {
+            writer::Answer::Synced => Ok(()),
+            _ => Err(Error::Corrupt("another answer to a sync".into())),
+        }
+    }
+
     fn submit(&self, by: Option<&Id>, work: writer::Work) -> Result<writer::Answer, Error> {
-        if work.len() == 0 || work.len() > CALL_COMMANDS_MAX {
+        let is_sync = matches!(work, writer::Work::Sync);
+        if !is_sync && (work.len() == 0 || work.len() > CALL_COMMANDS_MAX) {
             return Err(Error::BadCall(work.len()));
         }
         let work = match work {
             writer::Work::Each(commands) => writer::Work::Each(self.prepare_all(commands)?),
             writer::Work::Linked(commands) => writer::Work::Linked(self.prepare_all(commands)?),
-            writer::Work::RotateKey => writer::Work::RotateKey,
+            other @ (writer::Work::RotateKey | writer::Work::Sync) => other,
         };
         let (reply, answer) = mpsc::sync_channel(1);
         {

@@ -34,6 +34,8 @@ pub(crate) enum Work {
     Linked(Vec<Command>),
     /// Rotate the log's signing key (an entry of the log's own, committed on its own).
     RotateKey,
+    /// Nothing to decide: answered once a turn has brought other processes' entries.
+    Sync,
 }
 
 impl Work {
@@ -41,6 +43,7 @@ impl Work {
         match self {
             Self::Each(commands) | Self::Linked(commands) => commands.len(),
             Self::RotateKey => 1,
+            Self::Sync => 0,
         }
     }
 }
@@ -49,6 +52,7 @@ impl Work {
 enum Decided {
     Each(Vec<Result<std::ops::Range<usize>, Rejection>>),
     Linked(Result<std::ops::Range<usize>, GroupRejection>),
+    Synced,
 }
 
 pub(crate) type Reply = Result<Answer, Error>;
@@ -58,6 +62,7 @@ pub(crate) enum Answer {
     Each(Vec<Result<Applied, Rejection>>),
     Linked(Result<Applied, GroupRejection>),
     Rotated(Box<sanad_tlog::NoteVerifier>),
+    Synced,
 }
 
 pub(crate) struct Job {
@@ -199,6 +204,7 @@ fn commit(shared: &Shared, mut jobs: Vec<Job>) -> Result<(), Error> {
                     start..events.len()
                 }))
             }
+            Work::Sync => Decided::Synced,
             Work::RotateKey => unreachable!("a key rotation is committed on its own"),
         });
     }
@@ -257,6 +263,7 @@ fn commit(shared: &Shared, mut jobs: Vec<Job>) -> Result<(), Error> {
                     applied(range, &|| commands.iter().find_map(|c| view.state.answer_index(c)))
                 }))
             }
+            (Decided::Synced, Work::Sync) => Answer::Synced,
             _ => unreachable!("a job is answered as the kind of work it brought"),
         };
         // A caller that gave up waiting is not an error: its work is durable.

@@ -95,11 +95,30 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
                 ([(header::CONTENT_TYPE, "application/json")], document.to_string())
             }),
         )
+        .route_layer(axum::middleware::from_fn_with_state(Arc::clone(&state), catch_up))
         .route_layer(axum::middleware::from_fn_with_state(
             Arc::clone(&state.metrics),
             crate::metrics::track,
         ))
         .with_state(state)
+}
+
+/// On a database other servers write too, brings this one's ledger up to what they committed
+/// before the request arrived, so that it reads and decides on that: a client may send its
+/// next request to any server behind the load balancer. One read when nothing is new; nothing
+/// on an embedded store.
+async fn catch_up(
+    State(state): Shared,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if state.agency.ledger().log().is_shared() {
+        let agency = Arc::clone(&state.agency);
+        if let Err(problem) = blocking(move || Ok(agency.ledger().sync()?)).await {
+            return problem.into_response();
+        }
+    }
+    next.run(request).await
 }
 
 #[derive(OpenApi)]

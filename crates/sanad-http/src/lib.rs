@@ -95,8 +95,10 @@ pub fn serve(
 ) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data)
         .with_context(|| format!("creating {}", config.data.display()))?;
+    // A folder with only the log's key joins a log another process keeps on PostgreSQL.
     let holds_ledger = config.data.join(sanad_engine::SNAPSHOT_FILE).exists()
-        || config.data.join(sanad_engine::registry::AGENCY_KEY_FILE).exists();
+        || config.data.join(sanad_engine::registry::AGENCY_KEY_FILE).exists()
+        || config.data.join(sanad_log::KEY_FILE).exists();
     let metrics = Arc::new(metrics::Metrics::new());
     let log_backend = match &config.database_url {
         Some(url) => {

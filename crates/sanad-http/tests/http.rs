@@ -26,7 +26,11 @@ impl Server {
 
     /// A server on a fresh folder, with its log on PostgreSQL at `database` if given.
     fn start_on(database: Option<&str>) -> Self {
-        let dir = tempfile::tempdir().unwrap();
+        Self::start_in(tempfile::tempdir().unwrap(), database)
+    }
+
+    /// A server on `dir/data` (fresh, or holding what a test put there).
+    fn start_in(dir: tempfile::TempDir, database: Option<&str>) -> Self {
         let mut command = Command::new(env!("CARGO_BIN_EXE_sanad-http"));
         if let Some(url) = database {
             command.args(["--database-url", url]);
@@ -499,6 +503,68 @@ fn a_whole_programme_on_postgresql_audited_live_and_from_an_export() {
     let postgres = sanad_postgres::testing::TestServer::for_test();
     let url = postgres.database("http").unwrap();
     whole_programme(Some(&url));
+}
+
+/// Two servers on one database, as an agency runs them behind a load balancer: the second
+/// joins with a copy of the first's log key. A transfer made at one from a programme made at
+/// the other is decided on the whole log, its retry at the other is answered, not applied
+/// again, and both show the same balance and sign the same checkpoint.
+#[test]
+fn two_servers_on_one_postgresql_database_keep_one_ledger() {
+    let postgres = sanad_postgres::testing::TestServer::for_test();
+    let url = postgres.database("two_servers").unwrap();
+    let a = Server::start_on(Some(&url));
+    let joining = tempfile::tempdir().unwrap();
+    std::fs::create_dir(joining.path().join("data")).unwrap();
+    let key = |dir: &std::path::Path| dir.join("data").join(sanad_log::KEY_FILE);
+    std::fs::copy(key(a.dir.path()), key(joining.path())).unwrap();
+    let b = Server::start_in(joining, Some(&url));
+
+    let (status, cash) = a.json(
+        "POST",
+        "/v1/programmes",
+        &a.admin,
+        json!({"name": "Winter cash", "currency": "JOD", "budget": "1000", "kind": "cash"}),
+    );
+    assert_eq!(status, 201, "{cash}");
+    let programme = a.get(&format!("/v1/programmes/{}", cash["id"].as_str().unwrap()), &a.admin).1;
+    let funding = programme["funding"].as_str().unwrap().to_owned();
+    let (status, amal) = a.json(
+        "POST",
+        "/v1/beneficiaries",
+        &a.admin,
+        json!({"phone": "0791234567", "name": "Amal", "programme": cash["id"]}),
+    );
+    assert_eq!(status, 201, "{amal}");
+    let wallet = amal["wallet"].as_str().unwrap().to_owned();
+
+    let pay =
+        json!({"id": "t-1", "from": funding, "to": wallet, "amount": "25", "currency": "JOD"});
+    let (status, paid) = b.json("POST", "/v1/transfers", &b.admin, pay.clone());
+    assert_eq!(status, 201, "{paid}");
+    let (_, again) = a.json("POST", "/v1/transfers", &a.admin, pay);
+    assert_eq!((&again["log_index"], &again["replayed"]), (&paid["log_index"], &json!(true)));
+    let overdraw = json!({"id": "t-2", "from": wallet, "to": funding, "amount": "26",
+        "currency": "JOD", "programme": cash["id"]});
+    let (status, refused) = b.json("POST", "/v1/transfers", &b.admin, overdraw);
+    assert_eq!((status, &refused["code"]), (422, &json!("insufficient_funds")), "{refused}");
+
+    // Each request sees what any server committed before it: the same balance at once.
+    for server in [&a, &b] {
+        let balance = server.get(&format!("/v1/accounts/{wallet}/balance"), &server.admin).1;
+        assert_eq!(balance["available"], "25.000", "{balance}");
+    }
+    // Both sign the same tree with the same key: the same checkpoint, once each has signed.
+    let size = paid["log_index"].as_u64().unwrap() + 1;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let checkpoints = [&a, &b].map(|s| s.call("GET", "/log/checkpoint", None, None, None).2);
+        if checkpoints[0] == checkpoints[1] && checkpoints[0].contains(&format!("\n{size}\n")) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{checkpoints:?}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
 }
 
 fn whole_programme(database: Option<&str>) {

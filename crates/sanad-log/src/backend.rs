@@ -91,6 +91,16 @@ pub trait Backend: Send + Sync {
     /// Storage errors.
     fn stored_size(&self) -> Result<u64, Error>;
 
+    /// The number of entries committed, read without waiting for any writer (on a shared
+    /// store, to tell whether other processes appended since this one last looked). By
+    /// default, [`Backend::stored_size`].
+    ///
+    /// # Errors
+    /// Storage errors.
+    fn committed_size(&self) -> Result<u64, Error> {
+        self.stored_size()
+    }
+
     /// Calls `visit(index, entry)` for every entry in `[start, end)`, in order.
     ///
     /// # Errors

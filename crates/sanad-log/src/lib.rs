@@ -93,6 +93,11 @@ pub enum Error {
     /// `create` on a folder that already holds a log.
     #[error("{0} already holds a log")]
     AlreadyExists(PathBuf),
+    /// `create_on` a store that holds a log already (shared by another process, say).
+    #[error(
+        "the store holds the log {0} already: to run another process on it, copy {KEY_FILE} from the first one's folder and open it"
+    )]
+    StoreHoldsLog(String),
     /// The log's database is locked by another process.
     #[error("{0} is in use by another process")]
     InUse(PathBuf),
@@ -230,15 +235,18 @@ impl Log {
     /// `origin` in `dir`, which holds only the key.
     ///
     /// # Errors
-    /// [`Error::AlreadyExists`] when `dir` holds a key or the backend a log; I/O and storage
-    /// errors.
+    /// [`Error::AlreadyExists`] when `dir` holds a key; [`Error::StoreHoldsLog`] when the
+    /// backend holds a log; I/O and storage errors.
     pub fn create_on(dir: &Path, origin: &str, backend: Arc<dyn Backend>) -> Result<Self, Error> {
         sanad_tlog::note::check_key_name(origin)?;
         std::fs::create_dir_all(dir)
             .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
         let key_path = dir.join(KEY_FILE);
-        if key_path.exists() || backend.origin()?.is_some() {
+        if key_path.exists() {
             return Err(Error::AlreadyExists(dir.to_owned()));
+        }
+        if let Some(existing) = backend.origin()? {
+            return Err(Error::StoreHoldsLog(existing));
         }
         let signer = keys::generate_key_file(&key_path, origin)?;
         let store = Store::new(backend);
@@ -617,6 +625,18 @@ impl Log {
     /// this log sees their entries only at the start of a turn.
     pub fn is_shared(&self) -> bool {
         self.shared.store.is_shared()
+    }
+
+    /// Whether other processes appended entries this log has not seen yet (never, on a store
+    /// that is not shared). Cheap: one read, no turn.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub fn is_behind(&self) -> Result<bool, Error> {
+        if !self.is_shared() {
+            return Ok(false);
+        }
+        Ok(self.shared.store.committed_size()? > self.size())
     }
 }
 

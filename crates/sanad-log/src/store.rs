@@ -54,6 +54,11 @@ impl Store {
         self.backend.begin_turn()
     }
 
+    /// The number of entries committed, without waiting (see [`Backend::committed_size`]).
+    pub(crate) fn committed_size(&self) -> Result<u64, Error> {
+        self.backend.committed_size()
+    }
+
     /// Ends a turn that appended nothing.
     pub(crate) fn end_turn(&self) -> Result<(), Error> {
         self.backend.end_turn()

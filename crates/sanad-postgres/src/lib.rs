@@ -299,6 +299,12 @@ impl Backend for PgBackend {
         row.map_or(Ok(0), |row| to_u64(row.get(0)))
     }
 
+    fn committed_size(&self) -> Result<u64, Error> {
+        let row =
+            self.reads().query_opt("SELECT size FROM sanad_log_head", &[]).map_err(storage)?;
+        row.map_or(Ok(0), |row| to_u64(row.get(0)))
+    }
+
     /// Begins a transaction and locks the head row in it: another process's turn ends first
     /// (and a killed writer's commit in flight lands or is rolled back first).
     fn begin_turn(&self) -> Result<u64, Error> {
