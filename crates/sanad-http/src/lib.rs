@@ -118,9 +118,10 @@ pub fn serve(
             .with_context(|| format!("creating a ledger in {}", config.data.display()))?
     };
     let agency = Arc::new(agency);
-    let store = store::Store::open(&config.data)?;
+    let store = store::Store::open(&config.data, config.database_url.as_deref())
+        .context("opening the binding's store")?;
     let mut admin_token_file = None;
-    if !store.has_tokens() {
+    if !store.has_tokens()? {
         // The first admin is granted by the store's holder (this process, at first start).
         let principal = store::Store::new_principal();
         agency.grant_access(&principal, store::Role::Admin, None)?;
@@ -158,7 +159,9 @@ pub fn serve(
         public_url,
         metrics,
     });
-    let router = app::router(state)
+    // Kept here so that the state is dropped after the runtime, not on one of its threads: the
+    // blocking PostgreSQL client's runtime may not be dropped inside another.
+    let router = app::router(Arc::clone(&state))
         // 8,190 transfers of about 200 bytes each fit; nothing larger is read.
         .layer(tower_http::limit::RequestBodyLimitLayer::new(4 << 20))
         .layer(axum::extract::DefaultBodyLimit::max(4 << 20))
@@ -172,10 +175,13 @@ pub fn serve(
         created: !holds_ledger,
         admin_token_file,
     });
-    runtime.block_on(async {
+    let served = runtime.block_on(async {
         axum::serve(listener, router).with_graceful_shutdown(shutdown).await?;
         anyhow::Ok(())
-    })?;
+    });
+    drop(runtime);
+    drop(state);
+    served?;
     // Requests are done: the writer finishes its batch, and a snapshot is written.
     agency.close()?;
     Ok(())

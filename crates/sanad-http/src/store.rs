@@ -1,5 +1,7 @@
-//! What the binding keeps of its own, in `<data>/http.sled`: API tokens (hashed, with their
-//! role) and the answers to writes by `Idempotency-Key`.
+//! What the binding keeps of its own: API tokens (hashed, with their role), the answers to
+//! writes by `Idempotency-Key`, vendors' display names and disbursement reports. In
+//! `<data>/http.sled`, or, when the log is on PostgreSQL, in the database (`sanad_kv`), so
+//! that every server on it knows every token and answers a retry sent to any of them.
 
 use std::path::Path;
 
@@ -35,16 +37,99 @@ struct Stored {
     body: Vec<u8>,
 }
 
+/// The store's key spaces.
+#[derive(Clone, Copy)]
+enum Space {
+    /// A token's SHA-256 → its record.
+    Tokens,
+    /// Principal (the token's public id) → the token's hash.
+    Principals,
+    /// Scope and Idempotency-Key, hashed → the stored answer.
+    Answers,
+    /// Vendor id → display name (a shop's name; not in the log).
+    Vendors,
+    /// Disbursement run → its latest report.
+    Reports,
+}
+
+impl Space {
+    const ALL: [Self; 5] =
+        [Self::Tokens, Self::Principals, Self::Answers, Self::Vendors, Self::Reports];
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::Tokens => "tokens",
+            Self::Principals => "principals",
+            Self::Answers => "answers",
+            Self::Vendors => "vendors",
+            Self::Reports => "reports",
+        }
+    }
+
+    /// The space's name in the database's shared table.
+    fn shared_name(self) -> String {
+        format!("http.{}", self.name())
+    }
+}
+
+/// Where the spaces are kept. Every write is durable when it returns.
+enum Spaces {
+    /// `<data>/http.sled`, a tree per space (in [`Space::ALL`]'s order).
+    Sled { db: sled::Db, trees: Vec<sled::Tree> },
+    /// The database's `sanad_kv`, shared by every server on it.
+    Postgres(Box<sanad_postgres::PgKv>),
+}
+
+impl Spaces {
+    fn get(&self, space: Space, key: &[u8]) -> anyhow::Result<Option<Vec<u8>>> {
+        Ok(match self {
+            Self::Sled { trees, .. } => trees[space as usize].get(key)?.map(|v| v.to_vec()),
+            Self::Postgres(kv) => on_database(|| kv.get(&space.shared_name(), key))?,
+        })
+    }
+
+    fn insert(&self, space: Space, key: &[u8], value: &[u8]) -> anyhow::Result<()> {
+        match self {
+            Self::Sled { db, trees } => {
+                trees[space as usize].insert(key, value)?;
+                db.flush()?;
+            }
+            Self::Postgres(kv) => on_database(|| kv.insert(&space.shared_name(), key, value))?,
+        }
+        Ok(())
+    }
+
+    fn remove(&self, space: Space, key: &[u8]) -> anyhow::Result<Option<Vec<u8>>> {
+        Ok(match self {
+            Self::Sled { db, trees } => {
+                let removed = trees[space as usize].remove(key)?.map(|v| v.to_vec());
+                db.flush()?;
+                removed
+            }
+            Self::Postgres(kv) => on_database(|| kv.remove(&space.shared_name(), key))?,
+        })
+    }
+
+    fn is_empty(&self, space: Space) -> anyhow::Result<bool> {
+        Ok(match self {
+            Self::Sled { trees, .. } => trees[space as usize].is_empty(),
+            Self::Postgres(kv) => on_database(|| kv.is_empty(&space.shared_name()))?,
+        })
+    }
+}
+
+/// Runs a call of the blocking PostgreSQL client from the handlers' async threads: the client
+/// drives a runtime of its own, which may not start on a runtime's worker unless the worker is
+/// handed over to blocking work first. Outside a runtime (at start-up), just runs it.
+fn on_database<T>(call: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(_) => tokio::task::block_in_place(call),
+        Err(_) => call(),
+    }
+}
+
 pub(crate) struct Store {
-    tokens: sled::Tree,
-    // Principal (the token's public id) → the token's hash.
-    principals: sled::Tree,
-    answers: sled::Tree,
-    // Vendor id → display name (a shop's name; not in the log).
-    vendors: sled::Tree,
-    // Disbursement run → its latest report.
-    reports: sled::Tree,
-    db: sled::Db,
+    spaces: Spaces,
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -56,16 +141,16 @@ fn hash_token(token: &str) -> Vec<u8> {
 }
 
 impl Store {
-    pub(crate) fn open(dir: &Path) -> anyhow::Result<Self> {
+    /// The store in `dir`, or on the database at `database_url` when given.
+    pub(crate) fn open(dir: &Path, database_url: Option<&str>) -> anyhow::Result<Self> {
+        if let Some(url) = database_url {
+            let kv = sanad_postgres::PgKv::connect(url)?;
+            return Ok(Self { spaces: Spaces::Postgres(Box::new(kv)) });
+        }
         let db = sled::Config::new().path(dir.join("http.sled")).cache_capacity(8 << 20).open()?;
-        Ok(Self {
-            tokens: db.open_tree("tokens")?,
-            principals: db.open_tree("principals")?,
-            answers: db.open_tree("answers")?,
-            vendors: db.open_tree("vendors")?,
-            reports: db.open_tree("reports")?,
-            db,
-        })
+        let trees =
+            Space::ALL.iter().map(|space| db.open_tree(space.name())).collect::<Result<_, _>>()?;
+        Ok(Self { spaces: Spaces::Sled { db, trees } })
     }
 
     /// A new token's public id (`tok-` and 16 hex digits), the principal it is granted as.
@@ -85,28 +170,26 @@ impl Store {
             base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secret.as_ref())
         );
         let hash = hash_token(&token);
-        self.tokens.insert(&hash, serde_json::to_vec(record)?)?;
-        self.principals.insert(record.principal.as_bytes(), hash)?;
-        self.db.flush()?;
+        self.spaces.insert(Space::Tokens, &hash, &serde_json::to_vec(record)?)?;
+        self.spaces.insert(Space::Principals, record.principal.as_bytes(), &hash)?;
         Ok(token)
     }
 
     /// Forgets a revoked principal's token: it authenticates no more.
     pub(crate) fn forget_token(&self, principal: &sanad_money::Id) -> anyhow::Result<()> {
-        if let Some(hash) = self.principals.remove(principal.as_str())? {
-            self.tokens.remove(hash)?;
+        if let Some(hash) = self.spaces.remove(Space::Principals, principal.as_str().as_bytes())? {
+            self.spaces.remove(Space::Tokens, &hash)?;
         }
-        self.db.flush()?;
         Ok(())
     }
 
-    pub(crate) fn has_tokens(&self) -> bool {
-        !self.tokens.is_empty()
+    pub(crate) fn has_tokens(&self) -> anyhow::Result<bool> {
+        Ok(!self.spaces.is_empty(Space::Tokens)?)
     }
 
     /// The record of a presented bearer token. Looked up by its hash: nothing to compare.
     pub(crate) fn token(&self, token: &str) -> Option<TokenRecord> {
-        let stored = self.tokens.get(hash_token(token)).ok()??;
+        let stored = self.spaces.get(Space::Tokens, &hash_token(token)).ok()??;
         serde_json::from_slice(&stored).ok()
     }
 
@@ -115,26 +198,22 @@ impl Store {
         vendor: &sanad_money::Id,
         name: &str,
     ) -> anyhow::Result<()> {
-        self.vendors.insert(vendor.as_str(), name.as_bytes())?;
-        self.db.flush()?;
-        Ok(())
+        self.spaces.insert(Space::Vendors, vendor.as_str().as_bytes(), name.as_bytes())
     }
 
     pub(crate) fn vendor_name(&self, vendor: &sanad_money::Id) -> Option<String> {
-        let stored = self.vendors.get(vendor.as_str()).ok()??;
+        let stored = self.spaces.get(Space::Vendors, vendor.as_str().as_bytes()).ok()??;
         Some(String::from_utf8_lossy(&stored).into_owned())
     }
 
     pub(crate) fn remember_report(&self, run: &str, report: &str) -> anyhow::Result<()> {
-        self.reports.insert(run, report.as_bytes())?;
-        self.db.flush()?;
-        Ok(())
+        self.spaces.insert(Space::Reports, run.as_bytes(), report.as_bytes())
     }
 
     /// A disbursement run's latest report, as JSON.
     pub(crate) fn report(&self, run: &str) -> Option<String> {
-        let stored = self.reports.get(run).ok()??;
-        String::from_utf8(stored.to_vec()).ok()
+        let stored = self.spaces.get(Space::Reports, run.as_bytes()).ok()??;
+        String::from_utf8(stored).ok()
     }
 
     /// A stored answer for `key` (scoped to the token), or a conflict when the key was used
@@ -145,7 +224,8 @@ impl Store {
         key: &str,
         body: &[u8],
     ) -> Result<Option<(StatusCode, String, Vec<u8>)>, Problem> {
-        let stored = self.answers.get(Self::key(scope, key)).map_err(Problem::internal)?;
+        let stored =
+            self.spaces.get(Space::Answers, &Self::key(scope, key)).map_err(Problem::internal)?;
         let Some(stored) = stored else { return Ok(None) };
         let stored: Stored = serde_json::from_slice(&stored).map_err(Problem::internal)?;
         if stored.body_hash != hex(&Sha256::digest(body)) {
@@ -175,9 +255,9 @@ impl Store {
             body: answer.to_vec(),
         };
         let bytes = serde_json::to_vec(&stored).map_err(Problem::internal)?;
-        self.answers.insert(Self::key(scope, key), bytes).map_err(Problem::internal)?;
-        self.db.flush().map_err(Problem::internal)?;
-        Ok(())
+        self.spaces
+            .insert(Space::Answers, &Self::key(scope, key), &bytes)
+            .map_err(Problem::internal)
     }
 
     fn key(scope: &str, key: &str) -> Vec<u8> {

@@ -25,6 +25,7 @@ pub mod testing;
 const MIGRATIONS: &[(i32, &str, &str)] = &[
     (1, "log", include_str!("../migrations/0001_log.sql")),
     (2, "checkpoint_size", include_str!("../migrations/0002_checkpoint_size.sql")),
+    (3, "kv", include_str!("../migrations/0003_kv.sql")),
 ];
 
 /// Serialises migrators across processes (an arbitrary, fixed key).
@@ -107,19 +108,8 @@ impl PgBackend {
     /// `sslmode=verify-ca` and `verify-full` mean `require` here, which verifies both;
     /// `sslmode=disable` connects without TLS.
     pub fn connect(url: &str) -> Result<Self, Error> {
-        let (url, ca) = libpq_tls_options(url);
-        let tls = tls(ca.as_deref())?;
-        let connect = || postgres::Client::connect(&url, tls.clone()).map_err(storage);
-        let mut client = connect()?;
-        migrate(&mut client).map_err(storage)?;
-        let synchronous: String =
-            client.query_one("SHOW synchronous_commit", &[]).map_err(storage)?.get(0);
-        if synchronous == "off" {
-            return Err(Error::storage(std::io::Error::other(
-                "synchronous_commit is off: an acknowledged append could be lost; turn it on",
-            )));
-        }
-        let reads = connect()?;
+        let client = connect(url)?;
+        let reads = connect(url)?;
         Ok(Self { writes: Mutex::new(Writes { client, turn: None }), reads: Mutex::new(reads) })
     }
 
@@ -181,6 +171,103 @@ impl Writes {
         }
         self.turn = None;
         result
+    }
+}
+
+/// A connection to `url` (TLS as [`PgBackend::connect`] says), with the migrations applied
+/// and commits checked to be synchronous.
+fn connect(url: &str) -> Result<postgres::Client, Error> {
+    let (url, ca) = libpq_tls_options(url);
+    let mut client = postgres::Client::connect(&url, tls(ca.as_deref())?).map_err(storage)?;
+    migrate(&mut client).map_err(storage)?;
+    let synchronous: String =
+        client.query_one("SHOW synchronous_commit", &[]).map_err(storage)?.get(0);
+    if synchronous == "off" {
+        return Err(Error::storage(std::io::Error::other(
+            "synchronous_commit is off: an acknowledged write could be lost; turn it on",
+        )));
+    }
+    Ok(client)
+}
+
+/// A small key-value store on the database, in named key spaces (`sanad_kv`), for what the
+/// bindings keep beside the ledger and several servers must share: API tokens, answers by
+/// `Idempotency-Key`. Each write is its own transaction, durable when it returns.
+pub struct PgKv {
+    client: Mutex<postgres::Client>,
+}
+
+impl std::fmt::Debug for PgKv {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PgKv")
+    }
+}
+
+impl PgKv {
+    /// Connects as [`PgBackend::connect`] does.
+    ///
+    /// # Errors
+    /// As [`PgBackend::connect`].
+    pub fn connect(url: &str) -> Result<Self, Error> {
+        Ok(Self { client: Mutex::new(connect(url)?) })
+    }
+
+    fn client(&self) -> MutexGuard<'_, postgres::Client> {
+        self.client.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The value under `key` in `space`.
+    ///
+    /// # Errors
+    /// The database's error.
+    pub fn get(&self, space: &str, key: &[u8]) -> Result<Option<Vec<u8>>, Error> {
+        let row = self
+            .client()
+            .query_opt("SELECT value FROM sanad_kv WHERE space = $1 AND key = $2", &[&space, &key])
+            .map_err(storage)?;
+        Ok(row.map(|row| row.get(0)))
+    }
+
+    /// Sets `key` in `space` to `value`.
+    ///
+    /// # Errors
+    /// The database's error.
+    pub fn insert(&self, space: &str, key: &[u8], value: &[u8]) -> Result<(), Error> {
+        self.client()
+            .execute(
+                "INSERT INTO sanad_kv (space, key, value) VALUES ($1, $2, $3)
+                 ON CONFLICT (space, key) DO UPDATE SET value = excluded.value",
+                &[&space, &key, &value],
+            )
+            .map_err(storage)?;
+        Ok(())
+    }
+
+    /// Removes `key` from `space`; returns what it held.
+    ///
+    /// # Errors
+    /// The database's error.
+    pub fn remove(&self, space: &str, key: &[u8]) -> Result<Option<Vec<u8>>, Error> {
+        let row = self
+            .client()
+            .query_opt(
+                "DELETE FROM sanad_kv WHERE space = $1 AND key = $2 RETURNING value",
+                &[&space, &key],
+            )
+            .map_err(storage)?;
+        Ok(row.map(|row| row.get(0)))
+    }
+
+    /// Whether `space` holds nothing.
+    ///
+    /// # Errors
+    /// The database's error.
+    pub fn is_empty(&self, space: &str) -> Result<bool, Error> {
+        let row = self
+            .client()
+            .query_opt("SELECT 1 FROM sanad_kv WHERE space = $1 LIMIT 1", &[&space])
+            .map_err(storage)?;
+        Ok(row.is_none())
     }
 }
 

@@ -166,11 +166,11 @@ fn migrations_apply_once_and_are_recorded() {
     let server = server();
     let url = server.database("migrations").unwrap();
     let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
-    assert_eq!(sanad_postgres::migrate(&mut client).unwrap(), vec![1, 2]);
+    assert_eq!(sanad_postgres::migrate(&mut client).unwrap(), vec![1, 2, 3]);
     assert!(sanad_postgres::migrate(&mut client).unwrap().is_empty(), "already applied");
     let recorded: i64 =
         client.query_one("SELECT count(*) FROM sanad_schema_migrations", &[]).unwrap().get(0);
-    assert_eq!(recorded, 2);
+    assert_eq!(recorded, 3);
     // A backend on an empty, migrated database holds no log yet, and opening one says so.
     assert_eq!(PgBackend::connect(&url).unwrap().origin().unwrap(), None);
     let keys = tempfile::tempdir().unwrap();
