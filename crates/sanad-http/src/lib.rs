@@ -135,12 +135,17 @@ pub fn serve(
         write_private(&path, &format!("{token}\n"))?;
         admin_token_file = Some(path);
     }
-    let channel = sanad_sms::Channel::open(
+    // With the log on PostgreSQL, the SMS answers are there too, for every server to see.
+    let sms_answers: Box<dyn sanad_sms::AnswerStore> = match config.database_url.as_deref() {
+        Some(url) => Box::new(store::SharedSmsAnswers::connect(url)?),
+        None => Box::new(sanad_sms::SledAnswers::open(&config.data)?),
+    };
+    let channel = sanad_sms::Channel::with_answers(
         Arc::clone(&agency),
-        &config.data,
+        sms_answers,
         sanad_sms::replies::Replies::embedded()?,
         sanad_sms::ChannelOptions::default(),
-    )?;
+    );
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let listener = runtime
         .block_on(tokio::net::TcpListener::bind(config.listen))

@@ -268,3 +268,32 @@ impl Store {
         hash.finalize().to_vec()
     }
 }
+
+/// The SMS channel's answers by gateway message id, on the database beside the log, so that a
+/// gateway's retry is answered by whichever server receives it.
+pub(crate) struct SharedSmsAnswers(sanad_postgres::PgKv);
+
+const SMS_ANSWERS: &str = "sms.answers";
+
+impl SharedSmsAnswers {
+    pub(crate) fn connect(url: &str) -> anyhow::Result<Self> {
+        Ok(Self(sanad_postgres::PgKv::connect(url)?))
+    }
+}
+
+fn sms_storage(error: sanad_log::Error) -> sanad_sms::Error {
+    sanad_sms::Error::Storage(std::sync::Arc::new(error))
+}
+
+impl sanad_sms::AnswerStore for SharedSmsAnswers {
+    fn answer(&self, key: &str) -> Result<Option<String>, sanad_sms::Error> {
+        let stored =
+            on_database(|| self.0.get(SMS_ANSWERS, key.as_bytes())).map_err(sms_storage)?;
+        Ok(stored.map(|bytes| String::from_utf8_lossy(&bytes).into_owned()))
+    }
+
+    fn remember(&self, key: &str, reply: &str) -> Result<(), sanad_sms::Error> {
+        on_database(|| self.0.insert(SMS_ANSWERS, key.as_bytes(), reply.as_bytes()))
+            .map_err(sms_storage)
+    }
+}

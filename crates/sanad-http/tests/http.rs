@@ -513,7 +513,8 @@ fn a_whole_programme_on_postgresql_audited_live_and_from_an_export() {
 }
 
 /// Two servers on one database, as an agency runs them behind a load balancer: the second
-/// joins with a copy of the first's log key. Tokens and answers by Idempotency-Key are shared;
+/// joins with a copy of the first's log key. Tokens, answers by Idempotency-Key and answers to
+/// gateways' deliveries are shared;
 /// a transfer made at one from a programme made at the other is decided on the whole log, its
 /// retry at the other is answered, not applied again, and both show the same balance and
 /// sign the same checkpoint.
@@ -545,7 +546,7 @@ fn two_servers_on_one_postgresql_database_keep_one_ledger() {
         "POST",
         "/v1/beneficiaries",
         &a.admin,
-        json!({"phone": "0791234567", "name": "Amal", "programme": cash["id"]}),
+        json!({"phone": "0791234567", "name": "Amal", "pin": "4821", "programme": cash["id"]}),
     );
     assert_eq!(status, 201, "{amal}");
     let wallet = amal["wallet"].as_str().unwrap().to_owned();
@@ -560,6 +561,12 @@ fn two_servers_on_one_postgresql_database_keep_one_ledger() {
         "currency": "JOD", "programme": cash["id"]});
     let (status, refused) = b.json("POST", "/v1/transfers", &b.admin, overdraw);
     assert_eq!((status, &refused["code"]), (422, &json!("insufficient_funds")), "{refused}");
+
+    // A gateway's delivery at one and its retry at the other: answered, not acted on twice.
+    let asked = a.sms("m-1", "+962791234567", "BAL 4821");
+    let retried = b.sms("m-1", "+962791234567", "BAL 4821");
+    assert_eq!((&retried["reply"], &retried["replayed"]), (&asked["reply"], &json!(true)));
+    assert!(asked["reply"].as_str().unwrap().contains("25"), "{asked}");
 
     // Each request sees what any server committed before it: the same balance at once.
     for server in [&a, &b] {

@@ -110,12 +110,65 @@ struct PhoneLimits {
     locked_until_ms: u64,
 }
 
+/// Where a channel keeps its replies by gateway message id, so that a gateway's retry of a
+/// delivery is answered, not acted on again: in the data folder ([`SledAnswers`]), or where
+/// every server that takes deliveries can see them (the HTTP binding keeps them in PostgreSQL
+/// beside the log).
+pub trait AnswerStore: Send + Sync {
+    /// The reply stored for `key`.
+    ///
+    /// # Errors
+    /// [`Error::Storage`].
+    fn answer(&self, key: &str) -> Result<Option<String>, Error>;
+
+    /// Stores `reply` for `key`, durably before it returns.
+    ///
+    /// # Errors
+    /// [`Error::Storage`].
+    fn remember(&self, key: &str, reply: &str) -> Result<(), Error>;
+}
+
+/// Answers in `<data>/sms.sled`.
+pub struct SledAnswers {
+    answers: sled::Tree,
+    db: sled::Db,
+}
+
+fn storage(error: sled::Error) -> Error {
+    Error::Storage(Arc::new(error))
+}
+
+impl SledAnswers {
+    /// Opens the store in `dir` (the data folder).
+    ///
+    /// # Errors
+    /// [`Error::Storage`].
+    pub fn open(dir: &Path) -> Result<Self, Error> {
+        let path = dir.join(ANSWERS_DIR);
+        let db = sled::Config::new().path(&path).cache_capacity(8 << 20).open().map_err(storage)?;
+        let answers = db.open_tree("answers").map_err(storage)?;
+        Ok(Self { answers, db })
+    }
+}
+
+impl AnswerStore for SledAnswers {
+    fn answer(&self, key: &str) -> Result<Option<String>, Error> {
+        let stored = self.answers.get(key).map_err(storage)?;
+        Ok(stored.map(|bytes| String::from_utf8_lossy(&bytes).into_owned()))
+    }
+
+    fn remember(&self, key: &str, reply: &str) -> Result<(), Error> {
+        self.answers.insert(key, reply.as_bytes()).map_err(storage)?;
+        self.db.flush().map_err(storage)?;
+        Ok(())
+    }
+}
+
 /// The SMS channel over an agency.
 pub struct Channel {
     agency: Arc<Agency>,
     replies: Replies,
-    answers: sled::Tree,
-    db: sled::Db,
+    answers: Box<dyn AnswerStore>,
     options: ChannelOptions,
     limits: Mutex<HashMap<String, PhoneLimits>>,
     // USSD sessions: id → when they started (AT times sessions out too; this is ours).
@@ -186,23 +239,26 @@ impl Channel {
         replies: Replies,
         options: ChannelOptions,
     ) -> Result<Self, Error> {
-        let path = dir.join(ANSWERS_DIR);
-        let db = sled::Config::new()
-            .path(&path)
-            .cache_capacity(8 << 20)
-            .open()
-            .map_err(|e| Error::Storage(Arc::new(e)))?;
-        let answers = db.open_tree("answers").map_err(|e| Error::Storage(Arc::new(e)))?;
-        Ok(Self {
+        let answers = Box::new(SledAnswers::open(dir)?);
+        Ok(Self::with_answers(agency, answers, replies, options))
+    }
+
+    /// Opens a channel over `agency` that keeps its answers in `answers`.
+    pub fn with_answers(
+        agency: Arc<Agency>,
+        answers: Box<dyn AnswerStore>,
+        replies: Replies,
+        options: ChannelOptions,
+    ) -> Self {
+        Self {
             agency,
             replies,
             answers,
-            db,
             options,
             limits: Mutex::new(HashMap::new()),
             sessions: Mutex::new(HashMap::new()),
             stripes: (0..64).map(|_| Mutex::new(())).collect(),
-        })
+        }
     }
 
     /// The replies in use.
@@ -237,13 +293,11 @@ impl Channel {
         let stripe =
             key.bytes().fold(0usize, |h, b| h.wrapping_mul(31).wrapping_add(usize::from(b)));
         let _serial = lock(&self.stripes[stripe % self.stripes.len()]);
-        if let Some(stored) = self.answers.get(key).map_err(|e| Error::Storage(Arc::new(e)))? {
-            let reply = String::from_utf8_lossy(&stored).into_owned();
+        if let Some(reply) = self.answers.answer(key)? {
             return Ok(Outcome { reply, notices: Vec::new(), replayed: true });
         }
         let (reply, notices) = work()?;
-        self.answers.insert(key, reply.as_bytes()).map_err(|e| Error::Storage(Arc::new(e)))?;
-        self.db.flush().map_err(|e| Error::Storage(Arc::new(e)))?;
+        self.answers.remember(key, &reply)?;
         Ok(Outcome { reply, notices, replayed: false })
     }
 

@@ -25,7 +25,7 @@ pub mod replies;
 pub mod ussd;
 
 #[cfg(feature = "channel")]
-pub use channel::{Channel, ChannelOptions, Notice, Outcome};
+pub use channel::{AnswerStore, Channel, ChannelOptions, Notice, Outcome, SledAnswers};
 #[cfg(feature = "channel")]
 pub use ussd::UssdAnswer;
 
@@ -39,7 +39,7 @@ pub enum Error {
     /// The channel's answer store failed.
     #[cfg(feature = "channel")]
     #[error("the SMS answer store failed")]
-    Storage(#[source] std::sync::Arc<sled::Error>),
+    Storage(#[source] std::sync::Arc<dyn std::error::Error + Send + Sync>),
     /// The ledger or the registry failed (not a refusal: those are replies).
     #[cfg(feature = "channel")]
     #[error(transparent)]
