@@ -100,13 +100,19 @@ pub fn serve(
         || config.data.join(sanad_engine::registry::AGENCY_KEY_FILE).exists()
         || config.data.join(sanad_log::KEY_FILE).exists();
     let metrics = Arc::new(metrics::Metrics::new());
-    let log_backend = match &config.database_url {
+    // With --database-url, the log and the small stores (tokens, answers) are in the database,
+    // which every server on it shares.
+    let (log_backend, shared) = match &config.database_url {
         Some(url) => {
-            let backend = sanad_postgres::PgBackend::connect(url)
-                .context("connecting to PostgreSQL (--database-url)")?;
-            Some(Arc::new(backend) as Arc<dyn sanad_log::Backend>)
+            let connecting = || "connecting to PostgreSQL (--database-url)";
+            let backend = sanad_postgres::PgBackend::connect(url).with_context(connecting)?;
+            let kv = sanad_postgres::PgKv::connect(url).with_context(connecting)?;
+            (
+                Some(Arc::new(backend) as Arc<dyn sanad_log::Backend>),
+                Some(Arc::new(kv) as Arc<dyn sanad_log::kv::KeyValue>),
+            )
         }
-        None => None,
+        None => (None, None),
     };
     let options =
         Options { on_commit: Some(metrics.commit_observer()), log_backend, ..Options::default() };
@@ -118,8 +124,8 @@ pub fn serve(
             .with_context(|| format!("creating a ledger in {}", config.data.display()))?
     };
     let agency = Arc::new(agency);
-    let store = store::Store::open(&config.data, config.database_url.as_deref())
-        .context("opening the binding's store")?;
+    let store =
+        store::Store::open(&config.data, shared.clone()).context("opening the binding's store")?;
     let mut admin_token_file = None;
     if !store.has_tokens()? {
         // The first admin is granted by the store's holder (this process, at first start).
@@ -136,8 +142,8 @@ pub fn serve(
         admin_token_file = Some(path);
     }
     // With the log on PostgreSQL, the SMS answers are there too, for every server to see.
-    let sms_answers: Box<dyn sanad_sms::AnswerStore> = match config.database_url.as_deref() {
-        Some(url) => Box::new(store::SharedSmsAnswers::connect(url)?),
+    let sms_answers: Box<dyn sanad_sms::AnswerStore> = match shared {
+        Some(kv) => Box::new(store::SharedSmsAnswers(kv)),
         None => Box::new(sanad_sms::SledAnswers::open(&config.data)?),
     };
     let channel = sanad_sms::Channel::with_answers(

@@ -4,6 +4,7 @@
 //! that every server on it knows every token and answers a retry sent to any of them.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use axum::http::StatusCode;
 use base64::Engine as _;
@@ -12,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
 pub(crate) use sanad_ledger::Role;
+use sanad_log::kv::{KeyValue, SledKv};
 
 use crate::problem::Problem;
 
@@ -53,9 +55,6 @@ enum Space {
 }
 
 impl Space {
-    const ALL: [Self; 5] =
-        [Self::Tokens, Self::Principals, Self::Answers, Self::Vendors, Self::Reports];
-
     fn name(self) -> &'static str {
         match self {
             Self::Tokens => "tokens",
@@ -65,57 +64,14 @@ impl Space {
             Self::Reports => "reports",
         }
     }
-
-    /// The space's name in the database's shared table.
-    fn shared_name(self) -> String {
-        format!("http.{}", self.name())
-    }
 }
 
-/// Where the spaces are kept. Every write is durable when it returns.
-enum Spaces {
-    /// `<data>/http.sled`, a tree per space (in [`Space::ALL`]'s order).
-    Sled { db: sled::Db, trees: Vec<sled::Tree> },
-    /// The database's `sanad_kv`, shared by every server on it.
-    Postgres(Box<sanad_postgres::PgKv>),
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-impl Spaces {
-    fn get(&self, space: Space, key: &[u8]) -> anyhow::Result<Option<Vec<u8>>> {
-        Ok(match self {
-            Self::Sled { trees, .. } => trees[space as usize].get(key)?.map(|v| v.to_vec()),
-            Self::Postgres(kv) => on_database(|| kv.get(&space.shared_name(), key))?,
-        })
-    }
-
-    fn insert(&self, space: Space, key: &[u8], value: &[u8]) -> anyhow::Result<()> {
-        match self {
-            Self::Sled { db, trees } => {
-                trees[space as usize].insert(key, value)?;
-                db.flush()?;
-            }
-            Self::Postgres(kv) => on_database(|| kv.insert(&space.shared_name(), key, value))?,
-        }
-        Ok(())
-    }
-
-    fn remove(&self, space: Space, key: &[u8]) -> anyhow::Result<Option<Vec<u8>>> {
-        Ok(match self {
-            Self::Sled { db, trees } => {
-                let removed = trees[space as usize].remove(key)?.map(|v| v.to_vec());
-                db.flush()?;
-                removed
-            }
-            Self::Postgres(kv) => on_database(|| kv.remove(&space.shared_name(), key))?,
-        })
-    }
-
-    fn is_empty(&self, space: Space) -> anyhow::Result<bool> {
-        Ok(match self {
-            Self::Sled { trees, .. } => trees[space as usize].is_empty(),
-            Self::Postgres(kv) => on_database(|| kv.is_empty(&space.shared_name()))?,
-        })
-    }
+fn hash_token(token: &str) -> Vec<u8> {
+    Sha256::digest(token.as_bytes()).to_vec()
 }
 
 /// Runs a call of the blocking PostgreSQL client from the handlers' async threads: the client
@@ -128,29 +84,47 @@ fn on_database<T>(call: impl FnOnce() -> T) -> T {
     }
 }
 
+/// The store: its spaces in `<data>/http.sled` (a tree each), or in the database's shared
+/// table under `http.` names. Every write is flushed before it is answered.
 pub(crate) struct Store {
-    spaces: Spaces,
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn hash_token(token: &str) -> Vec<u8> {
-    Sha256::digest(token.as_bytes()).to_vec()
+    kv: Arc<dyn KeyValue>,
+    /// `http.` on a shared store, where other users' spaces sit beside these.
+    prefix: &'static str,
 }
 
 impl Store {
-    /// The store in `dir`, or on the database at `database_url` when given.
-    pub(crate) fn open(dir: &Path, database_url: Option<&str>) -> anyhow::Result<Self> {
-        if let Some(url) = database_url {
-            let kv = sanad_postgres::PgKv::connect(url)?;
-            return Ok(Self { spaces: Spaces::Postgres(Box::new(kv)) });
-        }
-        let db = sled::Config::new().path(dir.join("http.sled")).cache_capacity(8 << 20).open()?;
-        let trees =
-            Space::ALL.iter().map(|space| db.open_tree(space.name())).collect::<Result<_, _>>()?;
-        Ok(Self { spaces: Spaces::Sled { db, trees } })
+    /// The store in `dir`, or on `shared` (the database) when given.
+    pub(crate) fn open(dir: &Path, shared: Option<Arc<dyn KeyValue>>) -> anyhow::Result<Self> {
+        Ok(match shared {
+            Some(kv) => Self { kv, prefix: "http." },
+            None => {
+                Self { kv: Arc::new(SledKv::open(&dir.join("http.sled"), 8 << 20)?), prefix: "" }
+            }
+        })
+    }
+
+    fn space(&self, space: Space) -> String {
+        format!("{}{}", self.prefix, space.name())
+    }
+
+    fn get(&self, space: Space, key: &[u8]) -> anyhow::Result<Option<Vec<u8>>> {
+        Ok(on_database(|| self.kv.get(&self.space(space), key))?)
+    }
+
+    fn insert(&self, space: Space, key: &[u8], value: &[u8]) -> anyhow::Result<()> {
+        on_database(|| {
+            self.kv.insert(&self.space(space), key, value)?;
+            self.kv.flush()
+        })?;
+        Ok(())
+    }
+
+    fn remove(&self, space: Space, key: &[u8]) -> anyhow::Result<Option<Vec<u8>>> {
+        Ok(on_database(|| {
+            let removed = self.kv.remove(&self.space(space), key)?;
+            self.kv.flush()?;
+            Ok::<_, sanad_log::Error>(removed)
+        })?)
     }
 
     /// A new token's public id (`tok-` and 16 hex digits), the principal it is granted as.
@@ -170,26 +144,27 @@ impl Store {
             base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secret.as_ref())
         );
         let hash = hash_token(&token);
-        self.spaces.insert(Space::Tokens, &hash, &serde_json::to_vec(record)?)?;
-        self.spaces.insert(Space::Principals, record.principal.as_bytes(), &hash)?;
+        self.insert(Space::Tokens, &hash, &serde_json::to_vec(record)?)?;
+        self.insert(Space::Principals, record.principal.as_bytes(), &hash)?;
         Ok(token)
     }
 
     /// Forgets a revoked principal's token: it authenticates no more.
     pub(crate) fn forget_token(&self, principal: &sanad_money::Id) -> anyhow::Result<()> {
-        if let Some(hash) = self.spaces.remove(Space::Principals, principal.as_str().as_bytes())? {
-            self.spaces.remove(Space::Tokens, &hash)?;
+        if let Some(hash) = self.remove(Space::Principals, principal.as_str().as_bytes())? {
+            self.remove(Space::Tokens, &hash)?;
         }
         Ok(())
     }
 
     pub(crate) fn has_tokens(&self) -> anyhow::Result<bool> {
-        Ok(!self.spaces.is_empty(Space::Tokens)?)
+        let tokens = self.space(Space::Tokens);
+        Ok(!on_database(|| self.kv.entries(&tokens))?.is_empty())
     }
 
     /// The record of a presented bearer token. Looked up by its hash: nothing to compare.
     pub(crate) fn token(&self, token: &str) -> Option<TokenRecord> {
-        let stored = self.spaces.get(Space::Tokens, &hash_token(token)).ok()??;
+        let stored = self.get(Space::Tokens, &hash_token(token)).ok()??;
         serde_json::from_slice(&stored).ok()
     }
 
@@ -198,21 +173,21 @@ impl Store {
         vendor: &sanad_money::Id,
         name: &str,
     ) -> anyhow::Result<()> {
-        self.spaces.insert(Space::Vendors, vendor.as_str().as_bytes(), name.as_bytes())
+        self.insert(Space::Vendors, vendor.as_str().as_bytes(), name.as_bytes())
     }
 
     pub(crate) fn vendor_name(&self, vendor: &sanad_money::Id) -> Option<String> {
-        let stored = self.spaces.get(Space::Vendors, vendor.as_str().as_bytes()).ok()??;
+        let stored = self.get(Space::Vendors, vendor.as_str().as_bytes()).ok()??;
         Some(String::from_utf8_lossy(&stored).into_owned())
     }
 
     pub(crate) fn remember_report(&self, run: &str, report: &str) -> anyhow::Result<()> {
-        self.spaces.insert(Space::Reports, run.as_bytes(), report.as_bytes())
+        self.insert(Space::Reports, run.as_bytes(), report.as_bytes())
     }
 
     /// A disbursement run's latest report, as JSON.
     pub(crate) fn report(&self, run: &str) -> Option<String> {
-        let stored = self.spaces.get(Space::Reports, run.as_bytes()).ok()??;
+        let stored = self.get(Space::Reports, run.as_bytes()).ok()??;
         String::from_utf8(stored).ok()
     }
 
@@ -224,8 +199,7 @@ impl Store {
         key: &str,
         body: &[u8],
     ) -> Result<Option<(StatusCode, String, Vec<u8>)>, Problem> {
-        let stored =
-            self.spaces.get(Space::Answers, &Self::key(scope, key)).map_err(Problem::internal)?;
+        let stored = self.get(Space::Answers, &Self::key(scope, key)).map_err(Problem::internal)?;
         let Some(stored) = stored else { return Ok(None) };
         let stored: Stored = serde_json::from_slice(&stored).map_err(Problem::internal)?;
         if stored.body_hash != hex(&Sha256::digest(body)) {
@@ -255,9 +229,7 @@ impl Store {
             body: answer.to_vec(),
         };
         let bytes = serde_json::to_vec(&stored).map_err(Problem::internal)?;
-        self.spaces
-            .insert(Space::Answers, &Self::key(scope, key), &bytes)
-            .map_err(Problem::internal)
+        self.insert(Space::Answers, &Self::key(scope, key), &bytes).map_err(Problem::internal)
     }
 
     fn key(scope: &str, key: &str) -> Vec<u8> {
@@ -271,18 +243,12 @@ impl Store {
 
 /// The SMS channel's answers by gateway message id, on the database beside the log, so that a
 /// gateway's retry is answered by whichever server receives it.
-pub(crate) struct SharedSmsAnswers(sanad_postgres::PgKv);
+pub(crate) struct SharedSmsAnswers(pub(crate) Arc<dyn KeyValue>);
 
 const SMS_ANSWERS: &str = "sms.answers";
 
-impl SharedSmsAnswers {
-    pub(crate) fn connect(url: &str) -> anyhow::Result<Self> {
-        Ok(Self(sanad_postgres::PgKv::connect(url)?))
-    }
-}
-
 fn sms_storage(error: sanad_log::Error) -> sanad_sms::Error {
-    sanad_sms::Error::Storage(std::sync::Arc::new(error))
+    sanad_sms::Error::Storage(Arc::new(error))
 }
 
 impl sanad_sms::AnswerStore for SharedSmsAnswers {
@@ -293,7 +259,10 @@ impl sanad_sms::AnswerStore for SharedSmsAnswers {
     }
 
     fn remember(&self, key: &str, reply: &str) -> Result<(), sanad_sms::Error> {
-        on_database(|| self.0.insert(SMS_ANSWERS, key.as_bytes(), reply.as_bytes()))
-            .map_err(sms_storage)
+        on_database(|| {
+            self.0.insert(SMS_ANSWERS, key.as_bytes(), reply.as_bytes())?;
+            self.0.flush()
+        })
+        .map_err(sms_storage)
     }
 }

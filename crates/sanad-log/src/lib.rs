@@ -31,6 +31,7 @@ mod export;
 mod group;
 mod integrate;
 pub mod keys;
+pub mod kv;
 pub mod limits;
 mod sled_backend;
 mod store;

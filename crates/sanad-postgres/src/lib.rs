@@ -16,6 +16,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
+use sanad_log::kv::KeyValue;
 use sanad_log::{Backend, Commit, EntryVisitor, Error};
 
 #[cfg(feature = "testing")]
@@ -215,12 +216,16 @@ impl PgKv {
     fn client(&self) -> MutexGuard<'_, postgres::Client> {
         self.client.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
+}
 
-    /// The value under `key` in `space`.
-    ///
-    /// # Errors
-    /// The database's error.
-    pub fn get(&self, space: &str, key: &[u8]) -> Result<Option<Vec<u8>>, Error> {
+/// Each write is a transaction of its own with synchronous commit: durable when it returns, so
+/// `flush` has nothing left to do.
+impl KeyValue for PgKv {
+    fn is_shared(&self) -> bool {
+        true
+    }
+
+    fn get(&self, space: &str, key: &[u8]) -> Result<Option<Vec<u8>>, Error> {
         let row = self
             .client()
             .query_opt("SELECT value FROM sanad_kv WHERE space = $1 AND key = $2", &[&space, &key])
@@ -228,11 +233,7 @@ impl PgKv {
         Ok(row.map(|row| row.get(0)))
     }
 
-    /// Sets `key` in `space` to `value`.
-    ///
-    /// # Errors
-    /// The database's error.
-    pub fn insert(&self, space: &str, key: &[u8], value: &[u8]) -> Result<(), Error> {
+    fn insert(&self, space: &str, key: &[u8], value: &[u8]) -> Result<(), Error> {
         self.client()
             .execute(
                 "INSERT INTO sanad_kv (space, key, value) VALUES ($1, $2, $3)
@@ -243,11 +244,7 @@ impl PgKv {
         Ok(())
     }
 
-    /// Removes `key` from `space`; returns what it held.
-    ///
-    /// # Errors
-    /// The database's error.
-    pub fn remove(&self, space: &str, key: &[u8]) -> Result<Option<Vec<u8>>, Error> {
+    fn remove(&self, space: &str, key: &[u8]) -> Result<Option<Vec<u8>>, Error> {
         let row = self
             .client()
             .query_opt(
@@ -258,16 +255,35 @@ impl PgKv {
         Ok(row.map(|row| row.get(0)))
     }
 
-    /// Whether `space` holds nothing.
-    ///
-    /// # Errors
-    /// The database's error.
-    pub fn is_empty(&self, space: &str) -> Result<bool, Error> {
-        let row = self
-            .client()
-            .query_opt("SELECT 1 FROM sanad_kv WHERE space = $1 LIMIT 1", &[&space])
+    fn claim(&self, space: &str, key: &[u8], value: &[u8]) -> Result<Option<Vec<u8>>, Error> {
+        let mut client = self.client();
+        let claimed = client
+            .query_opt(
+                "INSERT INTO sanad_kv (space, key, value) VALUES ($1, $2, $3)
+                 ON CONFLICT (space, key) DO NOTHING RETURNING 1",
+                &[&space, &key, &value],
+            )
             .map_err(storage)?;
-        Ok(row.is_none())
+        if claimed.is_some() {
+            return Ok(None);
+        }
+        let row = client
+            .query_opt("SELECT value FROM sanad_kv WHERE space = $1 AND key = $2", &[&space, &key])
+            .map_err(storage)?;
+        // Held a moment ago; if removed since, still not ours.
+        Ok(Some(row.map(|row| row.get(0)).unwrap_or_default()))
+    }
+
+    fn entries(&self, space: &str) -> Result<Vec<sanad_log::kv::Pair>, Error> {
+        let rows = self
+            .client()
+            .query("SELECT key, value FROM sanad_kv WHERE space = $1 ORDER BY key", &[&space])
+            .map_err(storage)?;
+        Ok(rows.into_iter().map(|row| (row.get(0), row.get(1))).collect())
+    }
+
+    fn flush(&self) -> Result<(), Error> {
+        Ok(())
     }
 }
 
