@@ -367,9 +367,21 @@ impl DataDir {
         Ok(Some(std::sync::Arc::new(backend)))
     }
 
-    /// The ledger's options: its log where the flags say.
+    /// The ledger's options: its log, and the registry's records, where the flags say.
     fn options(&self) -> anyhow::Result<sanad_engine::Options> {
-        Ok(sanad_engine::Options { log_backend: self.log_backend()?, ..Default::default() })
+        let shared_store = match &self.database_url {
+            Some(url) => {
+                let kv = sanad_postgres::PgKv::connect(url)
+                    .context("connecting to PostgreSQL (--database-url)")?;
+                Some(std::sync::Arc::new(kv) as std::sync::Arc<dyn sanad_log::kv::KeyValue>)
+            }
+            None => None,
+        };
+        Ok(sanad_engine::Options {
+            log_backend: self.log_backend()?,
+            shared_store,
+            ..Default::default()
+        })
     }
 }
 
@@ -470,6 +482,16 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                 log.checkpoint().checkpoint().size(),
                 log.checkpoint().checkpoint().root().to_base64()
             )?;
+            // The registry of personal data goes along, so that every process on the database
+            // knows every beneficiary.
+            if dir.join(sanad_engine::registry::REGISTRY_DIR).exists() {
+                let registry = sanad_engine::registry::Registry::open(&dir, None)
+                    .context("opening the folder's registry")?;
+                let shared =
+                    sanad_postgres::PgKv::connect(&to).context("connecting to PostgreSQL")?;
+                let people = registry.copy_to_shared(&shared).context("copying the registry")?;
+                writeln!(stdout, "copied the registry: {people} people's records")?;
+            }
         }
         LogCommand::RotateKey { data } => {
             let verifier = open(&data)?.rotate_key().context("rotating the key")?;

@@ -402,8 +402,8 @@ fn the_ledger_commands_run_on_postgresql() {
     assert!(audited.contains("funding holds 465.000"), "{audited}");
 }
 
-/// An agency that outgrows one machine: its ledger's log copied from the folder into
-/// PostgreSQL, then run from there with the same balances.
+/// An agency that outgrows one machine: its ledger's log and registry copied from the folder
+/// into PostgreSQL, then run from there with the same balances, and from a second folder too.
 #[test]
 fn a_ledger_moves_from_sled_to_postgresql() {
     let (_server, url) = postgres("moved");
@@ -436,4 +436,14 @@ fn a_ledger_moves_from_sled_to_postgresql() {
     on_pg(&["disburse", "--programme", programme, "--csv", s(&csv)]);
     assert_eq!(on_pg(&["balance", "--phone", "+962791234567"]), "30.000 JOD\n");
     assert_eq!(on_pg(&["balance", "--programme", programme]), "70.000 JOD\n");
+
+    // The registry went along: a second folder holding only copies of the two keys, as another
+    // machine would, finds the same beneficiary by phone on the same database.
+    assert!(copied.contains("copied the registry: 1 people's records"), "{copied}");
+    let other = dir.path().join("other");
+    std::fs::create_dir(&other).unwrap();
+    for key in ["log.key", "registry.key"] {
+        std::fs::copy(data.join(key), other.join(key)).unwrap();
+    }
+    assert_eq!(ok_on(&other, &url, &["balance", "--phone", "+962791234567"]), "30.000 JOD\n");
 }

@@ -4,12 +4,13 @@
 //! writes so that a crash between the two stores is repaired on the next open.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use rand::RngCore as _;
 use sanad_ledger::{Account, AccountKind, Actor, Command, ProgrammeKind, Rejection};
 use sanad_money::{Amount, Currency, Id};
 
-use crate::registry::{NewPerson, Registry, Work};
+use crate::registry::{NewPerson, Registry, SHARED_PENDING_AFTER_MS, Work};
 use crate::{Error, Ledger, Options};
 
 /// The owner reference of the agency's own accounts (issuance, programme funding).
@@ -19,7 +20,7 @@ pub(crate) const AGENCY_OWNER: &str = "agency";
 /// ones; [`Agency::acting_as`] gives a handle whose writes come from a principal.
 #[derive(Clone, Debug)]
 pub struct Agency {
-    parts: std::sync::Arc<Parts>,
+    parts: Arc<Parts>,
     /// The principal this handle writes for; `None` for the store's holder.
     by: Option<Id>,
 }
@@ -58,22 +59,31 @@ impl Agency {
         region: Option<&str>,
         options: Options,
     ) -> Result<Self, Error> {
+        let shared = options.shared_store.clone();
         let ledger = Ledger::create(dir, origin, options)?;
-        let registry = Registry::open(dir, region)?;
+        let registry = Registry::open_on(dir, region, shared)?;
         Ok(Self::of(ledger, registry))
     }
 
     /// Opens the ledger and registry in `dir`, then finishes or undoes what a crash between
     /// the two stores may have left, as the registry's pending marks say: a registration that
     /// never reached the log is undone (it was never acknowledged); an erasure that did is
-    /// completed, one that did not is dropped (it was never acknowledged either).
+    /// completed, one that did not is dropped (it was never acknowledged either). On a
+    /// registry other processes share, only marks older than
+    /// [`SHARED_PENDING_AFTER_MS`](crate::registry::SHARED_PENDING_AFTER_MS): younger ones may
+    /// be another process's work in progress.
     ///
     /// # Errors
     /// As [`Ledger::open`] and [`Registry::open`].
     pub fn open(dir: &Path, options: Options) -> Result<Self, Error> {
+        let (shared, clock) = (options.shared_store.clone(), Arc::clone(&options.clock));
         let ledger = Ledger::open(dir, options)?;
-        let registry = Registry::open(dir, None)?;
-        for (person, work) in registry.pending()? {
+        let registry = Registry::open_on(dir, None, shared)?;
+        let now_ms = clock();
+        for (person, work, at_ms) in registry.pending()? {
+            if registry.is_shared() && now_ms < at_ms.saturating_add(SHARED_PENDING_AFTER_MS) {
+                continue;
+            }
             let logged = ledger.read(|state| state.beneficiary(&person).map(|b| b.erased));
             match (work, logged) {
                 (Work::Registration, Some(false)) => registry.confirm(&person)?,
@@ -86,14 +96,14 @@ impl Agency {
 
     fn of(ledger: Ledger, registry: Registry) -> Self {
         let parts = Parts { ledger, registry, guard: Default::default() };
-        Self { parts: std::sync::Arc::new(parts), by: None }
+        Self { parts: Arc::new(parts), by: None }
     }
 
     /// A handle on the same ledger and registry whose writes come from `principal`, granted
     /// in the ledger (see [`sanad_ledger::access`]): each is refused unless the principal's
     /// role covers it, and its log entries name the principal.
     pub fn acting_as(&self, principal: Id) -> Self {
-        Self { parts: std::sync::Arc::clone(&self.parts), by: Some(principal) }
+        Self { parts: Arc::clone(&self.parts), by: Some(principal) }
     }
 
     /// The principal this handle writes for, if any.
@@ -322,7 +332,9 @@ impl Agency {
     /// [`Error::Rejected`] for an unknown beneficiary; storage errors.
     pub fn erase(&self, beneficiary: &Id) -> Result<Option<u64>, Error> {
         // Their open vouchers could never be authorised again (the PIN and the phone go with
-        // the record): revoke them first, so that their value returns to the programmes.
+        // the record): revoke them first, so that their value returns to the programmes. All of
+        // them, those issued by other processes on a shared database too.
+        self.ledger().sync()?;
         let open: Vec<Id> = self.ledger().read(|state| {
             state
                 .vouchers()

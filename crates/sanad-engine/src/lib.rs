@@ -11,7 +11,9 @@
 //! of log indexes per account (see the `history` module); the entries are read from the log.
 //!
 //! The data folder holds the log (`log.key`, `log.sled`), `ledger.snapshot` and, when used, the
-//! registry (`registry.sled`, `registry.key`, `registry.secrets/`; see [`registry`]).
+//! registry (`registry.sled`, `registry.key`, `registry.secrets/`; see [`registry`]). With the
+//! log on PostgreSQL, the folder keeps the keys and the snapshot; the log, and the registry's
+//! records when [`Options::shared_store`] says so, are in the database.
 
 mod agency;
 mod archive;
@@ -46,9 +48,6 @@ pub enum Error {
     /// The log failed (storage, I/O, keys).
     #[error(transparent)]
     Log(#[from] sanad_log::Error),
-    /// The registry's storage failed.
-    #[error("registry storage failed")]
-    Storage(#[source] Arc<sled::Error>),
     /// A file could not be read or written.
     #[error("{context}")]
     Io {
@@ -141,10 +140,6 @@ pub enum Error {
 }
 
 impl Error {
-    fn storage(source: sled::Error) -> Self {
-        Self::Storage(Arc::new(source))
-    }
-
     fn io(context: String, source: std::io::Error) -> Self {
         Self::Io { context, source: Arc::new(source) }
     }
@@ -223,6 +218,10 @@ pub struct Options {
     /// or another backend, such as PostgreSQL (`sanad-postgres`). The signing key, snapshots
     /// and the idempotency archive stay in the folder either way.
     pub log_backend: Option<Arc<dyn sanad_log::Backend>>,
+    /// Where an [`Agency`] keeps its registry: `None` for the folder (sled and secret files),
+    /// or a store every process on a database shares (`sanad-postgres`'s `PgKv`), so that each
+    /// knows every beneficiary. The agency secret (`registry.key`) stays in the folder.
+    pub shared_store: Option<Arc<dyn sanad_log::kv::KeyValue>>,
 }
 
 impl Default for Options {
@@ -238,6 +237,7 @@ impl Default for Options {
             recent_ids_max: 448_000,
             on_commit: None,
             log_backend: None,
+            shared_store: None,
         }
     }
 }
@@ -248,6 +248,7 @@ impl std::fmt::Debug for Options {
             .field("snapshot_every", &self.snapshot_every)
             .field("snapshot_on_close", &self.snapshot_on_close)
             .field("log_backend", &self.log_backend.as_ref().map(|_| "custom"))
+            .field("shared_store", &self.shared_store.as_ref().map(|_| "shared"))
             .finish()
     }
 }

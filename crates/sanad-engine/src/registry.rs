@@ -12,6 +12,12 @@
 //!   deletes the file, which makes every copy of the record sled may still hold on disk (its
 //!   log-structured files keep old versions until they are reclaimed) unreadable: the record is
 //!   crypto-shredded, not only unlinked.
+//! - **Shared** (several processes on one PostgreSQL database): records, indexes and secrets
+//!   are in the database's key-value table instead ([`Registry::open_on`]), so that every
+//!   process knows every beneficiary; each process's folder holds a copy of `registry.key`.
+//!   Erasure deletes the secret's row: the database keeps no readable copy once it has vacuumed
+//!   the table, but its write-ahead log, replicas and backups keep the deleted row until they
+//!   are recycled, so crypto-shredding there is as good as the database's retention.
 //! - **Duplicates** are found through a keyed-hash index: HMAC-SHA-256 of the phone or national
 //!   id under the agency's secret (`registry.key`). Phone numbers are few enough to brute-force,
 //!   so neither a plain nor an agency-keyed hash of one ever enters the log.
@@ -20,6 +26,7 @@ use std::fs::{self, OpenOptions};
 use std::io::Write as _;
 use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier as _, SaltString};
 use chacha20poly1305::aead::{Aead as _, KeyInit as _};
@@ -27,6 +34,7 @@ use chacha20poly1305::{ChaCha20Poly1305, Nonce};
 use hmac::{Hmac, Mac as _};
 use rand::RngCore as _;
 use sanad_ledger::VoucherCode;
+use sanad_log::kv::{KeyValue, SledKv};
 use sanad_money::Id;
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
@@ -50,7 +58,15 @@ const LOOKUP: &str = "lookup";
 const META: &str = "meta";
 const CODES: &str = "codes";
 const VENDORS: &str = "vendors";
+/// Secrets, on a shared store only (in the folder they are files).
+const SECRETS: &str = "secrets";
 const REGION: &[u8] = b"region";
+/// A keyed check value of the agency key, on a shared store (see `check_agency_key`).
+const KEY_CHECK: &[u8] = b"key-check";
+
+/// On a shared store, how old a pending mark must be before opening reconciles it: younger
+/// ones may be another process's work in progress (a registration is logged within moments).
+pub const SHARED_PENDING_AFTER_MS: u64 = 10 * 60 * 1_000;
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -102,22 +118,21 @@ pub struct Registered {
     pub commitment: String,
 }
 
-/// The registry. Share it with an `Arc`; sled makes every method safe to call concurrently.
+/// The registry. Share it with an `Arc`; every method is safe to call concurrently.
+///
+/// Its key spaces: `people` (id → sealed record); `pending` (registrations and erasures begun
+/// and not yet confirmed by the log: what a crash between the two stores can leave half done,
+/// see `Agency::open`); `lookup` (keyed hashes of phones and national ids → id); `meta`;
+/// `codes` (`c` + HMAC(agency key, code) → voucher id, and `v` + voucher id → the code sealed
+/// under a key derived from the agency key, to show it again, never logged); `vendors` (`p` +
+/// HMAC(agency key, E.164) → vendor id, and `v` + vendor id → the number sealed likewise, to
+/// send them notices).
 pub struct Registry {
-    people: sled::Tree,
-    // Registrations and erasures begun here and not yet confirmed by the log: what a crash
-    // between the two stores can leave half done (see `Agency::open`).
-    pending: sled::Tree,
-    lookup: sled::Tree,
-    meta: sled::Tree,
-    // Voucher codes: `c` + HMAC(agency key, code) → voucher id, and `v` + voucher id → the
-    // code sealed under a key derived from the agency key (to show it again, never logged).
-    codes: sled::Tree,
-    // Vendors' phones: `p` + HMAC(agency key, E.164) → vendor id, and `v` + vendor id → the
-    // number sealed under a key derived from the agency key (to send them notices).
-    vendors: sled::Tree,
-    db: sled::Db,
-    secrets: PathBuf,
+    kv: Arc<dyn KeyValue>,
+    /// `registry.` on a shared store, where other users' spaces sit beside these.
+    prefix: &'static str,
+    /// Secret files, in the folder; `None` on a shared store, which keeps them in `secrets`.
+    secrets: Option<PathBuf>,
     agency_key: Zeroizing<[u8; 32]>,
 }
 
@@ -127,8 +142,8 @@ impl std::fmt::Debug for Registry {
     }
 }
 
-fn storage(error: sled::Error) -> Error {
-    Error::storage(error)
+fn storage(error: sanad_log::Error) -> Error {
+    Error::Log(error)
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -209,7 +224,29 @@ impl Registry {
     /// I/O and storage errors; [`Error::SecretPermissions`]; [`Error::InvalidField`] for an
     /// unknown region.
     pub fn open(dir: &Path, region: Option<&str>) -> Result<Self, Error> {
+        Self::open_on(dir, region, None)
+    }
+
+    /// [`Self::open`], with the records, indexes and secrets on `shared` (a database every
+    /// process on it shares) when given; `dir` then holds only the agency secret.
+    ///
+    /// # Errors
+    /// As [`Self::open`].
+    pub fn open_on(
+        dir: &Path,
+        region: Option<&str>,
+        shared: Option<Arc<dyn KeyValue>>,
+    ) -> Result<Self, Error> {
         let key_path = dir.join(AGENCY_KEY_FILE);
+        if let Some(kv) = &shared
+            && !key_path.exists()
+            && kv.get(&format!("registry.{META}"), KEY_CHECK).map_err(storage)?.is_some()
+        {
+            return Err(Error::Corrupt(format!(
+                "the database's registry was made with another {AGENCY_KEY_FILE}: copy it into {} from the first process's folder",
+                dir.display()
+            )));
+        }
         if !key_path.exists() {
             let mut key = Zeroizing::new([0u8; 32]);
             rand::rngs::OsRng.fill_bytes(key.as_mut());
@@ -220,24 +257,21 @@ impl Registry {
             .as_slice()
             .try_into()
             .map_err(|_| Error::Corrupt(format!("{} is not a 32-byte key", key_path.display())))?;
-        let secrets = dir.join(SECRETS_DIR);
-        fs::create_dir_all(&secrets)
-            .and_then(|()| fs::set_permissions(&secrets, fs::Permissions::from_mode(0o700)))
-            .map_err(|e| Error::io(format!("creating {}", secrets.display()), e))?;
-        let path = dir.join(REGISTRY_DIR);
-        let config = sled::Config::new().path(&path).cache_capacity(REGISTRY_CACHE_BYTES);
-        let db = sanad_log::open_sled(&config, &path)?;
-        let registry = Self {
-            people: db.open_tree(PEOPLE).map_err(storage)?,
-            pending: db.open_tree(PENDING).map_err(storage)?,
-            lookup: db.open_tree(LOOKUP).map_err(storage)?,
-            meta: db.open_tree(META).map_err(storage)?,
-            codes: db.open_tree(CODES).map_err(storage)?,
-            vendors: db.open_tree(VENDORS).map_err(storage)?,
-            db,
-            secrets,
-            agency_key: Zeroizing::new(agency_key),
+        let agency_key = Zeroizing::new(agency_key);
+        let registry = match shared {
+            Some(kv) => Self { kv, prefix: "registry.", secrets: None, agency_key },
+            None => {
+                let secrets = dir.join(SECRETS_DIR);
+                fs::create_dir_all(&secrets)
+                    .and_then(|()| fs::set_permissions(&secrets, fs::Permissions::from_mode(0o700)))
+                    .map_err(|e| Error::io(format!("creating {}", secrets.display()), e))?;
+                let kv = SledKv::open(&dir.join(REGISTRY_DIR), REGISTRY_CACHE_BYTES)?;
+                Self { kv: Arc::new(kv), prefix: "", secrets: Some(secrets), agency_key }
+            }
         };
+        if registry.is_shared() {
+            registry.check_agency_key()?;
+        }
         if let Some(region) = region {
             let region = region.to_ascii_uppercase();
             region
@@ -249,12 +283,135 @@ impl Registry {
                 }
                 Some(_) => {}
                 None => {
-                    registry.meta.insert(REGION, region.as_bytes()).map_err(storage)?;
-                    registry.db.flush().map_err(storage)?;
+                    registry.insert(META, REGION, region.as_bytes())?;
+                    registry.flush()?;
                 }
             }
         }
         Ok(registry)
+    }
+
+    /// On a shared store, checks that this process's agency key is the one the registry was
+    /// made with (the first process records a keyed check value): with another key, the
+    /// duplicate index would find nobody and voucher codes would not open.
+    fn check_agency_key(&self) -> Result<(), Error> {
+        let check = mac(self.agency_key.as_ref(), &[b"sanad.registry.key-check/v1"]);
+        match self.claim(META, KEY_CHECK, &check)? {
+            None => self.flush(),
+            Some(stored) if stored == check => Ok(()),
+            Some(_) => Err(Error::Corrupt(format!(
+                "this folder's {AGENCY_KEY_FILE} is not the one the database's registry was made with; copy the first process's"
+            ))),
+        }
+    }
+
+    /// Whether other processes share the registry (on a database).
+    pub fn is_shared(&self) -> bool {
+        self.kv.is_shared()
+    }
+
+    fn space(&self, space: &str) -> String {
+        format!("{}{space}", self.prefix)
+    }
+
+    fn get(&self, space: &str, key: &[u8]) -> Result<Option<Vec<u8>>, Error> {
+        self.kv.get(&self.space(space), key).map_err(storage)
+    }
+
+    fn insert(&self, space: &str, key: &[u8], value: &[u8]) -> Result<(), Error> {
+        self.kv.insert(&self.space(space), key, value).map_err(storage)
+    }
+
+    fn remove(&self, space: &str, key: &[u8]) -> Result<Option<Vec<u8>>, Error> {
+        self.kv.remove(&self.space(space), key).map_err(storage)
+    }
+
+    /// `None` when claimed; else what the key holds.
+    fn claim(&self, space: &str, key: &[u8], value: &[u8]) -> Result<Option<Vec<u8>>, Error> {
+        self.kv.claim(&self.space(space), key, value).map_err(storage)
+    }
+
+    fn flush(&self) -> Result<(), Error> {
+        self.kv.flush().map_err(storage)
+    }
+
+    /// Stores a new person's secret: an owner-only file, or a row on a shared store.
+    fn put_secret(&self, id: &Id, secret: &[u8]) -> Result<(), Error> {
+        match &self.secrets {
+            Some(dir) => write_private(&dir.join(id.as_str()), hex(secret).as_bytes()),
+            None => self.insert(SECRETS, id.as_str().as_bytes(), secret),
+        }
+    }
+
+    /// A person's secret, `None` once erased.
+    fn secret(&self, id: &Id) -> Result<Option<Zeroizing<Vec<u8>>>, Error> {
+        match &self.secrets {
+            Some(dir) => {
+                let path = dir.join(id.as_str());
+                if !path.exists() {
+                    return Ok(None);
+                }
+                read_private(&path).map(Some)
+            }
+            None => Ok(self.get(SECRETS, id.as_str().as_bytes())?.map(Zeroizing::new)),
+        }
+    }
+
+    /// Destroys a person's secret: the file overwritten, synced and removed, or the row
+    /// deleted.
+    fn shred_secret(&self, id: &Id) -> Result<(), Error> {
+        let Some(dir) = &self.secrets else {
+            self.remove(SECRETS, id.as_str().as_bytes())?;
+            return Ok(());
+        };
+        let path = dir.join(id.as_str());
+        if path.exists() {
+            let io = |e| Error::io(format!("erasing {}", path.display()), e);
+            let length = fs::metadata(&path).map_err(io)?.len();
+            let mut file = OpenOptions::new().write(true).open(&path).map_err(io)?;
+            file.write_all(&vec![0u8; usize::try_from(length).unwrap_or(0)])
+                .and_then(|()| file.sync_all())
+                .map_err(io)?;
+            fs::remove_file(&path).map_err(io)?;
+            crate::sync_dir(dir).map_err(io)?;
+        }
+        Ok(())
+    }
+
+    /// Copies this registry, kept in a folder, into `to`, a store every process on a database
+    /// shares and that holds no registry yet, as [`Self::open_on`] with it expects: records,
+    /// indexes, voucher codes, vendors' phones, pending marks, the region, and each person's
+    /// secret. Returns how many people were copied. The folder's copy is left as it was.
+    ///
+    /// # Errors
+    /// [`Error::Corrupt`] when this registry is shared already or `to` holds one; storage
+    /// errors.
+    pub fn copy_to_shared(&self, to: &dyn KeyValue) -> Result<u64, Error> {
+        if self.secrets.is_none() {
+            return Err(Error::Corrupt("this registry is on a shared store already".into()));
+        }
+        let target = |space: &str| format!("registry.{space}");
+        for space in [PEOPLE, META] {
+            if !to.entries(&target(space)).map_err(storage)?.is_empty() {
+                return Err(Error::Corrupt("the database holds a registry already".into()));
+            }
+        }
+        for space in [PENDING, LOOKUP, META, CODES, VENDORS] {
+            sanad_log::kv::copy_space(self.kv.as_ref(), space, to, &target(space))
+                .map_err(storage)?;
+        }
+        // Secrets before records: a record without its secret reads as erased.
+        let people = self.kv.entries(PEOPLE).map_err(storage)?;
+        for (key, _) in &people {
+            let id = Id::parse(&String::from_utf8_lossy(key))
+                .map_err(|e| Error::Corrupt(format!("registry record: {e}")))?;
+            if let Some(secret) = self.secret(&id)? {
+                to.insert(&target(SECRETS), key, &secret).map_err(storage)?;
+            }
+        }
+        let copied = sanad_log::kv::copy_space(self.kv.as_ref(), PEOPLE, to, &target(PEOPLE))
+            .map_err(storage)?;
+        Ok(copied)
     }
 
     /// The region for national-format phone numbers, if one was set.
@@ -262,11 +419,7 @@ impl Registry {
     /// # Errors
     /// Storage errors.
     pub fn region(&self) -> Result<Option<String>, Error> {
-        Ok(self
-            .meta
-            .get(REGION)
-            .map_err(storage)?
-            .map(|v| String::from_utf8_lossy(&v).into_owned()))
+        Ok(self.get(META, REGION)?.map(|v| String::from_utf8_lossy(&v).into_owned()))
     }
 
     /// Parses and validates a phone number, returning its E.164 form.
@@ -309,7 +462,7 @@ impl Registry {
     }
 
     fn find(&self, key: &[u8]) -> Result<Option<Id>, Error> {
-        match self.lookup.get(key).map_err(storage)? {
+        match self.get(LOOKUP, key)? {
             Some(bytes) => Id::parse(&String::from_utf8_lossy(&bytes))
                 .map(Some)
                 .map_err(|e| Error::Corrupt(format!("registry index: {e}"))),
@@ -331,10 +484,6 @@ impl Registry {
     /// Storage errors.
     pub fn find_by_national_id(&self, national_id: &str) -> Result<Option<Id>, Error> {
         self.find(&self.national_id_key(national_id))
-    }
-
-    fn secret_path(&self, id: &Id) -> PathBuf {
-        self.secrets.join(id.as_str())
     }
 
     fn cipher(secret: &[u8]) -> ChaCha20Poly1305 {
@@ -364,8 +513,7 @@ impl Registry {
             .map_err(|_| Error::Corrupt("record encryption failed".into()))?;
         let mut stored = nonce.to_vec();
         stored.extend_from_slice(&sealed);
-        self.people.insert(id.as_str(), stored).map_err(storage)?;
-        Ok(())
+        self.insert(PEOPLE, id.as_str().as_bytes(), &stored)
     }
 
     /// Registers a person. The record, the index entries and the secret are durable when this
@@ -401,7 +549,7 @@ impl Registry {
         self.mark(&id, Work::Registration)?;
         let mut secret = Zeroizing::new([0u8; 32]);
         rand::rngs::OsRng.fill_bytes(secret.as_mut());
-        write_private(&self.secret_path(&id), hex(secret.as_ref()).as_bytes())?;
+        self.put_secret(&id, secret.as_ref())?;
         self.store(&id, secret.as_ref(), &person)?;
         // Claim the index entries atomically against a concurrent registration of the same
         // phone or id: the first one wins, the other is a duplicate.
@@ -410,23 +558,19 @@ impl Registry {
             claims.push(self.national_id_key(national_id));
         }
         for (n, key) in claims.iter().enumerate() {
-            let claimed = self
-                .lookup
-                .compare_and_swap(key, None as Option<&[u8]>, Some(id.as_str().as_bytes()))
-                .map_err(storage)?;
-            if let Err(conflict) = claimed {
+            if let Some(current) = self.claim(LOOKUP, key, id.as_str().as_bytes())? {
                 for key in &claims[..n] {
-                    self.lookup.remove(key).map_err(storage)?;
+                    self.remove(LOOKUP, key)?;
                 }
                 self.destroy(&id)?;
-                let existing = conflict.current.map(|v| String::from_utf8_lossy(&v).into_owned());
-                let existing = Id::parse(existing.as_deref().unwrap_or("unknown"))
+                self.remove(PENDING, id.as_str().as_bytes())?;
+                let existing = Id::parse(&String::from_utf8_lossy(&current))
                     .map_err(|e| Error::Corrupt(format!("registry index: {e}")))?;
                 let field = if n == 0 { "phone" } else { "national_id" };
                 return Err(Error::Duplicate { field, existing });
             }
         }
-        self.db.flush().map_err(storage)?;
+        self.flush()?;
         Ok(Registered { commitment: Self::commitment(secret.as_ref(), &person), id })
     }
 
@@ -435,14 +579,10 @@ impl Registry {
     /// # Errors
     /// Storage errors; [`Error::Corrupt`] when a record does not decrypt.
     pub fn person(&self, id: &Id) -> Result<Option<(Person, String)>, Error> {
-        let Some(stored) = self.people.get(id.as_str()).map_err(storage)? else {
+        let Some(stored) = self.get(PEOPLE, id.as_str().as_bytes())? else {
             return Ok(None);
         };
-        let path = self.secret_path(id);
-        if !path.exists() {
-            return Ok(None);
-        }
-        let secret = read_private(&path)?;
+        let Some(secret) = self.secret(id)? else { return Ok(None) };
         let (nonce, sealed) = stored.split_at(12.min(stored.len()));
         let plain = Zeroizing::new(
             Self::cipher(&secret)
@@ -491,17 +631,10 @@ impl Registry {
     /// errors.
     pub fn register_vendor_phone(&self, vendor: &Id, phone: &str) -> Result<String, Error> {
         let e164 = self.normalise_phone(phone)?;
-        let claimed = self
-            .vendors
-            .compare_and_swap(
-                self.vendor_phone_key(&e164),
-                None as Option<&[u8]>,
-                Some(vendor.as_str().as_bytes()),
-            )
-            .map_err(storage)?;
-        if let Err(conflict) = claimed {
-            let existing = conflict.current.map(|v| String::from_utf8_lossy(&v).into_owned());
-            let existing = Id::parse(existing.as_deref().unwrap_or("unknown"))
+        let claimed =
+            self.claim(VENDORS, &self.vendor_phone_key(&e164), vendor.as_str().as_bytes())?;
+        if let Some(current) = claimed {
+            let existing = Id::parse(&String::from_utf8_lossy(&current))
                 .map_err(|e| Error::Corrupt(format!("vendor index: {e}")))?;
             if existing != *vendor {
                 return Err(Error::Duplicate { field: "phone", existing });
@@ -517,8 +650,8 @@ impl Registry {
         value.extend_from_slice(&sealed);
         let mut key = b"v".to_vec();
         key.extend_from_slice(vendor.as_str().as_bytes());
-        self.vendors.insert(key, value).map_err(storage)?;
-        self.db.flush().map_err(storage)?;
+        self.insert(VENDORS, &key, &value)?;
+        self.flush()?;
         Ok(e164)
     }
 
@@ -527,7 +660,7 @@ impl Registry {
     /// # Errors
     /// Storage errors.
     pub fn find_vendor_by_phone(&self, e164: &str) -> Result<Option<Id>, Error> {
-        match self.vendors.get(self.vendor_phone_key(e164)).map_err(storage)? {
+        match self.get(VENDORS, &self.vendor_phone_key(e164))? {
             Some(bytes) => Id::parse(&String::from_utf8_lossy(&bytes))
                 .map(Some)
                 .map_err(|e| Error::Corrupt(format!("vendor index: {e}"))),
@@ -542,7 +675,7 @@ impl Registry {
     pub fn vendor_phone(&self, vendor: &Id) -> Result<Option<String>, Error> {
         let mut key = b"v".to_vec();
         key.extend_from_slice(vendor.as_str().as_bytes());
-        let Some(stored) = self.vendors.get(key).map_err(storage)? else { return Ok(None) };
+        let Some(stored) = self.get(VENDORS, &key)? else { return Ok(None) };
         let (nonce, sealed) = stored.split_at(12.min(stored.len()));
         let plain = self
             .agency_cipher(b"sanad.vendor-phone.seal/v1")
@@ -560,15 +693,8 @@ impl Registry {
     pub fn store_voucher_codes(&self, codes: &[(Id, VoucherCode)]) -> Result<Vec<bool>, Error> {
         let mut stored = Vec::with_capacity(codes.len());
         for (voucher, code) in codes {
-            let claimed = self
-                .codes
-                .compare_and_swap(
-                    self.code_key(*code),
-                    None as Option<&[u8]>,
-                    Some(voucher.as_str().as_bytes()),
-                )
-                .map_err(storage)?;
-            if claimed.is_err() {
+            let claimed = self.claim(CODES, &self.code_key(*code), voucher.as_str().as_bytes())?;
+            if claimed.is_some() {
                 stored.push(false);
                 continue;
             }
@@ -583,10 +709,10 @@ impl Registry {
             value.extend_from_slice(&sealed);
             let mut key = b"v".to_vec();
             key.extend_from_slice(voucher.as_str().as_bytes());
-            self.codes.insert(key, value).map_err(storage)?;
+            self.insert(CODES, &key, &value)?;
             stored.push(true);
         }
-        self.db.flush().map_err(storage)?;
+        self.flush()?;
         Ok(stored)
     }
 
@@ -595,7 +721,7 @@ impl Registry {
     /// # Errors
     /// Storage errors.
     pub fn voucher_by_code(&self, code: VoucherCode) -> Result<Option<Id>, Error> {
-        match self.codes.get(self.code_key(code)).map_err(storage)? {
+        match self.get(CODES, &self.code_key(code))? {
             Some(bytes) => Id::parse(&String::from_utf8_lossy(&bytes))
                 .map(Some)
                 .map_err(|e| Error::Corrupt(format!("voucher code index: {e}"))),
@@ -610,7 +736,7 @@ impl Registry {
     pub fn code_of(&self, voucher: &Id) -> Result<Option<VoucherCode>, Error> {
         let mut key = b"v".to_vec();
         key.extend_from_slice(voucher.as_str().as_bytes());
-        let Some(stored) = self.codes.get(key).map_err(storage)? else { return Ok(None) };
+        let Some(stored) = self.get(CODES, &key)? else { return Ok(None) };
         let (nonce, sealed) = stored.split_at(12.min(stored.len()));
         let letters = Zeroizing::new(
             self.code_cipher()
@@ -629,12 +755,12 @@ impl Registry {
     /// Storage errors.
     pub fn forget_voucher_code(&self, voucher: &Id) -> Result<(), Error> {
         if let Some(code) = self.code_of(voucher)? {
-            self.codes.remove(self.code_key(code)).map_err(storage)?;
+            self.remove(CODES, &self.code_key(code))?;
         }
         let mut key = b"v".to_vec();
         key.extend_from_slice(voucher.as_str().as_bytes());
-        self.codes.remove(key).map_err(storage)?;
-        self.db.flush().map_err(storage)?;
+        self.remove(CODES, &key)?;
+        self.flush()?;
         Ok(())
     }
 
@@ -658,9 +784,9 @@ impl Registry {
         let (mut person, _) =
             self.person(id)?.ok_or_else(|| Error::BeneficiaryNotFound(id.clone()))?;
         person.pin_hash = Some(hash_pin(pin)?);
-        let secret = read_private(&self.secret_path(id))?;
+        let secret = self.secret(id)?.ok_or_else(|| Error::BeneficiaryNotFound(id.clone()))?;
         self.store(id, &secret, &person)?;
-        self.db.flush().map_err(storage)?;
+        self.flush()?;
         Ok(())
     }
 
@@ -671,38 +797,30 @@ impl Registry {
     /// Storage and I/O errors.
     pub fn erase(&self, id: &Id) -> Result<(), Error> {
         if let Some((person, _)) = self.person(id)? {
-            self.lookup.remove(self.phone_key(&person.phone)).map_err(storage)?;
+            self.remove(LOOKUP, &self.phone_key(&person.phone))?;
             if let Some(national_id) = &person.national_id {
-                self.lookup.remove(self.national_id_key(national_id)).map_err(storage)?;
+                self.remove(LOOKUP, &self.national_id_key(national_id))?;
             }
         }
         self.destroy(id)?;
-        self.pending.remove(id.as_str()).map_err(storage)?;
-        self.db.flush().map_err(storage)?;
+        self.remove(PENDING, id.as_str().as_bytes())?;
+        self.flush()?;
         Ok(())
     }
 
     /// Removes the record and shreds the secret.
     fn destroy(&self, id: &Id) -> Result<(), Error> {
-        self.people.remove(id.as_str()).map_err(storage)?;
-        let path = self.secret_path(id);
-        if path.exists() {
-            let io = |e| Error::io(format!("erasing {}", path.display()), e);
-            let length = fs::metadata(&path).map_err(io)?.len();
-            let mut file = OpenOptions::new().write(true).open(&path).map_err(io)?;
-            file.write_all(&vec![0u8; usize::try_from(length).unwrap_or(0)])
-                .and_then(|()| file.sync_all())
-                .map_err(io)?;
-            fs::remove_file(&path).map_err(io)?;
-            crate::sync_dir(&self.secrets).map_err(io)?;
-        }
-        Ok(())
+        self.remove(PEOPLE, id.as_str().as_bytes())?;
+        self.shred_secret(id)
     }
 
+    /// Marks work on `id` as begun, with when (so that processes sharing the registry can
+    /// tell another's work in progress from what a crash left).
     fn mark(&self, id: &Id, work: Work) -> Result<(), Error> {
-        self.pending.insert(id.as_str(), &[work as u8][..]).map_err(storage)?;
-        self.db.flush().map_err(storage)?;
-        Ok(())
+        let mut value = vec![work as u8];
+        value.extend_from_slice(&now_ms().to_be_bytes());
+        self.insert(PENDING, id.as_str().as_bytes(), &value)?;
+        self.flush()
     }
 
     /// The log has recorded the registration or erasure of `id`: nothing is pending for it.
@@ -711,7 +829,7 @@ impl Registry {
     /// # Errors
     /// Storage errors.
     pub fn confirm(&self, id: &Id) -> Result<(), Error> {
-        self.pending.remove(id.as_str()).map_err(storage)?;
+        self.remove(PENDING, id.as_str().as_bytes())?;
         Ok(())
     }
 
@@ -723,15 +841,17 @@ impl Registry {
         self.mark(id, Work::Erasure)
     }
 
-    /// Registrations and erasures begun and not confirmed (to reconcile with the log on open).
+    /// Registrations and erasures begun and not confirmed (to reconcile with the log on
+    /// open), with when they were begun (ms since 1970; 0 for marks from before that was
+    /// recorded).
     ///
     /// # Errors
     /// Storage errors.
-    pub fn pending(&self) -> Result<Vec<(Id, Work)>, Error> {
-        self.pending
-            .iter()
-            .map(|item| {
-                let (key, value) = item.map_err(storage)?;
+    pub fn pending(&self) -> Result<Vec<(Id, Work, u64)>, Error> {
+        let entries = self.kv.entries(&self.space(PENDING)).map_err(storage)?;
+        entries
+            .into_iter()
+            .map(|(key, value)| {
                 let id = Id::parse(&String::from_utf8_lossy(&key))
                     .map_err(|e| Error::Corrupt(e.to_string()))?;
                 let work = match value.first() {
@@ -739,10 +859,20 @@ impl Registry {
                     Some(1) => Work::Erasure,
                     _ => return Err(Error::Corrupt(format!("pending work for {id}"))),
                 };
-                Ok((id, work))
+                let at_ms = value
+                    .get(1..9)
+                    .and_then(|bytes| <[u8; 8]>::try_from(bytes).ok())
+                    .map_or(0, u64::from_be_bytes);
+                Ok((id, work, at_ms))
             })
             .collect()
     }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX))
 }
 
 fn hash_pin(pin: &str) -> Result<String, Error> {

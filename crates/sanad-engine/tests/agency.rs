@@ -220,3 +220,60 @@ fn opening_repairs_what_a_crash_between_registry_and_log_left() {
     // The orphan's phone is free again.
     assert!(agency.register(&person("0781234567", None), currency).is_ok());
 }
+
+/// Two agencies on one PostgreSQL database, as processes on two machines run them (each folder
+/// with copies of the two keys): they share the registry as they share the log, and one
+/// opening never undoes the other's registration in progress.
+#[test]
+fn two_agencies_on_one_database_share_the_registry() {
+    use std::sync::Arc;
+    let server = sanad_postgres::testing::TestServer::for_test();
+    let url = server.database("registry").unwrap();
+    let options = || Options {
+        log_backend: Some(Arc::new(sanad_postgres::PgBackend::connect(&url).unwrap())),
+        shared_store: Some(Arc::new(sanad_postgres::PgKv::connect(&url).unwrap())),
+        ..Options::default()
+    };
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = Agency::create(dir_a.path(), "example.org/shared", Some("JO"), options()).unwrap();
+    for folder in ["registry.sled", "registry.secrets"] {
+        assert!(!dir_a.path().join(folder).exists(), "personal data are in the database only");
+    }
+    for key in ["log.key", "registry.key"] {
+        std::fs::copy(dir_a.path().join(key), dir_b.path().join(key)).unwrap();
+    }
+    let b = Agency::open(dir_b.path(), options()).unwrap();
+    let currency = Currency::parse("JOD").unwrap();
+    // A folder without the registry's key is refused, not given a key of its own (with
+    // another key the duplicate index would find nobody).
+    let keyless = tempfile::tempdir().unwrap();
+    std::fs::copy(dir_a.path().join("log.key"), keyless.path().join("log.key")).unwrap();
+    let refused = Agency::open(keyless.path(), options()).unwrap_err();
+    assert!(refused.to_string().contains("registry.key"), "{refused}");
+    assert!(!keyless.path().join("registry.key").exists());
+
+    let layla = a.register(&person("0791234567", Some("9871234567")), currency).unwrap();
+    assert_eq!(b.beneficiary_by_phone("0791234567").unwrap(), Some(layla.clone()));
+    assert!(b.registry().verify_pin(&layla, "4821").unwrap());
+    match b.register(&person("+962791234567", None), currency) {
+        Err(Error::Duplicate { field: "phone", existing }) => assert_eq!(existing, layla),
+        other => panic!("expected a duplicate phone, got {other:?}"),
+    }
+    match b.register(&person("0781111111", Some("987-123-4567")), currency) {
+        Err(Error::Duplicate { field: "national_id", existing }) => assert_eq!(existing, layla),
+        other => panic!("expected a duplicate national id, got {other:?}"),
+    }
+
+    // A registration marked a moment ago at one and not logged yet: another process's work in
+    // progress, which the other, opening now, leaves alone.
+    let in_flight = a.registry().register(&person("0771234567", None)).unwrap().id;
+    drop(b);
+    let b = Agency::open(dir_b.path(), options()).unwrap();
+    assert!(b.registry().person(&in_flight).unwrap().is_some(), "work in progress undone");
+    assert_eq!(b.registry().pending().unwrap().len(), 1);
+
+    // Erased at one: gone for the other too.
+    b.erase(&layla).unwrap();
+    assert_eq!(a.registry().person(&layla).unwrap(), None);
+    assert_eq!(a.beneficiary_by_phone("0791234567").unwrap(), None);
+}

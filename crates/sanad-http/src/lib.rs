@@ -114,8 +114,12 @@ pub fn serve(
         }
         None => (None, None),
     };
-    let options =
-        Options { on_commit: Some(metrics.commit_observer()), log_backend, ..Options::default() };
+    let options = Options {
+        on_commit: Some(metrics.commit_observer()),
+        log_backend,
+        shared_store: shared.clone(),
+        ..Options::default()
+    };
     let agency = if holds_ledger {
         Agency::open(&config.data, options)
             .with_context(|| format!("opening the ledger in {}", config.data.display()))?
@@ -124,8 +128,11 @@ pub fn serve(
             .with_context(|| format!("creating a ledger in {}", config.data.display()))?
     };
     let agency = Arc::new(agency);
-    let store =
+    let (store, imported) =
         store::Store::open(&config.data, shared.clone()).context("opening the binding's store")?;
+    if imported > 0 {
+        println!("copied {imported} API tokens from the folder's store into the database");
+    }
     let mut admin_token_file = None;
     if !store.has_tokens()? {
         // The first admin is granted by the store's holder (this process, at first start).

@@ -55,6 +55,9 @@ enum Space {
 }
 
 impl Space {
+    const ALL: [Self; 5] =
+        [Self::Tokens, Self::Principals, Self::Answers, Self::Vendors, Self::Reports];
+
     fn name(self) -> &'static str {
         match self {
             Self::Tokens => "tokens",
@@ -93,14 +96,32 @@ pub(crate) struct Store {
 }
 
 impl Store {
-    /// The store in `dir`, or on `shared` (the database) when given.
-    pub(crate) fn open(dir: &Path, shared: Option<Arc<dyn KeyValue>>) -> anyhow::Result<Self> {
-        Ok(match shared {
-            Some(kv) => Self { kv, prefix: "http." },
-            None => {
-                Self { kv: Arc::new(SledKv::open(&dir.join("http.sled"), 8 << 20)?), prefix: "" }
+    /// The store in `dir`, or on `shared` (the database) when given. A server moving to a
+    /// database brings its folder's store along: when the database holds no tokens yet and the
+    /// folder has a store, everything in it is copied over first. Also returns how many tokens
+    /// were copied so.
+    pub(crate) fn open(
+        dir: &Path,
+        shared: Option<Arc<dyn KeyValue>>,
+    ) -> anyhow::Result<(Self, u64)> {
+        let folder = dir.join("http.sled");
+        let Some(kv) = shared else {
+            return Ok((Self { kv: Arc::new(SledKv::open(&folder, 8 << 20)?), prefix: "" }, 0));
+        };
+        let store = Self { kv, prefix: "http." };
+        let mut imported = 0;
+        if !store.has_tokens()? && folder.exists() {
+            let local = SledKv::open(&folder, 8 << 20)?;
+            for space in Space::ALL {
+                let into = store.space(space);
+                let copied =
+                    sanad_log::kv::copy_space(&local, space.name(), store.kv.as_ref(), &into)?;
+                if matches!(space, Space::Tokens) {
+                    imported = copied;
+                }
             }
-        })
+        }
+        Ok((store, imported))
     }
 
     fn space(&self, space: Space) -> String {

@@ -513,8 +513,8 @@ fn a_whole_programme_on_postgresql_audited_live_and_from_an_export() {
 }
 
 /// Two servers on one database, as an agency runs them behind a load balancer: the second
-/// joins with a copy of the first's log key. Tokens, answers by Idempotency-Key and answers to
-/// gateways' deliveries are shared;
+/// joins with copies of the first's log and registry keys. The registry, tokens, answers by
+/// Idempotency-Key and answers to gateways' deliveries are shared;
 /// a transfer made at one from a programme made at the other is decided on the whole log, its
 /// retry at the other is answered, not applied again, and both show the same balance and
 /// sign the same checkpoint.
@@ -525,8 +525,10 @@ fn two_servers_on_one_postgresql_database_keep_one_ledger() {
     let a = Server::start_on(Some(&url));
     let joining = tempfile::tempdir().unwrap();
     std::fs::create_dir(joining.path().join("data")).unwrap();
-    let key = |dir: &std::path::Path| dir.join("data").join(sanad_log::KEY_FILE);
-    std::fs::copy(key(a.dir.path()), key(joining.path())).unwrap();
+    for key in [sanad_log::KEY_FILE, sanad_engine::registry::AGENCY_KEY_FILE] {
+        let path = |dir: &std::path::Path| dir.join("data").join(key);
+        std::fs::copy(path(a.dir.path()), path(joining.path())).unwrap();
+    }
     let mut b = Server::start_in(joining, Some(&url));
     assert!(b.admin.is_empty(), "the joining server made no admin token of its own");
     b.admin = a.admin.clone();
@@ -567,6 +569,9 @@ fn two_servers_on_one_postgresql_database_keep_one_ledger() {
     let retried = b.sms("m-1", "+962791234567", "BAL 4821");
     assert_eq!((&retried["reply"], &retried["replayed"]), (&asked["reply"], &json!(true)));
     assert!(asked["reply"].as_str().unwrap().contains("25"), "{asked}");
+    // A new message at the other: it knows her too (the registry is shared).
+    let again = b.sms("m-2", "+962791234567", "BAL 4821");
+    assert_eq!((&again["reply"], &again["replayed"]), (&asked["reply"], &json!(false)));
 
     // Each request sees what any server committed before it: the same balance at once.
     for server in [&a, &b] {

@@ -57,6 +57,25 @@ pub trait KeyValue: Send + Sync {
     fn flush(&self) -> Result<(), Error>;
 }
 
+/// Copies every key of `space` in `from` into space `into` of `to`, then flushes `to`; returns
+/// how many keys were copied (moving a folder's stores into a database).
+///
+/// # Errors
+/// Storage errors of either side.
+pub fn copy_space(
+    from: &dyn KeyValue,
+    space: &str,
+    to: &dyn KeyValue,
+    into: &str,
+) -> Result<u64, Error> {
+    let entries = from.entries(space)?;
+    for (key, value) in &entries {
+        to.insert(into, key, value)?;
+    }
+    to.flush()?;
+    Ok(entries.len() as u64)
+}
+
 /// The embedded store: a sled database, a tree per space.
 pub struct SledKv {
     db: sled::Db,
@@ -136,6 +155,9 @@ mod tests {
         assert_eq!(keys, vec![b"j".to_vec(), b"k".to_vec()]);
         assert_eq!(kv.remove("a", b"k").unwrap(), Some(b"1".to_vec()));
         kv.flush().unwrap();
+        let other = SledKv::open(&dir.path().join("other.sled"), 1 << 20).unwrap();
+        assert_eq!(copy_space(&kv, "a", &other, "x.a").unwrap(), 1);
+        assert_eq!(other.get("x.a", b"j").unwrap(), Some(b"0".to_vec()));
         drop(kv);
         let kv = SledKv::open(&dir.path().join("kv.sled"), 1 << 20).unwrap();
         assert_eq!(kv.entries("a").unwrap(), vec![(b"j".to_vec(), b"0".to_vec())]);
