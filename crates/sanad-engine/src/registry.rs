@@ -58,6 +58,9 @@ const LOOKUP: &str = "lookup";
 const META: &str = "meta";
 const CODES: &str = "codes";
 const VENDORS: &str = "vendors";
+/// Confirmations by phone awaiting an answer: redemption → the digest of the digits sent and
+/// the beneficiary.
+const CONFIRMATIONS: &str = "confirmations";
 /// Secrets, on a shared store only (in the folder they are files).
 const SECRETS: &str = "secrets";
 const REGION: &[u8] = b"region";
@@ -412,6 +415,58 @@ impl Registry {
         let copied = sanad_log::kv::copy_space(self.kv.as_ref(), PEOPLE, to, &target(PEOPLE))
             .map_err(storage)?;
         Ok(copied)
+    }
+
+    /// Records that the digits whose digest is `expected` were sent to `beneficiary` to confirm
+    /// `redemption`, durably: the answer may reach another process, or this one restarted.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub fn put_confirmation(
+        &self,
+        redemption: &Id,
+        beneficiary: &Id,
+        expected: &[u8; 32],
+    ) -> Result<(), Error> {
+        let mut value = expected.to_vec();
+        value.extend_from_slice(beneficiary.as_str().as_bytes());
+        self.insert(CONFIRMATIONS, redemption.as_str().as_bytes(), &value)?;
+        self.flush()
+    }
+
+    /// Every confirmation awaiting an answer: (redemption, beneficiary, digest of the digits).
+    ///
+    /// # Errors
+    /// Storage errors; [`Error::Corrupt`] for a malformed record.
+    pub fn confirmations(&self) -> Result<Vec<(Id, Id, [u8; 32])>, Error> {
+        let entries = self.kv.entries(&self.space(CONFIRMATIONS)).map_err(storage)?;
+        entries
+            .into_iter()
+            .map(|(key, value)| {
+                let redemption = Id::parse(&String::from_utf8_lossy(&key))
+                    .map_err(|_| Error::Corrupt("a pending confirmation".into()))?;
+                let (beneficiary, expected) = parse_confirmation(&value)?;
+                Ok((redemption, beneficiary, expected))
+            })
+            .collect()
+    }
+
+    /// The confirmation awaiting an answer for `redemption`: (beneficiary, digest).
+    ///
+    /// # Errors
+    /// Storage errors; [`Error::Corrupt`] for a malformed record.
+    pub fn confirmation(&self, redemption: &Id) -> Result<Option<(Id, [u8; 32])>, Error> {
+        let value = self.get(CONFIRMATIONS, redemption.as_str().as_bytes())?;
+        value.map(|value| parse_confirmation(&value)).transpose()
+    }
+
+    /// Forgets the confirmation of `redemption` (answered, or ended otherwise).
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub fn forget_confirmation(&self, redemption: &Id) -> Result<(), Error> {
+        self.remove(CONFIRMATIONS, redemption.as_str().as_bytes())?;
+        self.flush()
     }
 
     /// The region for national-format phone numbers, if one was set.
@@ -867,6 +922,14 @@ impl Registry {
             })
             .collect()
     }
+}
+
+/// A stored confirmation: the digest (32 bytes), then the beneficiary's id.
+fn parse_confirmation(value: &[u8]) -> Result<(Id, [u8; 32]), Error> {
+    let bad = || Error::Corrupt("a pending confirmation".into());
+    let (expected, beneficiary) = value.split_at_checked(32).ok_or_else(bad)?;
+    let beneficiary = Id::parse(&String::from_utf8_lossy(beneficiary)).map_err(|_| bad())?;
+    Ok((beneficiary, <[u8; 32]>::try_from(expected).map_err(|_| bad())?))
 }
 
 fn now_ms() -> u64 {

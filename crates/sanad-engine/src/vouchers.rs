@@ -133,12 +133,11 @@ pub struct SettlementRun {
     pub vendors: Vec<VendorSettlement>,
 }
 
-/// Guess counting and pending confirmations: memory only, by design.
+/// Guess counting: memory only, by design (minutes long; a restart only resets it). Pending
+/// confirmations are in the registry, where every process sees them.
 #[derive(Debug, Default)]
 pub(crate) struct VoucherGuard {
     guesses: Mutex<HashMap<Id, VecDeque<u64>>>,
-    // Redemption → (its beneficiary, the hash of the digits sent to them).
-    confirmations: Mutex<HashMap<Id, (Id, [u8; 32])>>,
 }
 
 fn digest(parts: &[&[u8]]) -> [u8; 32] {
@@ -624,8 +623,7 @@ impl Agency {
             .ok_or_else(|| Error::BeneficiaryNotFound(beneficiary.clone()))?;
         let answer = format!("{:06}", rand::rngs::OsRng.gen_range(0..1_000_000u32));
         let expected = digest(&[redemption.as_str().as_bytes(), answer.as_bytes()]);
-        crate::lock(&self.guard().confirmations)
-            .insert(redemption.clone(), (beneficiary, expected));
+        self.registry().put_confirmation(redemption, &beneficiary, &expected)?;
         Ok((person.phone, answer))
     }
 
@@ -640,8 +638,7 @@ impl Agency {
         digits: &str,
         accept: bool,
     ) -> Result<Option<u64>, Error> {
-        let expected =
-            crate::lock(&self.guard().confirmations).get(redemption).map(|(_, digits)| *digits);
+        let expected = self.registry().confirmation(redemption)?.map(|(_, expected)| expected);
         let given = digest(&[redemption.as_str().as_bytes(), digits.trim().as_bytes()]);
         // Compared whole, never byte by byte with an early exit.
         let right = expected.is_some_and(|expected| {
@@ -650,7 +647,7 @@ impl Agency {
         if !right {
             return Err(self.wrong_answer(redemption)?);
         }
-        crate::lock(&self.guard().confirmations).remove(redemption);
+        self.registry().forget_confirmation(redemption)?;
         if accept {
             self.authorise(redemption, Authorisation::Confirmation)
         } else {
@@ -671,22 +668,22 @@ impl Agency {
         digits: &str,
         accept: bool,
     ) -> Result<(Id, Option<u64>), Error> {
-        let waiting: Vec<(Id, [u8; 32])> = {
-            let mut confirmations = crate::lock(&self.guard().confirmations);
-            // Forget what ended meanwhile (authorised elsewhere, refused, timed out).
-            confirmations.retain(|redemption, _| {
-                self.ledger().read(|state| {
-                    state
-                        .redemption(redemption)
-                        .is_some_and(|r| r.state == sanad_ledger::RedemptionState::Open)
-                })
+        // Another process may have asked for the confirmation: see its redemption first.
+        self.ledger().sync()?;
+        let mut waiting: Vec<(Id, [u8; 32])> = Vec::new();
+        for (redemption, owner, expected) in self.registry().confirmations()? {
+            let open = self.ledger().read(|state| {
+                state
+                    .redemption(&redemption)
+                    .is_some_and(|r| r.state == sanad_ledger::RedemptionState::Open)
             });
-            confirmations
-                .iter()
-                .filter(|(_, (owner, _))| owner == beneficiary)
-                .map(|(redemption, (_, expected))| (redemption.clone(), *expected))
-                .collect()
-        };
+            if !open {
+                // Ended meanwhile (authorised elsewhere, refused, timed out): forget it.
+                self.registry().forget_confirmation(&redemption)?;
+            } else if owner == *beneficiary {
+                waiting.push((redemption, expected));
+            }
+        }
         let matching = waiting.iter().find(|(redemption, expected)| {
             let given = digest(&[redemption.as_str().as_bytes(), digits.trim().as_bytes()]);
             bool::from(subtle::ConstantTimeEq::ct_eq(&given[..], &expected[..]))

@@ -553,6 +553,39 @@ fn two_servers_on_one_postgresql_database_keep_one_ledger() {
     assert_eq!(status, 201, "{amal}");
     let wallet = amal["wallet"].as_str().unwrap().to_owned();
 
+    // A voucher made at one; the shop redeems by SMS at one, the beneficiary confirms at the
+    // other: the confirmation waits in the shared registry, not in one server's memory.
+    let (status, food) = a.json(
+        "POST",
+        "/v1/programmes",
+        &a.admin,
+        json!({"name": "Food",
+        "currency": "JOD", "budget": "500", "kind": "value_voucher", "terms": {"valid_days": 30}}),
+    );
+    assert_eq!(status, 201, "{food}");
+    let (status, shop) = a.json(
+        "POST",
+        "/v1/vendors",
+        &a.admin,
+        json!({"name": "Corner shop",
+        "phone": "0771234567", "currency": "JOD", "programmes": [food["id"]]}),
+    );
+    assert_eq!(status, 201, "{shop}");
+    let voucher = json!({"programme": food["id"], "beneficiary": amal["id"], "value": "40"});
+    let (status, voucher) = b.json("POST", "/v1/vouchers", &b.admin, voucher);
+    assert_eq!(status, 201, "{voucher}");
+    let code = voucher["code"].as_str().unwrap();
+    let asked = a.sms("m-3", "+962771234567", &format!("REDEEM {code} 15"));
+    let text = asked["notices"][0]["text"].as_str().unwrap_or_else(|| panic!("{asked}"));
+    let digits = text.split(|c: char| !c.is_ascii_digit()).find(|run| run.len() == 6).unwrap();
+    let confirmed = b.sms("m-4", "+962791234567", &format!("YES {digits}"));
+    assert!(confirmed["reply"].is_string(), "{confirmed}");
+    let shop = shop["id"].as_str().unwrap();
+    for server in [&a, &b] {
+        let balance = server.get(&format!("/v1/accounts/{shop}/balance"), &server.admin).1;
+        assert_eq!(balance["available"], "15.000", "{balance}");
+    }
+
     let pay =
         json!({"id": "t-1", "from": funding, "to": wallet, "amount": "25", "currency": "JOD"});
     let (status, paid) = b.json("POST", "/v1/transfers", &b.admin, pay.clone());
