@@ -11,14 +11,15 @@
 //! processes at once (each with its own folder and a copy of the key), one killed first while
 //! the other carries on alone for a moment.
 
-use std::io::{BufRead as _, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
 use rand::{Rng as _, SeedableRng as _};
 use sanad::log::Log;
+
+use crate::campaign::{complete_lines, kill_one_then_the_rest, process_folders};
 
 const CHILD_ENV: &str = "SANAD_CRASH_CHILD";
 const DATABASE_ENV: &str = "SANAD_CRASH_DATABASE";
@@ -125,17 +126,7 @@ fn campaign(test: &str, database: Option<&str>, processes: u32) {
         None => Log::create(&data, "example.org/crash-test").unwrap().verifier(),
     };
     // Each further process has a folder of its own, with a copy of the key.
-    let folders: Vec<PathBuf> = (0..processes)
-        .map(|p| {
-            if p == 0 {
-                return data.clone();
-            }
-            let folder = dir.path().join(format!("log-{p}"));
-            std::fs::create_dir(&folder).unwrap();
-            std::fs::copy(data.join("log.key"), folder.join("log.key")).unwrap();
-            folder
-        })
-        .collect();
+    let folders = process_folders(dir.path(), &data, "log", processes as usize);
 
     let mut acknowledged: Vec<Ack> = Vec::new();
     for cycle in 0..cycles {
@@ -153,40 +144,19 @@ fn campaign(test: &str, database: Option<&str>, processes: u32) {
                 child.env(DATABASE_ENV, url);
             }
             let mut child = child.spawn().unwrap();
-            let stdout = child.stdout.take().unwrap();
-            let reader = std::thread::spawn(move || {
-                // Only complete lines count: a line cut by the kill was never fully acknowledged.
-                let mut acks = Vec::new();
-                let mut reader = BufReader::new(stdout);
-                let mut line = String::new();
-                while reader.read_line(&mut line).unwrap_or(0) > 0 {
-                    if let Some(rest) = line.strip_suffix('\n').and_then(|l| l.strip_prefix("ack "))
-                    {
-                        let f: Vec<u64> = rest.split(' ').map(|x| x.parse().unwrap()).collect();
-                        acks.push((f[0], f[1] as u32, f[2], f[3]));
-                    }
-                    line.clear();
-                }
-                acks
-            });
-            children.push((process, child, reader));
+            let lines = complete_lines(child.stdout.take().unwrap());
+            children.push((child, lines));
         }
         std::thread::sleep(Duration::from_millis(rng.gen_range(30..400)));
         // SIGKILL: no destructor, no flush, no goodbye. One first; the others carry on alone a
         // moment before they follow.
-        let first = rng.gen_range(0..children.len());
-        children[first].1.kill().unwrap();
-        children[first].1.wait().unwrap();
-        if processes > 1 {
-            std::thread::sleep(Duration::from_millis(rng.gen_range(50..300)));
-        }
-        for (process, mut child, reader) in children {
-            child.kill().unwrap();
-            child.wait().unwrap();
-            let acks = reader.join().unwrap();
-            acknowledged.extend(
-                acks.into_iter().map(|(first, t, seq, n)| (first, cycle, process, t, seq, n)),
-            );
+        let (outputs, _) = kill_one_then_the_rest(children, 50..300, &mut rng);
+        for (process, lines) in (0..).zip(outputs) {
+            for line in lines {
+                let Some(rest) = line.strip_prefix("ack ") else { continue };
+                let f: Vec<u64> = rest.split(' ').map(|x| x.parse().unwrap()).collect();
+                acknowledged.push((f[0], cycle, process, f[1] as u32, f[2], f[3]));
+            }
         }
 
         let log =

@@ -24,7 +24,6 @@
 //! written; every acknowledged id must still be answered (most of them from the archive).
 
 use std::collections::HashMap;
-use std::io::{BufRead as _, BufReader};
 use std::path::Path;
 use std::process::{Command as Process, Stdio};
 use std::sync::Arc;
@@ -34,6 +33,8 @@ use rand::{Rng as _, SeedableRng as _};
 use sanad::engine::{Ledger, Options};
 use sanad::ledger::{AccountKind, Actor, Command, ProgrammeKind, replay};
 use sanad::money::{Amount, Currency, Id};
+
+use crate::campaign::{complete_lines, kill_one_then_the_rest, process_folders};
 
 const CHILD_ENV: &str = "SANAD_LEDGER_CRASH_CHILD";
 const DATABASE_ENV: &str = "SANAD_CRASH_DATABASE";
@@ -235,23 +236,6 @@ fn on_postgresql(test: &str, processes: usize) {
     campaign(test, Some(&url), processes);
 }
 
-/// What a cycle's children printed: acknowledgements and answered retries, as complete lines.
-fn read_lines(stdout: std::process::ChildStdout) -> std::thread::JoinHandle<Vec<String>> {
-    std::thread::spawn(move || {
-        // Only complete lines count: a line cut by the kill was never fully acknowledged.
-        let mut lines = Vec::new();
-        let mut reader = BufReader::new(stdout);
-        let mut line = String::new();
-        while reader.read_line(&mut line).unwrap_or(0) > 0 {
-            if let Some(complete) = line.strip_suffix('\n') {
-                lines.push(complete.to_owned());
-            }
-            line.clear();
-        }
-        lines
-    })
-}
-
 /// Kills `processes` children under load `SANAD_CRASH_CYCLES` times (each is the test `test`
 /// re-run; with two, one is killed first and the other a moment later, having carried on
 /// alone), checking after each cycle; or, in the child, runs the load.
@@ -280,16 +264,7 @@ fn campaign(test: &str, database: Option<&str>, processes: usize) {
     let data = dir.path().join("ledger");
     setup(&data, database);
     // Each further process has a folder of its own, with a copy of the key.
-    let folders: Vec<_> = (0..processes)
-        .map(|p| {
-            let folder = dir.path().join(format!("ledger-{p}"));
-            if p > 0 {
-                std::fs::create_dir(&folder).unwrap();
-                std::fs::copy(data.join("log.key"), folder.join("log.key")).unwrap();
-            }
-            if p == 0 { data.clone() } else { folder }
-        })
-        .collect();
+    let folders = process_folders(dir.path(), &data, "ledger", processes);
 
     let mut acknowledged: HashMap<String, u64> = HashMap::new();
     let (mut retries, mut carried_on) = (0, 0);
@@ -316,22 +291,14 @@ fn campaign(test: &str, database: Option<&str>, processes: usize) {
                 child.env(DATABASE_ENV, url);
             }
             let mut child = child.spawn().unwrap();
-            let lines = read_lines(child.stdout.take().unwrap());
+            let lines = complete_lines(child.stdout.take().unwrap());
             children.push((child, lines));
         }
         std::thread::sleep(Duration::from_millis(rng.gen_range(150..700)));
         // One is killed mid-load; the others carry on a moment, alone, before they are too.
-        let first = rng.gen_range(0..children.len());
-        children[first].0.kill().unwrap();
-        children[first].0.wait().unwrap();
-        if processes > 1 {
-            std::thread::sleep(Duration::from_millis(rng.gen_range(200..500)));
-        }
+        let (outputs, first) = kill_one_then_the_rest(children, 200..500, &mut rng);
         let mut lines = Vec::new();
-        for (p, (mut child, reader)) in children.into_iter().enumerate() {
-            child.kill().unwrap();
-            child.wait().unwrap();
-            let printed = reader.join().unwrap();
+        for (p, printed) in outputs.into_iter().enumerate() {
             if p != first && printed.iter().any(|l| l.starts_with("ack")) {
                 carried_on += 1;
             }

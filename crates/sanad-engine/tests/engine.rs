@@ -255,18 +255,29 @@ fn many_threads_spending_from_one_wallet_never_overdraw_it(store: &Store) {
     let dir = tempfile::tempdir().unwrap();
     let ledger = Arc::new(funded(dir.path(), store.options(), "1000", 9));
     ledger.execute(transfer("load", "prog", "w0", "100")).unwrap().unwrap();
+    // 100 / 0.75 = 133 payments fit, and exactly those were made.
+    assert_eq!(spenders_race(std::slice::from_ref(&ledger)), 133);
+    let wallet = ledger.account(&id("w0")).unwrap();
+    assert_eq!(wallet.balance(), jod("0.25"));
+    let spent: i64 = (1..9)
+        .map(|w| ledger.account(&id(&format!("w{w}"))).unwrap().balance().minor_units())
+        .sum();
+    assert_eq!(spent, 133 * 750);
+    ledger.read(|state| assert!(state.totals().values().all(|total| *total == 0)));
+}
+
+/// Eight threads, spread over `ledgers`, each trying 40 times to pay 0.75 from `w0` to a
+/// wallet of its own (`w1`..`w8`); how many payments were made. Every refusal must be for
+/// insufficient funds.
+fn spenders_race(ledgers: &[Arc<Ledger>]) -> i64 {
     let threads: Vec<_> = (0..8)
         .map(|thread| {
-            let ledger = Arc::clone(&ledger);
+            let ledger = Arc::clone(&ledgers[thread % ledgers.len()]);
             std::thread::spawn(move || {
                 let mut paid = 0;
                 for n in 0..40 {
-                    let spend = transfer(
-                        &format!("s{thread}-{n}"),
-                        "w0",
-                        &format!("w{}", thread + 1),
-                        "0.75",
-                    );
+                    let to = format!("w{}", thread + 1);
+                    let spend = transfer(&format!("s{thread}-{n}"), "w0", &to, "0.75");
                     match ledger.execute(spend).unwrap() {
                         Ok(_) => paid += 1,
                         Err(rejection) => assert_eq!(rejection.code(), "insufficient_funds"),
@@ -276,16 +287,7 @@ fn many_threads_spending_from_one_wallet_never_overdraw_it(store: &Store) {
             })
         })
         .collect();
-    let paid: i64 = threads.into_iter().map(|t| t.join().unwrap()).sum();
-    // 100 / 0.75 = 133 payments fit, and exactly those were made.
-    assert_eq!(paid, 133);
-    let wallet = ledger.account(&id("w0")).unwrap();
-    assert_eq!(wallet.balance(), jod("0.25"));
-    let spent: i64 = (1..9)
-        .map(|w| ledger.account(&id(&format!("w{w}"))).unwrap().balance().minor_units())
-        .sum();
-    assert_eq!(spent, 133 * 750);
-    ledger.read(|state| assert!(state.totals().values().all(|total| *total == 0)));
+    threads.into_iter().map(|t| t.join().unwrap()).sum()
 }
 
 fn a_reversal_reads_its_original_from_the_log(store: &Store) {
@@ -396,24 +398,7 @@ fn two_ledgers_on_one_database_decide_on_the_whole_log() {
     assert_eq!(b.account(&id("w0")).unwrap().balance(), jod("100"));
 
     // Eight spenders, four at each ledger, racing for one wallet's 100.
-    let threads: Vec<_> = (0..8)
-        .map(|thread| {
-            let ledger = Arc::clone(if thread % 2 == 0 { &a } else { &b });
-            std::thread::spawn(move || {
-                let mut paid = 0;
-                for n in 0..40 {
-                    let to = format!("w{}", thread + 1);
-                    let spend = transfer(&format!("s{thread}-{n}"), "w0", &to, "0.75");
-                    match ledger.execute(spend).unwrap() {
-                        Ok(_) => paid += 1,
-                        Err(rejection) => assert_eq!(rejection.code(), "insufficient_funds"),
-                    }
-                }
-                paid
-            })
-        })
-        .collect();
-    let paid: i64 = threads.into_iter().map(|t| t.join().unwrap()).sum();
+    let paid = spenders_race(&[a.clone(), b.clone()]);
     assert_eq!(paid, 133, "100 / 0.75 = 133 payments fit, across both ledgers together");
 
     // A retry at the other ledger is answered with the original's entry, not applied again.

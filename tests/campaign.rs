@@ -1,0 +1,73 @@
+//! What the SIGKILL campaigns (`crash`, `ledger_crash`) share: the folders of several writing
+//! processes on one database, a child's complete output lines, and killing the children one
+//! first, the others a moment later.
+
+use std::io::{BufRead as _, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdout};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// One folder per writing process: `first` (which holds the log's key), then one for each
+/// further process under `parent`, named `{name}-{n}`, holding a copy of the key.
+pub(crate) fn process_folders(
+    parent: &Path,
+    first: &Path,
+    name: &str,
+    processes: usize,
+) -> Vec<PathBuf> {
+    (0..processes)
+        .map(|p| {
+            if p == 0 {
+                return first.to_owned();
+            }
+            let folder = parent.join(format!("{name}-{p}"));
+            std::fs::create_dir(&folder).unwrap();
+            std::fs::copy(first.join("log.key"), folder.join("log.key")).unwrap();
+            folder
+        })
+        .collect()
+}
+
+/// Reads a child's output to its end; only complete lines count, since a line cut by the kill
+/// was never fully acknowledged.
+pub(crate) fn complete_lines(stdout: ChildStdout) -> JoinHandle<Vec<String>> {
+    std::thread::spawn(move || {
+        let mut lines = Vec::new();
+        let mut reader = BufReader::new(stdout);
+        let mut line = String::new();
+        while reader.read_line(&mut line).unwrap_or(0) > 0 {
+            if let Some(complete) = line.strip_suffix('\n') {
+                lines.push(complete.to_owned());
+            }
+            line.clear();
+        }
+        lines
+    })
+}
+
+/// SIGKILLs one child chosen at random, lets the others carry on alone for `alone` (when there
+/// are others), then kills them too; returns each child's output lines, in order, and which
+/// was killed first.
+pub(crate) fn kill_one_then_the_rest(
+    children: Vec<(Child, JoinHandle<Vec<String>>)>,
+    alone: std::ops::Range<u64>,
+    rng: &mut impl rand::Rng,
+) -> (Vec<Vec<String>>, usize) {
+    let mut children = children;
+    let first = rng.gen_range(0..children.len());
+    children[first].0.kill().unwrap();
+    children[first].0.wait().unwrap();
+    if children.len() > 1 {
+        std::thread::sleep(Duration::from_millis(rng.gen_range(alone)));
+    }
+    let outputs = children
+        .into_iter()
+        .map(|(mut child, reader)| {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            reader.join().unwrap()
+        })
+        .collect();
+    (outputs, first)
+}
