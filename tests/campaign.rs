@@ -71,3 +71,15 @@ pub(crate) fn kill_one_then_the_rest(
         .collect();
     (outputs, first)
 }
+
+/// Runs `campaign` with a throwaway PostgreSQL server's database `name`; in a child (the test
+/// re-run, `child_env` set), runs it with none, for the child must not start a server of its
+/// own (it finds the database in its environment).
+pub(crate) fn on_postgresql(child_env: &str, name: &str, campaign: impl FnOnce(Option<&str>)) {
+    if std::env::var(child_env).is_ok() {
+        return campaign(None);
+    }
+    let server = sanad_postgres::testing::TestServer::for_test();
+    let url = server.database(name).unwrap();
+    campaign(Some(&url));
+}

@@ -83,14 +83,9 @@ fn two_appending_processes_on_postgresql_one_killed_lose_no_acknowledged_write()
     );
 }
 
+/// The campaign with the log on a throwaway PostgreSQL server.
 fn on_postgresql(test: &str, processes: u32) {
-    // The child is this same test, re-run: it must not start a server of its own.
-    if std::env::var(CHILD_ENV).is_ok() {
-        campaign("", None, processes);
-    }
-    let server = sanad_postgres::testing::TestServer::for_test();
-    let url = server.database("crash").unwrap();
-    campaign(test, Some(&url), processes);
+    crate::campaign::on_postgresql(CHILD_ENV, "crash", |url| campaign(test, url, processes));
 }
 
 /// One acknowledged append: first index, cycle, process, thread, first seq, count.

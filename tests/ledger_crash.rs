@@ -227,13 +227,7 @@ fn two_writers_on_postgresql_one_killed_mid_load_lose_no_acknowledged_transfer()
 
 /// The campaign with the log on a throwaway PostgreSQL server.
 fn on_postgresql(test: &str, processes: usize) {
-    // The child is this same test, re-run: it must not start a server of its own.
-    if std::env::var(CHILD_ENV).is_ok() {
-        campaign("", None, processes);
-    }
-    let server = sanad_postgres::testing::TestServer::for_test();
-    let url = server.database("ledger_crash").unwrap();
-    campaign(test, Some(&url), processes);
+    crate::campaign::on_postgresql(CHILD_ENV, "ledger_crash", |url| campaign(test, url, processes));
 }
 
 /// Kills `processes` children under load `SANAD_CRASH_CYCLES` times (each is the test `test`
