@@ -28,6 +28,8 @@
 pub mod backend;
 pub mod chunk;
 mod export;
+#[cfg(feature = "testing")]
+pub mod faults;
 mod group;
 mod integrate;
 pub mod keys;
@@ -75,7 +77,7 @@ pub enum Error {
         source: Arc<std::io::Error>,
     },
     /// The storage engine failed; writes are refused until the log is reopened.
-    #[error("storage failed")]
+    #[error("storage failed: {0}")]
     Storage(#[source] Arc<dyn std::error::Error + Send + Sync>),
     /// What is stored does not add up (a bug or a damaged disk); never silently repaired.
     #[error("log data is inconsistent: {0}")]

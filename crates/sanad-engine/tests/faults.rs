@@ -1,0 +1,198 @@
+//! Faults at the storage boundary (`sanad_log::faults::FaultyBackend` over the real sled
+//! store): a write that fails reaches the caller as a clear error, nothing acknowledged is lost,
+//! and the ledger refuses writes loudly until it is reopened, even once the fault has cleared
+//! (its state may be ahead of what is stored); a read that fails is an error, never a wrong
+//! answer, and reads work again once the fault clears.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use sanad_engine::{Error, Ledger, Options};
+use sanad_ledger::{AccountKind, Actor, Command, ProgrammeKind};
+use sanad_log::faults::FaultyBackend;
+use sanad_log::{Backend, SledBackend};
+use sanad_money::{Amount, Currency, Id};
+
+fn id(text: &str) -> Id {
+    Id::parse(text).unwrap()
+}
+
+fn jod(text: &str) -> Amount {
+    Amount::parse(text, Currency::parse("JOD").unwrap()).unwrap()
+}
+
+fn transfer(name: &str, to: &str, amount: &str) -> Command {
+    Command::Transfer {
+        id: id(name),
+        from: id("prog"),
+        to: id(to),
+        amount: jod(amount),
+        programme: id("prog"),
+        actor: Actor::Operator,
+        reference: None,
+    }
+}
+
+/// The store under `dir`, behind a fault injector.
+fn faulty(dir: &Path) -> Arc<FaultyBackend> {
+    let store = SledBackend::open(&dir.join("store.sled")).unwrap();
+    Arc::new(FaultyBackend::new(Arc::new(store)))
+}
+
+fn options(backend: &Arc<FaultyBackend>) -> Options {
+    Options { log_backend: Some(Arc::clone(backend) as Arc<dyn Backend>), ..Options::default() }
+}
+
+/// A ledger with a funded programme and wallets `w0`..`w3`.
+fn funded(dir: &Path, backend: &Arc<FaultyBackend>) -> Ledger {
+    let ledger = Ledger::create(dir, "example.org/faults", options(backend)).unwrap();
+    let open = |name: &str, kind| Command::OpenAccount {
+        id: id(name),
+        kind,
+        currency: Currency::parse("JOD").unwrap(),
+        owner: id("agency"),
+    };
+    let mut setup = vec![
+        open("donor", AccountKind::External),
+        open("prog", AccountKind::ProgrammeFunding),
+        Command::CreateProgramme {
+            id: id("prog"),
+            name: "Faults".into(),
+            kind: ProgrammeKind::Cash,
+            funding: id("prog"),
+        },
+        Command::Transfer {
+            id: id("fund"),
+            from: id("donor"),
+            to: id("prog"),
+            amount: jod("1000000"),
+            programme: id("prog"),
+            actor: Actor::Operator,
+            reference: None,
+        },
+    ];
+    setup.extend((0..4).map(|w| open(&format!("w{w}"), AccountKind::Wallet)));
+    for result in ledger.execute_each(setup).unwrap() {
+        result.unwrap();
+    }
+    ledger
+}
+
+/// Reopens the ledger in `dir` on a fresh, healthy store and checks that every acknowledged
+/// transfer is there once, at its index, and that the money adds up.
+fn reopen_and_check(dir: &Path, acknowledged: &HashMap<String, u64>) -> Ledger {
+    let backend = faulty(dir);
+    let ledger = Ledger::open(dir, options(&backend)).unwrap();
+    for (name, index) in acknowledged {
+        let (at, _) = ledger.transfer(&id(name)).unwrap().unwrap_or_else(|| panic!("{name} lost"));
+        assert_eq!(at, *index, "{name} moved");
+    }
+    ledger.read(|state| assert!(state.totals().values().all(|total| *total == 0)));
+    ledger
+}
+
+#[test]
+fn a_failed_write_is_an_error_and_writes_stop_until_the_ledger_is_reopened() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = faulty(dir.path());
+    let ledger = funded(dir.path(), &backend);
+    let mut acknowledged = HashMap::new();
+    for n in 0..10 {
+        let name = format!("t{n}");
+        let applied = ledger.execute(transfer(&name, "w0", "1")).unwrap().unwrap();
+        acknowledged.insert(name, applied.log_index.unwrap());
+    }
+
+    backend.fail_commits(true);
+    let failed = ledger.execute(transfer("t-failed", "w1", "5")).unwrap_err();
+    assert!(failed.to_string().contains("injected fault"), "a clear error: {failed}");
+    // The fault clears, but the ledger does not carry on as if the write had happened: its
+    // state may be ahead of what is stored. It refuses writes, loudly, until reopened.
+    backend.fail_commits(false);
+    let refused = ledger.execute(transfer("t-after", "w1", "5")).unwrap_err();
+    assert!(matches!(refused, Error::Stopped(_)), "{refused}");
+    assert!(refused.to_string().contains("reopen"), "{refused}");
+    assert!(backend.failures() > 0);
+    drop((ledger, backend));
+
+    let ledger = reopen_and_check(dir.path(), &acknowledged);
+    assert_eq!(ledger.transfer(&id("t-failed")).unwrap(), None, "never acknowledged, not stored");
+    assert_eq!(ledger.account(&id("w0")).unwrap().balance(), jod("10"));
+    assert_eq!(ledger.account(&id("w1")).unwrap().balance(), jod("0"));
+    // And it works again.
+    ledger.execute(transfer("t-later", "w1", "5")).unwrap().unwrap();
+}
+
+#[test]
+fn a_fault_under_concurrent_load_loses_nothing_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = faulty(dir.path());
+    let ledger = Arc::new(funded(dir.path(), &backend));
+    // A few dozen commits go through, then the store fails every write.
+    backend.fail_commits_after(40);
+    let writers: Vec<_> = (0..4)
+        .map(|thread| {
+            let ledger = Arc::clone(&ledger);
+            std::thread::spawn(move || {
+                let mut acknowledged = Vec::new();
+                for n in 0.. {
+                    let name = format!("c{thread}-{n}");
+                    match ledger.execute(transfer(&name, &format!("w{thread}"), "0.5")) {
+                        Ok(Ok(applied)) => acknowledged.push((name, applied.log_index.unwrap())),
+                        Ok(Err(rejection)) => panic!("{name} refused: {rejection}"),
+                        // Every caller learns of the failure, and then of the stop.
+                        Err(_) => break,
+                    }
+                }
+                acknowledged
+            })
+        })
+        .collect();
+    let acknowledged: HashMap<String, u64> =
+        writers.into_iter().flat_map(|w| w.join().unwrap()).collect();
+    assert!(!acknowledged.is_empty(), "nothing was acknowledged before the fault");
+    assert!(ledger.execute(transfer("late", "w0", "1")).is_err(), "writes stopped");
+    drop((ledger, backend));
+    let ledger = reopen_and_check(dir.path(), &acknowledged);
+    let paid: i64 = (0..4)
+        .map(|w| ledger.account(&id(&format!("w{w}"))).unwrap().balance().minor_units())
+        .sum();
+    assert_eq!(paid, acknowledged.len() as i64 * 500, "exactly the acknowledged transfers");
+}
+
+#[test]
+fn a_failed_read_is_an_error_never_an_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = faulty(dir.path());
+    let ledger = funded(dir.path(), &backend);
+    let paid = ledger.execute(transfer("t1", "w0", "3")).unwrap().unwrap();
+    let index = paid.log_index.unwrap();
+    ledger.log().wait_for_checkpoint(index + 1).unwrap();
+    let entry = ledger.log().entry(index).unwrap();
+
+    backend.fail_reads(true);
+    assert!(ledger.history(&id("w0"), None, 10).is_err(), "history reads the log");
+    assert!(ledger.transfer(&id("t1")).is_err());
+    // Receipts of recent entries come from the tree's edge in memory, and still verify.
+    let receipt = ledger.log().receipt(index).unwrap();
+    receipt.verify(&entry, &ledger.log().verifier()).unwrap();
+    // Balances are in memory, and still right.
+    assert_eq!(ledger.account(&id("w0")).unwrap().balance(), jod("3"));
+    // Reads failing do not stop writes: the write path reads nothing.
+    ledger.execute(transfer("t2", "w0", "1")).unwrap().unwrap();
+
+    backend.fail_reads(false);
+    let page = ledger.history(&id("w0"), None, 10).unwrap();
+    assert_eq!(page.items.len(), 3, "opened, t1, t2");
+    assert_eq!(ledger.log().entry(index).unwrap(), entry);
+    drop((ledger, backend));
+
+    // Opening while reads fail is an error, not a half-open ledger.
+    let backend = faulty(dir.path());
+    backend.fail_reads(true);
+    let refused = Ledger::open(dir.path(), options(&backend)).unwrap_err();
+    assert!(refused.to_string().contains("injected fault"), "a clear error: {refused}");
+}
