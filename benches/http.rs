@@ -74,6 +74,8 @@ impl Server {
             region: Some("JO".into()),
             secrets: sanad_http::Secrets::default(),
             database_url: None,
+            // The binding's own cost is measured, not a limit on one token's rate.
+            token_rate: 0,
         };
         let (started_tx, started_rx) = std::sync::mpsc::channel();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

@@ -36,6 +36,38 @@ pub(crate) struct AppState {
     /// The URL gateways are configured with (what Twilio signs), without a trailing slash.
     pub(crate) public_url: String,
     pub(crate) metrics: Arc<crate::metrics::Metrics>,
+    pub(crate) token_limits: Option<TokenLimits>,
+}
+
+/// How fast each API token may call: a token bucket per principal (GCRA, `governor`), so that
+/// a leaked or runaway token cannot crowd out the others or hammer the ledger. Answered with
+/// 429 and `Retry-After` when spent.
+pub(crate) struct TokenLimits {
+    limiter: governor::DefaultKeyedRateLimiter<String>,
+    per_second: u32,
+}
+
+impl TokenLimits {
+    /// `per_second` requests a second per token, in bursts of up to twice as many; `None` for
+    /// no limit (0).
+    pub(crate) fn per_second(per_second: u32) -> Option<Self> {
+        let rate = std::num::NonZeroU32::new(per_second)?;
+        let burst = rate.saturating_mul(std::num::NonZeroU32::new(2)?);
+        let quota = governor::Quota::per_second(rate).allow_burst(burst);
+        Some(Self { limiter: governor::RateLimiter::keyed(quota), per_second })
+    }
+
+    fn check(&self, principal: &str) -> Result<(), Problem> {
+        use governor::clock::Clock as _;
+        self.limiter.check_key(&principal.to_owned()).map_err(|not_until| {
+            let wait = not_until.wait_time_from(governor::clock::DefaultClock::default().now());
+            Problem::too_many(
+                "too_many_requests",
+                format!("this token may make {} requests a second; wait", self.per_second),
+                wait,
+            )
+        })
+    }
 }
 
 type Shared = State<Arc<AppState>>;
@@ -165,6 +197,9 @@ fn authorise(
         .store
         .token(token.trim())
         .ok_or_else(|| Problem::new(StatusCode::UNAUTHORIZED, "unauthorized", "unknown token"))?;
+    if let Some(limits) = &state.token_limits {
+        limits.check(&record.principal)?;
+    }
     if record.role != Role::Admin && !roles.contains(&record.role) {
         return Err(Problem::new(
             StatusCode::FORBIDDEN,

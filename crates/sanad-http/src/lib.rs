@@ -53,6 +53,8 @@ pub struct Config {
     /// Keep the log on PostgreSQL at this URL instead of sled in `data` (which keeps the
     /// signing key, snapshots, registry and the binding's own store either way).
     pub database_url: Option<String>,
+    /// Requests per second each API token may make (bursts of twice as many); 0 for no limit.
+    pub token_rate: u32,
 }
 
 /// What a started server tells its runner.
@@ -176,6 +178,7 @@ pub fn serve(
         secrets: config.secrets,
         public_url,
         metrics,
+        token_limits: app::TokenLimits::per_second(config.token_rate),
     });
     // Kept here so that the state is dropped after the runtime, not on one of its threads: the
     // blocking PostgreSQL client's runtime may not be dropped inside another.

@@ -48,6 +48,10 @@ struct Flags {
     /// folder, which keeps the signing key, snapshots and registry.
     #[arg(long, env = "SANAD_DATABASE_URL")]
     database_url: Option<String>,
+    /// Requests per second each API token may make, in bursts of up to twice as many (0: no
+    /// limit). A token over it is answered 429 with Retry-After.
+    #[arg(long, env = "SANAD_TOKEN_RATE", default_value_t = 200)]
+    token_rate: u32,
 }
 
 /// A secret from `NAME`, or from the file `NAME_FILE` names.
@@ -80,6 +84,7 @@ fn main() -> anyhow::Result<()> {
             json: secret("SANAD_JSON_SECRET")?,
         },
         database_url: flags.database_url,
+        token_rate: flags.token_rate,
     };
     // What the first lines say is relied on by scripts: the verifier key, then the address.
     let announce = |started: &sanad_http::Started| {

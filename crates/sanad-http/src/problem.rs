@@ -1,6 +1,8 @@
 //! Errors as RFC 9457 problem details (`application/problem+json`), each with a stable
 //! machine-readable `code`: the ledger's rejection codes, and the binding's own.
 
+use std::time::Duration;
+
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use sanad_ledger::Rejection;
@@ -11,11 +13,22 @@ pub(crate) struct Problem {
     pub(crate) status: StatusCode,
     pub(crate) code: String,
     pub(crate) detail: String,
+    /// For a 429: when to come back, in seconds.
+    pub(crate) retry_after_s: Option<u64>,
 }
 
 impl Problem {
     pub(crate) fn new(status: StatusCode, code: &str, detail: impl Into<String>) -> Self {
-        Self { status, code: code.to_owned(), detail: detail.into() }
+        Self { status, code: code.to_owned(), detail: detail.into(), retry_after_s: None }
+    }
+
+    /// 429: come back in `after` (said in the `Retry-After` header, whole seconds, at least 1).
+    pub(crate) fn too_many(code: &str, detail: impl Into<String>, after: Duration) -> Self {
+        let seconds = after.as_secs() + u64::from(after.subsec_nanos() > 0);
+        Self {
+            retry_after_s: Some(seconds.max(1)),
+            ..Self::new(StatusCode::TOO_MANY_REQUESTS, code, detail)
+        }
     }
 
     pub(crate) fn bad_request(code: &str, detail: impl Into<String>) -> Self {
@@ -100,8 +113,9 @@ impl From<sanad_engine::Error> for Problem {
             E::UnknownVoucherCode => {
                 Self::new(StatusCode::NOT_FOUND, "voucher_not_found", "no voucher has this code")
             }
-            E::TooManyGuesses { .. } => {
-                Self::new(StatusCode::TOO_MANY_REQUESTS, "too_many_guesses", error.to_string())
+            E::TooManyGuesses { retry_after_ms } => {
+                let after = Duration::from_millis(retry_after_ms);
+                Self::too_many("too_many_guesses", error.to_string(), after)
             }
             E::WrongPin { .. } => Self::new(StatusCode::FORBIDDEN, "wrong_pin", error.to_string()),
             E::NoPendingConfirmation => {
@@ -134,9 +148,11 @@ impl Problem {
 impl IntoResponse for Problem {
     fn into_response(self) -> Response {
         let mut response = (self.status, self.body()).into_response();
-        response
-            .headers_mut()
-            .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        if let Some(seconds) = self.retry_after_s {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
         response
     }
 }

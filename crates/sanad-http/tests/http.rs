@@ -26,15 +26,16 @@ impl Server {
 
     /// A server on a fresh folder, with its log on PostgreSQL at `database` if given.
     fn start_on(database: Option<&str>) -> Self {
-        Self::start_in(tempfile::tempdir().unwrap(), database)
+        Self::start_in(tempfile::tempdir().unwrap(), database, &[])
     }
 
-    /// A server on `dir/data` (fresh, or holding what a test put there).
-    fn start_in(dir: tempfile::TempDir, database: Option<&str>) -> Self {
+    /// A server on `dir/data` (fresh, or holding what a test put there), with `extra` flags.
+    fn start_in(dir: tempfile::TempDir, database: Option<&str>, extra: &[&str]) -> Self {
         let mut command = Command::new(env!("CARGO_BIN_EXE_sanad-http"));
         if let Some(url) = database {
             command.args(["--database-url", url]);
         }
+        command.args(extra);
         let mut child = command
             .args([
                 "--data",
@@ -529,7 +530,7 @@ fn two_servers_on_one_postgresql_database_keep_one_ledger() {
         let path = |dir: &std::path::Path| dir.join("data").join(key);
         std::fs::copy(path(a.dir.path()), path(joining.path())).unwrap();
     }
-    let mut b = Server::start_in(joining, Some(&url));
+    let mut b = Server::start_in(joining, Some(&url), &[]);
     assert!(b.admin.is_empty(), "the joining server made no admin token of its own");
     b.admin = a.admin.clone();
 
@@ -622,6 +623,46 @@ fn two_servers_on_one_postgresql_database_keep_one_ledger() {
         assert!(std::time::Instant::now() < deadline, "{checkpoints:?}");
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
+}
+
+/// Each token has its own rate (`--token-rate`): one over it is answered 429 with
+/// Retry-After and a problem document, and the others are not slowed.
+#[test]
+fn a_token_over_its_rate_is_told_to_wait_and_others_are_not() {
+    let server = Server::start_in(tempfile::tempdir().unwrap(), None, &["--token-rate", "5"]);
+    let admin = server.admin.clone();
+    let (status, other) =
+        server.json("POST", "/v1/tokens", &admin, json!({"name": "other", "role": "auditor"}));
+    assert_eq!(status, 201, "{other}");
+    let other = other["token"].as_str().unwrap().to_owned();
+    let answers: Vec<_> = (0..40)
+        .map(|_| {
+            let url = format!("{}/v1/accounts/nobody/balance", server.base);
+            let request = ureq::http::Request::builder()
+                .uri(&url)
+                .header("Authorization", format!("Bearer {admin}"))
+                .body(())
+                .unwrap();
+            let response = server.agent.run(request).unwrap();
+            let retry =
+                response.headers().get("retry-after").map(|v| v.to_str().unwrap().to_owned());
+            (response.status().as_u16(), retry)
+        })
+        .collect();
+    let refused: Vec<_> = answers.iter().filter(|(status, _)| *status == 429).collect();
+    assert!(refused.len() >= 20, "a burst of 40 at 5 a second: {answers:?}");
+    assert!(
+        refused
+            .iter()
+            .all(|(_, retry)| retry.as_deref().is_some_and(|r| r.parse::<u64>().unwrap() >= 1))
+    );
+    let (status, _, body) =
+        server.call("GET", "/v1/accounts/nobody/balance", Some(&admin), None, None);
+    assert_eq!(status, 429);
+    assert!(body.contains("\"code\":\"too_many_requests\""), "{body}");
+    // The other token is not slowed by the first one's burst.
+    let (status, _) = server.get("/v1/accounts/nobody/balance", &other);
+    assert_eq!(status, 404);
 }
 
 fn whole_programme(database: Option<&str>) {
