@@ -32,6 +32,8 @@
 //! sanad log receipt    --data DIR --index I            c2sp.org/tlog-proof@v1 receipt
 //! sanad log rotate-key --data DIR                      prints the new verifier key
 //! sanad log verify-receipt --key VKEY --receipt FILE --entry FILE
+//! sanad log restore    --from EXPORT --data DIR        rebuilds a lost log from an export
+//!                      (the folder holds the key); prints `restored N entries; …`
 //! sanad log copy       --data DIR --to POSTGRES_URL    copies the folder's log into an empty
 //!                      database and opens it there; prints `copied N entries; …`
 //!
@@ -318,6 +320,16 @@ enum LogCommand {
         #[arg(long)]
         index: u64,
     },
+    /// Rebuild a lost log from an export (a backup, a mirror of /log/) into the folder, which
+    /// holds only the log's key (restored from its own backup), or into an empty database with
+    /// --database-url; then open it, which checks the signed root with the key.
+    Restore {
+        /// The export to restore from (`checkpoint`, `tile/…`).
+        #[arg(long)]
+        from: PathBuf,
+        #[command(flatten)]
+        data: DataDir,
+    },
     /// Copy the folder's log (sled) into an empty PostgreSQL database, then open it there to
     /// check the signed root; afterwards run every command with --database-url.
     Copy {
@@ -459,6 +471,42 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         }
         LogCommand::Receipt { data, index } => {
             stdout.write_all(&open(&data)?.receipt(index)?.to_text())?;
+        }
+        LogCommand::Restore { from, data } => {
+            let export = sanad_log::ExportBackend::open(&from)
+                .with_context(|| format!("reading the export in {}", from.display()))?;
+            if !data.dir.join(sanad_log::KEY_FILE).exists() {
+                anyhow::bail!(
+                    "{} holds no {}: restore the log's key from its backup there first",
+                    data.dir.display(),
+                    sanad_log::KEY_FILE
+                );
+            }
+            let target: std::sync::Arc<dyn sanad_log::Backend> = match data.log_backend()? {
+                Some(database) => database,
+                None => {
+                    let path = data.dir.join(sanad_log::DB_DIR);
+                    if path.exists() {
+                        anyhow::bail!("{} holds a log already", data.dir.display());
+                    }
+                    std::sync::Arc::new(sanad_log::SledBackend::open(&path)?)
+                }
+            };
+            let bar = audit::progress_bar("restoring");
+            let copied = sanad_log::copy(&export, target.as_ref(), &mut |done, total| {
+                bar.set_length(total);
+                bar.set_position(done);
+            });
+            bar.finish_and_clear();
+            let copied = copied.context("restoring the log")?;
+            // Opening recomputes the root from what was restored and checks the signature.
+            let log = Log::open_on(&data.dir, target).context("opening the restored log")?;
+            writeln!(
+                stdout,
+                "restored {copied} entries; the log opens at tree size {} with root {}",
+                log.checkpoint().checkpoint().size(),
+                log.checkpoint().checkpoint().root().to_base64()
+            )?;
         }
         LogCommand::Copy { dir, to } => {
             let source = sanad_log::SledBackend::open(&dir.join(sanad_log::DB_DIR))

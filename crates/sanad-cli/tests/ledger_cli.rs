@@ -447,3 +447,100 @@ fn a_ledger_moves_from_sled_to_postgresql() {
     }
     assert_eq!(ok_on(&other, &url, &["balance", "--phone", "+962791234567"]), "30.000 JOD\n");
 }
+
+/// A ledger whose store is lost comes back from an export (a backup, or a mirror of `/log/`)
+/// and a backup of its key: the log is rebuilt and checked against its signed checkpoint, the
+/// ledger replays to the same balances and carries on. A tampered backup is refused, and so is
+/// a folder that holds a log already.
+#[test]
+fn a_lost_ledger_is_restored_from_an_export_and_its_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let vkey =
+        ok(&["init", "--data", s(&data), "--origin", "example.org/restored", "--region", "JO"]);
+    let vkey = vkey.trim().to_owned();
+    let programme = ok(&[
+        "programme",
+        "create",
+        "--data",
+        s(&data),
+        "--name",
+        "Winter cash",
+        "--currency",
+        "JOD",
+        "--budget",
+        "100",
+    ]);
+    let programme = programme.trim().to_owned();
+    let csv = dir.path().join("tranche.csv");
+    std::fs::write(&csv, "phone,amount\n0791234567,25\n").unwrap();
+    ok(&[
+        "disburse",
+        "--data",
+        s(&data),
+        "--programme",
+        &programme,
+        "--csv",
+        s(&csv),
+        "--register",
+    ]);
+    let backup = dir.path().join("backup");
+    ok(&["log", "export", "--data", s(&data), "--out", s(&backup)]);
+    let key = std::fs::read(data.join("log.key")).unwrap();
+
+    // The machine is lost. A new folder holds only the key, restored from its own backup.
+    let fresh = dir.path().join("fresh");
+    std::fs::create_dir(&fresh).unwrap();
+    let write_key = |folder: &Path| {
+        use std::io::Write as _;
+        use std::os::unix::fs::OpenOptionsExt as _;
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(folder.join("log.key"))
+            .unwrap();
+        file.write_all(&key).unwrap();
+    };
+    write_key(&fresh);
+    let restored = ok(&["log", "restore", "--from", s(&backup), "--data", s(&fresh)]);
+    assert!(restored.starts_with("restored "), "{restored}");
+    assert_eq!(ok(&["balance", "--data", s(&fresh), "--programme", &programme]), "75.000 JOD\n");
+    let export = dir.path().join("again");
+    ok(&["log", "export", "--data", s(&fresh), "--out", s(&export)]);
+    let verified = ok(&["log", "verify", "--tiles", s(&export), "--key", &vkey]);
+    assert!(verified.starts_with("ok:"), "{verified}");
+    ok(&[
+        "programme",
+        "create",
+        "--data",
+        s(&fresh),
+        "--name",
+        "Spring",
+        "--currency",
+        "JOD",
+        "--budget",
+        "5",
+    ]);
+
+    // Into a folder that holds a log: refused.
+    let twice = sanad(&["log", "restore", "--from", s(&backup), "--data", s(&fresh)]);
+    assert!(!twice.status.success());
+    assert!(String::from_utf8_lossy(&twice.stderr).contains("holds a log already"));
+
+    // From a tampered backup: refused, nothing served.
+    // The log's one bundle: `tile/entries/000.p/<its width>`.
+    let partial = backup.join("tile/entries/000.p");
+    let bundle = std::fs::read_dir(&partial).unwrap().next().unwrap().unwrap().path();
+    let mut bytes = std::fs::read(&bundle).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x01;
+    std::fs::write(&bundle, bytes).unwrap();
+    let other = dir.path().join("other");
+    std::fs::create_dir(&other).unwrap();
+    write_key(&other);
+    let refused = sanad(&["log", "restore", "--from", s(&backup), "--data", s(&other)]);
+    assert!(!refused.status.success(), "a tampered backup was restored");
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("root") || stderr.contains("checkpoint"), "{stderr}");
+}

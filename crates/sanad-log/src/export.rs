@@ -67,3 +67,108 @@ impl Log {
         Ok(summary)
     }
 }
+
+/// A tlog-tiles export read as a [`Backend`], read-only: what a restore copies into a new
+/// store (see [`crate::copy`]) when the store was lost and an export — a backup, a mirror of
+/// `/log/` — survived. It trusts nothing it reads: opening the copy recomputes the root from
+/// the copied entries and tiles and checks it against the checkpoint's signature with the key.
+/// (Run `sanad log verify` on the export first to have what is wrong in it named.)
+#[derive(Debug)]
+pub struct ExportBackend {
+    dir: std::path::PathBuf,
+    origin: String,
+    size: u64,
+    checkpoint: Vec<u8>,
+}
+
+impl ExportBackend {
+    /// Reads the export's checkpoint (its origin and tree size; the signature is checked when
+    /// the copy is opened).
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the checkpoint cannot be read; [`Error::Corrupt`] when it does not
+    /// start with an origin and a tree size.
+    pub fn open(dir: &Path) -> Result<Self, Error> {
+        let path = dir.join("checkpoint");
+        let checkpoint =
+            fs::read(&path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+        let text = String::from_utf8_lossy(&checkpoint);
+        let mut lines = text.lines();
+        let origin = lines.next().filter(|origin| !origin.is_empty());
+        let size = lines.next().and_then(|size| size.parse::<u64>().ok());
+        let (Some(origin), Some(size)) = (origin, size) else {
+            return Err(Error::corrupt(format!("{} is not a checkpoint", path.display())));
+        };
+        Ok(Self { dir: dir.to_owned(), origin: origin.to_owned(), size, checkpoint })
+    }
+
+    fn read(&self, relative: &str) -> Result<Vec<u8>, Error> {
+        let path = self.dir.join(relative);
+        fs::read(&path).map_err(|e| Error::io(format!("reading {}", path.display()), e))
+    }
+
+    fn read_only() -> Error {
+        Error::corrupt("an export is read-only")
+    }
+}
+
+impl crate::Backend for ExportBackend {
+    fn origin(&self) -> Result<Option<String>, Error> {
+        Ok(Some(self.origin.clone()))
+    }
+
+    fn initialise(&self, _origin: &str, _checkpoint: &[u8]) -> Result<(), Error> {
+        Err(Self::read_only())
+    }
+
+    fn checkpoint(&self) -> Result<Vec<u8>, Error> {
+        Ok(self.checkpoint.clone())
+    }
+
+    fn stored_size(&self) -> Result<u64, Error> {
+        Ok(self.size)
+    }
+
+    fn for_each_entry(
+        &self,
+        start: u64,
+        end: u64,
+        visit: &mut crate::EntryVisitor<'_>,
+    ) -> Result<(), Error> {
+        if start >= end {
+            return Ok(());
+        }
+        for bundle in start / TILE_WIDTH..=(end - 1) / TILE_WIDTH {
+            let id = TileId::in_tree(0, bundle, self.size)
+                .ok_or_else(|| Error::corrupt(format!("entry {start} is beyond the export")))?;
+            let bytes = self.read(&id.entries_path())?;
+            let entries = tile::parse_bundle(&bytes)?;
+            if entries.len() != usize::from(id.width()) {
+                return Err(Error::corrupt(format!(
+                    "{} holds {} entries, not {}",
+                    id.entries_path(),
+                    entries.len(),
+                    id.width()
+                )));
+            }
+            for (offset, entry) in (0u64..).zip(entries) {
+                let index = bundle * TILE_WIDTH + offset;
+                if (start..end).contains(&index) {
+                    visit(index, entry)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn tile(&self, level: u8, index: u64) -> Result<Option<Vec<u8>>, Error> {
+        match TileId::in_tree(level, index, self.size).filter(TileId::is_full) {
+            Some(id) if level > 0 => self.read(&id.path()).map(Some),
+            _ => Ok(None),
+        }
+    }
+
+    fn commit(&self, _commit: &crate::Commit<'_>) -> Result<(), Error> {
+        Err(Self::read_only())
+    }
+}

@@ -51,7 +51,7 @@ use sanad_tlog::tile::{TileId, TileReader, TileSourceError};
 use sanad_tlog::{NoteSigner, NoteVerifier, tree};
 
 pub use crate::backend::{Backend, Commit, EntryVisitor, copy};
-pub use crate::export::ExportSummary;
+pub use crate::export::{ExportBackend, ExportSummary};
 use crate::group::{Group, Operation, Outcome, Queue};
 use crate::integrate::Integration;
 use crate::limits::{BATCH_BYTES_MAX, BATCH_ENTRIES_MAX, INTEGRATION_QUEUE_MAX};
