@@ -43,6 +43,7 @@ voucher-whole = This voucher must be used for all that is left: { $available }
 voucher-item = This voucher does not allow that item or quantity.
 no-pending = No payment is waiting for your answer.
 rate-limited = Too many messages. Please wait a minute and try again.
+busy = The service is busy. Please try again in a few minutes.
 refused = Sorry, this was refused ({ $code }).
 failed = Sorry, something went wrong. Please try again later.
 ussd-menu = 1 Balance

@@ -44,6 +44,7 @@ voucher-whole = Ce bon doit etre utilise pour tout le reste : { $available }
 voucher-item = Ce bon ne permet pas cet article ou cette quantite.
 no-pending = Aucun paiement n'attend votre reponse.
 rate-limited = Trop de messages. Attendez une minute et reessayez.
+busy = Service occupe. Reessayez dans quelques minutes.
 refused = Desole, c'est refuse ({ $code }).
 failed = Desole, une erreur est survenue. Reessayez plus tard.
 ussd-menu = 1 Solde

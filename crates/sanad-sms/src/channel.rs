@@ -46,6 +46,9 @@ pub struct ChannelOptions {
     pub default_language: String,
     /// The clock, in ms since the Unix epoch.
     pub clock: Arc<dyn Fn() -> u64 + Send + Sync>,
+    /// USSD sessions open at once; a new one beyond it is told the service is busy, so that a
+    /// flood of sessions cannot grow the channel's memory without bound.
+    pub ussd_sessions_max: usize,
 }
 
 impl Default for ChannelOptions {
@@ -61,6 +64,7 @@ impl Default for ChannelOptions {
                     .duration_since(std::time::UNIX_EPOCH)
                     .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
             }),
+            ussd_sessions_max: 50_000,
         }
     }
 }
@@ -269,6 +273,11 @@ impl Channel {
     /// The agency underneath.
     pub fn agency(&self) -> &Agency {
         &self.agency
+    }
+
+    /// USSD sessions open at once, at most (see [`ChannelOptions::ussd_sessions_max`]).
+    pub(crate) fn ussd_sessions_max(&self) -> usize {
+        self.options.ussd_sessions_max
     }
 
     pub(crate) fn now_ms(&self) -> u64 {

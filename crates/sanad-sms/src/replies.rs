@@ -157,6 +157,7 @@ pub const TEMPLATES: &[Template] = &[
     Template { id: "voucher-item", worst: &[], budget: [1, 1, 1] },
     Template { id: "no-pending", worst: &[], budget: [1, 1, 1] },
     Template { id: "rate-limited", worst: &[], budget: [1, 1, 1] },
+    Template { id: "busy", worst: &[], budget: [1, 1, 1] },
     Template { id: "refused", worst: &[("code", Code)], budget: [1, 1, 1] },
     Template { id: "failed", worst: &[], budget: [1, 1, 1] },
 ];

@@ -131,9 +131,25 @@ impl Channel {
         let now_ms = self.now_ms();
         let started = {
             let mut sessions = crate::channel::lock(&self.sessions);
-            // Forget sessions abandoned long ago.
-            sessions.retain(|_, started| now_ms.saturating_sub(*started) <= 2 * SESSION_MS);
-            *sessions.entry(step.session_id.clone()).or_insert(now_ms)
+            let known = sessions.get(&step.session_id).copied();
+            match known {
+                Some(started) => started,
+                None => {
+                    if sessions.len() >= self.ussd_sessions_max() {
+                        // Forget sessions abandoned long ago, only when full: a scan per new
+                        // session would cost in proportion to the sessions open.
+                        sessions.retain(|_, at| now_ms.saturating_sub(*at) <= 2 * SESSION_MS);
+                    }
+                    if sessions.len() >= self.ussd_sessions_max() {
+                        drop(sessions);
+                        let language = self.language_of(None, None);
+                        let busy = self.render(&language, &say("busy"));
+                        return Ok(UssdAnswer { screen: busy, end: true, notices: Vec::new() });
+                    }
+                    sessions.insert(step.session_id.clone(), now_ms);
+                    now_ms
+                }
+            }
         };
         let key = crate::channel::message_key(
             "ussd",

@@ -330,6 +330,11 @@ fn strangers_forgeries_floods_and_guessed_pins_change_nothing() {
 
 /// A USSD step as Africa's Talking posts it.
 fn ussd(world: &World, session: &str, phone: &str, text: &str) -> sanad_sms::UssdAnswer {
+    ussd_on(&world.channel, session, phone, text)
+}
+
+/// A USSD step, on `channel`.
+fn ussd_on(channel: &Channel, session: &str, phone: &str, text: &str) -> sanad_sms::UssdAnswer {
     let url = "https://sanad.example.org/v1/ussd/africastalking?secret=at-secret";
     let body: String = form_urlencoded::Serializer::new(String::new())
         .append_pair("sessionId", session)
@@ -340,7 +345,33 @@ fn ussd(world: &World, session: &str, phone: &str, text: &str) -> sanad_sms::Uss
         .finish();
     let step =
         sanad_sms::gateway::africastalking::parse_ussd(b"at-secret", url, body.as_bytes()).unwrap();
-    world.channel.ussd(&step).unwrap()
+    channel.ussd(&step).unwrap()
+}
+
+/// A flood of USSD sessions cannot grow the channel without bound: past its limit a new
+/// session is told the service is busy and nothing is kept of it, while the sessions under way
+/// carry on; once the old ones lapse, new ones open again.
+#[test]
+fn ussd_sessions_beyond_the_limit_are_told_the_service_is_busy() {
+    let world = World::new();
+    let dir = tempfile::tempdir().unwrap();
+    let ticking = Arc::clone(&world.clock);
+    let options = ChannelOptions {
+        clock: Arc::new(move || ticking.load(Ordering::SeqCst)),
+        ussd_sessions_max: 3,
+        ..ChannelOptions::default()
+    };
+    let replies = Replies::embedded().unwrap();
+    let channel = Channel::open(Arc::clone(&world.agency), dir.path(), replies, options).unwrap();
+    for session in ["s1", "s2", "s3"] {
+        assert!(!ussd_on(&channel, session, AMAL, "").end, "{session} opens");
+    }
+    let busy = ussd_on(&channel, "s4", AMAL, "");
+    assert!(busy.end);
+    assert_eq!(busy.screen, "The service is busy. Please try again in a few minutes.");
+    assert!(!ussd_on(&channel, "s1", AMAL, "1").end, "a session under way carries on");
+    world.clock.fetch_add(2 * sanad_sms::ussd::SESSION_MS + 1, Ordering::SeqCst);
+    assert!(!ussd_on(&channel, "s5", AMAL, "").end, "the lapsed ones made room");
 }
 
 #[test]
