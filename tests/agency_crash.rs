@@ -1,0 +1,380 @@
+//! The agency under mixed load, killed with SIGKILL at random moments again and again, on sled
+//! and on PostgreSQL: a child process pays from a programme (ledger transfers), redeems
+//! vouchers at a shop with the beneficiary's PIN (request, then authorisation), and takes SMS
+//! payments through the channel as a gateway would deliver them, each thread printing what was
+//! acknowledged. After every kill the agency reopens and:
+//! - the log's export passes the offline auditor;
+//! - every acknowledged operation is in the log exactly once, at the index it was given (an SMS
+//!   payment under the id the channel derives from its message id);
+//! - the state replayed from the log equals the reopened one, money sums to zero per currency,
+//!   no account but external ones is negative, and each voucher programme's escrow equals what
+//!   its vouchers still hold (checked by the replay itself);
+//! - an SMS acknowledged in an earlier cycle, delivered again, is answered and not paid twice.
+//!
+//! `SANAD_CRASH_CYCLES` runs a longer campaign; `SANAD_CRASH_SEED` replays one.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::{Command as Process, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::{Rng as _, SeedableRng as _};
+use sanad::engine::registry::NewPerson;
+use sanad::engine::{Agency, Options, VoucherPlan};
+use sanad::ledger::{AccountKind, Actor, Command, ProgrammeKind, Vendors, replay};
+use sanad::money::{Amount, Currency, Id};
+use sanad::sms::gateway::{Gateway, Inbound};
+use sha2::Digest as _;
+
+use crate::campaign::{complete_lines, kill_one_then_the_rest, on_postgresql};
+
+const CHILD_ENV: &str = "SANAD_AGENCY_CRASH_CHILD";
+const DATABASE_ENV: &str = "SANAD_CRASH_DATABASE";
+const AMAL: &str = "+962791234567";
+const SHOP: &str = "+962771234567";
+const PIN: &str = "4821";
+const VOUCHERS: usize = 4;
+
+fn jod(text: &str) -> Amount {
+    Amount::parse(text, Currency::parse("JOD").unwrap()).unwrap()
+}
+
+fn id(text: &str) -> Id {
+    Id::parse(text).unwrap()
+}
+
+/// The agency's options: on PostgreSQL at `database` (log and registry), or in its folder.
+fn options(database: Option<&str>) -> Options {
+    match database {
+        Some(url) => Options {
+            log_backend: Some(Arc::new(sanad_postgres::PgBackend::connect(url).unwrap())),
+            shared_store: Some(Arc::new(sanad_postgres::PgKv::connect(url).unwrap())),
+            ..Options::default()
+        },
+        None => Options::default(),
+    }
+}
+
+/// What the children need to know of the setup, through their environment.
+struct Setup {
+    cash: Id,
+    amal_wallet: Id,
+    shop: Id,
+    codes: Vec<String>,
+}
+
+fn setup(dir: &Path, database: Option<&str>) -> Setup {
+    let agency =
+        Agency::create(dir, "example.org/agency-crash", Some("JO"), options(database)).unwrap();
+    let currency = Currency::parse("JOD").unwrap();
+    let amal = agency
+        .register(
+            &NewPerson {
+                phone: AMAL.into(),
+                language: Some("en".into()),
+                pin: Some(zeroize::Zeroizing::new(PIN.into())),
+                ..NewPerson::default()
+            },
+            currency,
+        )
+        .unwrap();
+    let cash = agency.create_programme("Cash", ProgrammeKind::Cash, jod("10000000")).unwrap();
+    let amal_wallet = Agency::wallet_of(&amal, currency);
+    let fund = Command::Transfer {
+        id: id("fund-amal"),
+        from: cash.clone(),
+        to: amal_wallet.clone(),
+        amount: jod("1000000"),
+        programme: cash.clone(),
+        actor: Actor::Operator,
+        reference: None,
+    };
+    agency.ledger().execute(fund).unwrap().unwrap();
+    let shop = agency.open_vendor(currency, &[], Some(SHOP)).unwrap();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
+    let now_ms = u64::try_from(now.as_millis()).unwrap();
+    let plan = VoucherPlan {
+        valid_from_ms: now_ms - 60_000,
+        valid_until_ms: now_ms + 30 * 86_400_000,
+        vendors: Vendors::Enrolled,
+        single_use: false,
+        partial: true,
+        items: Vec::new(),
+        pin_attempts: 3,
+        lock_ms: 60_000,
+    };
+    let food = agency
+        .create_voucher_programme("Food", ProgrammeKind::ValueVoucher, jod("1000000"), &plan)
+        .unwrap();
+    agency.enrol_vendor(&food, &shop, std::collections::BTreeMap::new()).unwrap();
+    let codes = (0..VOUCHERS)
+        .map(|_| {
+            let voucher =
+                agency.issue_voucher(&food, &amal, Some(jod("100000")), Vec::new()).unwrap();
+            voucher.code.to_string()
+        })
+        .collect();
+    Setup { cash, amal_wallet, shop, codes }
+}
+
+/// The id the channel gives the payment an SMS makes: `sms-` and 24 hex digits of SHA-256 of
+/// the gateway and message id (see `sanad-sms`'s `derived_id`).
+fn sms_payment_id(message_id: &str) -> String {
+    let hash = sha2::Sha256::digest(format!("json:{message_id}").as_bytes());
+    let hex: String = hash[..12].iter().map(|b| format!("{b:02x}")).collect();
+    format!("sms-{hex}")
+}
+
+fn inbound(message_id: &str, text: &str) -> Inbound {
+    Inbound {
+        gateway: Gateway::Json,
+        message_id: message_id.to_owned(),
+        from: AMAL.to_owned(),
+        to: None,
+        text: text.to_owned(),
+    }
+}
+
+/// The child: three kinds of work at once, acknowledging each durable answer on stdout as
+/// `ack <kind> <id> <log index>`.
+fn run_child(dir: &Path, database: Option<&str>, label: String, retry: Option<String>) -> ! {
+    let env = |name: &str| std::env::var(name).unwrap();
+    let agency = Arc::new(Agency::open(dir, options(database)).expect("child opens the agency"));
+    let channel_options = sanad::sms::ChannelOptions {
+        messages_per_minute: usize::MAX,
+        ..sanad::sms::ChannelOptions::default()
+    };
+    let replies = sanad::sms::replies::Replies::embedded().unwrap();
+    let channel = Arc::new(
+        sanad::sms::Channel::open(Arc::clone(&agency), dir, replies, channel_options).unwrap(),
+    );
+    if let Some(message) = retry {
+        let outcome = channel.handle(&inbound(&message, &format!("PAY {SHOP} 0.010 {PIN}")));
+        let outcome = outcome.unwrap();
+        assert!(outcome.replayed, "a delivery retried across restarts must be answered");
+        println!("retried {message}");
+    }
+    let (cash, wallet, shop) = (
+        id(&env("SANAD_CRASH_CASH")),
+        id(&env("SANAD_CRASH_WALLET")),
+        id(&env("SANAD_CRASH_SHOP")),
+    );
+    let codes: Vec<String> = env("SANAD_CRASH_CODES").split(',').map(str::to_owned).collect();
+    let transfers = {
+        let agency = Arc::clone(&agency);
+        let label = label.clone();
+        std::thread::spawn(move || {
+            for n in 0.. {
+                let name = format!("{label}-t-{n}");
+                let pay = Command::Transfer {
+                    id: id(&name),
+                    from: cash.clone(),
+                    to: wallet.clone(),
+                    amount: jod("0.005"),
+                    programme: cash.clone(),
+                    actor: Actor::Operator,
+                    reference: None,
+                };
+                let applied = agency.ledger().execute(pay).unwrap().unwrap();
+                println!("ack transfer {name} {}", applied.log_index.unwrap());
+            }
+        })
+    };
+    let redemptions = {
+        let agency = Arc::clone(&agency);
+        let label = label.clone();
+        std::thread::spawn(move || {
+            for n in 0.. {
+                let name = format!("{label}-rd-{n}");
+                let code = &codes[n % codes.len()];
+                let asked = agency
+                    .request_redemption(
+                        code,
+                        &shop,
+                        Some(jod("0.010")),
+                        Vec::new(),
+                        Some(id(&name)),
+                    )
+                    .unwrap();
+                println!("ack redemption {name} {}", asked.log_index.unwrap());
+                let authorised = agency.authorise_with_pin(&id(&name), PIN).unwrap();
+                println!("ack authorised {name} {}", authorised.unwrap());
+            }
+        })
+    };
+    for n in 0.. {
+        let message = format!("{label}-m-{n}");
+        let outcome =
+            channel.handle(&inbound(&message, &format!("PAY {SHOP} 0.010 {PIN}"))).unwrap();
+        assert!(outcome.reply.starts_with("Paid "), "{}", outcome.reply);
+        println!("ack sms {message} 0");
+    }
+    let _ = (transfers.join(), redemptions.join());
+    unreachable!("the load never ends")
+}
+
+#[test]
+fn sigkill_under_mixed_agency_load_loses_nothing_acknowledged() {
+    campaign("agency_crash::sigkill_under_mixed_agency_load_loses_nothing_acknowledged", None);
+}
+
+#[test]
+fn sigkill_under_mixed_agency_load_on_postgresql_loses_nothing_acknowledged() {
+    let test =
+        "agency_crash::sigkill_under_mixed_agency_load_on_postgresql_loses_nothing_acknowledged";
+    on_postgresql(CHILD_ENV, "agency_crash", |url| campaign(test, url));
+}
+
+/// One acknowledged operation: its kind, and the log index it was given (none for an SMS,
+/// whose reply carries no index: it is found by its derived id).
+type Acknowledged = HashMap<(String, String), Option<u64>>;
+
+fn campaign(test: &str, database: Option<&str>) {
+    if let Ok(dir) = std::env::var(CHILD_ENV) {
+        let database = std::env::var(DATABASE_ENV).ok();
+        let label = std::env::var("SANAD_CRASH_LABEL").unwrap();
+        let retry = std::env::var("SANAD_CRASH_RETRY").ok();
+        run_child(Path::new(&dir), database.as_deref(), label, retry);
+    }
+    let cycles: u64 =
+        std::env::var("SANAD_CRASH_CYCLES").ok().and_then(|c| c.parse().ok()).unwrap_or(8);
+    let seed: u64 = std::env::var("SANAD_CRASH_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| rand::thread_rng().r#gen());
+    println!(
+        "agency crash campaign: {cycles} cycles, seed {seed} (SANAD_CRASH_SEED={seed} to replay)"
+    );
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("agency");
+    let setup = setup(&data, database);
+
+    let mut acknowledged: Acknowledged = HashMap::new();
+    let mut retries = 0;
+    for cycle in 0..cycles {
+        let mut child = Process::new(std::env::current_exe().unwrap());
+        child
+            .args([test, "--exact", "--nocapture"])
+            .env(CHILD_ENV, &data)
+            .env("SANAD_CRASH_LABEL", format!("c{cycle}"))
+            .env("SANAD_CRASH_CASH", setup.cash.as_str())
+            .env("SANAD_CRASH_WALLET", setup.amal_wallet.as_str())
+            .env("SANAD_CRASH_SHOP", setup.shop.as_str())
+            .env("SANAD_CRASH_CODES", setup.codes.join(","))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        let earlier = acknowledged.keys().find(|(kind, _)| kind == "sms").map(|(_, m)| m.clone());
+        if let Some(message) = &earlier {
+            child.env("SANAD_CRASH_RETRY", message);
+        }
+        if let Some(url) = database {
+            child.env(DATABASE_ENV, url);
+        }
+        let mut child = child.spawn().unwrap();
+        let lines = complete_lines(child.stdout.take().unwrap());
+        std::thread::sleep(Duration::from_millis(rng.gen_range(300..1_200)));
+        let (outputs, _) = kill_one_then_the_rest(vec![(child, lines)], 0..1, &mut rng);
+        for line in outputs.into_iter().flatten() {
+            let words: Vec<&str> = line.split(' ').collect();
+            match words.as_slice() {
+                ["ack", "sms", message, _] => {
+                    acknowledged.insert(("sms".into(), (*message).to_owned()), None);
+                }
+                ["ack", kind, name, index] => {
+                    let index = index.parse().unwrap();
+                    acknowledged.insert(((*kind).to_owned(), (*name).to_owned()), Some(index));
+                }
+                ["retried", _] => retries += 1,
+                _ => {}
+            }
+        }
+        check(cycle, dir.path(), &data, database, &acknowledged);
+    }
+    let count = |kind: &str| acknowledged.keys().filter(|(k, _)| k == kind).count();
+    println!(
+        "agency crash campaign: {cycles} cycles, {} transfers, {} redemptions ({} authorised) and {} SMS payments checked, {retries} SMS retries across restarts",
+        count("transfer"),
+        count("redemption"),
+        count("authorised"),
+        count("sms")
+    );
+    for kind in ["transfer", "redemption", "authorised", "sms"] {
+        assert!(count(kind) > 0, "no {kind} was acknowledged: the campaign proved little");
+    }
+    assert!(retries > 0, "no SMS retry across a restart was exercised");
+}
+
+/// After a kill: the export verifies, every acknowledged operation is in the log once where it
+/// was said to be, and the state replays.
+fn check(
+    cycle: u64,
+    scratch: &Path,
+    data: &Path,
+    database: Option<&str>,
+    acknowledged: &Acknowledged,
+) {
+    let agency = Agency::open(data, options(database))
+        .unwrap_or_else(|e| panic!("cycle {cycle}: reopen failed: {e}"));
+    let log = agency.ledger().log();
+    log.wait_for_checkpoint(log.size()).unwrap();
+    let export = scratch.join(format!("export-{cycle}"));
+    log.export(&export).unwrap();
+    sanad::audit::verify_export(&export, &log.verifier(), None, &mut |_, _| {})
+        .unwrap_or_else(|e| panic!("cycle {cycle}: the export does not verify: {e}"));
+    std::fs::remove_dir_all(&export).unwrap();
+
+    // Where each operation is in the log, and how many times.
+    let mut found: HashMap<(String, String), (u64, u32)> = HashMap::new();
+    let mut entries = Vec::new();
+    log.for_each_entry(0, log.size(), |index, entry| {
+        let json: serde_json::Value = serde_json::from_slice(entry).unwrap_or_default();
+        let key = match json["type"].as_str() {
+            Some("transfer.posted") => json["transfer"].as_str().map(|t| {
+                let kind = if t.starts_with("sms-") { "sms" } else { "transfer" };
+                (kind.to_owned(), t.to_owned())
+            }),
+            Some("redemption.requested") => {
+                json["redemption"].as_str().map(|r| ("redemption".to_owned(), r.to_owned()))
+            }
+            Some("redemption.authorised") => {
+                json["redemption"].as_str().map(|r| ("authorised".to_owned(), r.to_owned()))
+            }
+            _ => None,
+        };
+        if let Some(key) = key {
+            let seen = found.entry(key).or_insert((index, 0));
+            seen.1 += 1;
+        }
+        entries.push(entry.to_vec());
+        Ok(())
+    })
+    .unwrap();
+    for ((kind, name), index) in acknowledged {
+        let key = match kind.as_str() {
+            "sms" => ("sms".to_owned(), sms_payment_id(name)),
+            _ => (kind.clone(), name.clone()),
+        };
+        let (at, times) = found
+            .get(&key)
+            .unwrap_or_else(|| panic!("cycle {cycle}: acknowledged {kind} {name} is missing"));
+        assert_eq!(*times, 1, "cycle {cycle}: {kind} {name} is in the log {times} times");
+        if let Some(index) = index {
+            assert_eq!(at, index, "cycle {cycle}: {kind} {name} moved");
+        }
+    }
+    let replayed = replay(entries.iter().map(Vec::as_slice))
+        .unwrap_or_else(|e| panic!("cycle {cycle}: the log does not replay: {e}"));
+    agency.ledger().read(|state| {
+        assert_eq!(state.totals(), replayed.totals(), "cycle {cycle}: totals differ");
+        assert!(state.totals().values().all(|total| *total == 0), "cycle {cycle}: money created");
+        for account in state.accounts() {
+            assert!(
+                account.available().minor_units() >= 0 || account.kind() == AccountKind::External,
+                "cycle {cycle}: {} below zero",
+                account.id()
+            );
+        }
+    });
+}
