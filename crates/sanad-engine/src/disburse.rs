@@ -159,6 +159,25 @@ fn separator(csv: &[u8]) -> u8 {
     if header.contains(&b';') && !header.contains(&b',') { b';' } else { b',' }
 }
 
+/// Reads and checks every row of `csv` for a programme in `currency` as [`disburse`] would,
+/// without paying or registering anyone: the rows that would be paid (or registered and paid,
+/// with `register`), and the problems of the others, by line. For checking a file before a
+/// payment run, and for fuzzing the reader.
+///
+/// # Errors
+/// [`Error::Disbursement`] when the file cannot be read at all (no header, no `phone` or
+/// `amount` column); storage errors.
+pub fn check_file(
+    agency: &Agency,
+    csv: &[u8],
+    currency: Currency,
+    options: DisburseOptions,
+) -> Result<(usize, Vec<RowProblem>), Error> {
+    let (rows, problems) =
+        validate(agency, csv, currency, options, "check", AmountColumn::Required)?;
+    Ok((rows.len(), problems))
+}
+
 /// Validates and pays `csv` from `programme`. `progress(done, total)` is called as rows are
 /// paid.
 ///
