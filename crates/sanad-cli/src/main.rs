@@ -397,6 +397,26 @@ impl DataDir {
     }
 }
 
+/// Copies a whole log from `from` into `to` with a progress bar (`doing` names it), then opens
+/// it there with the key in `dir`, which recomputes the root from what was copied and checks
+/// it against the signed checkpoint. Returns the entries copied and the open log.
+fn copy_and_open(
+    from: &dyn sanad_log::Backend,
+    to: std::sync::Arc<dyn sanad_log::Backend>,
+    dir: &std::path::Path,
+    doing: &'static str,
+) -> anyhow::Result<(u64, Log)> {
+    let bar = audit::progress_bar(doing);
+    let copied = sanad_log::copy(from, to.as_ref(), &mut |done, total| {
+        bar.set_length(total);
+        bar.set_position(done);
+    });
+    bar.finish_and_clear();
+    let copied = copied.with_context(|| format!("{doing} the log"))?;
+    let log = Log::open_on(dir, to).context("opening the copy")?;
+    Ok((copied, log))
+}
+
 /// Lines gathered into one append: the writer commits each with one fsync and one signature.
 const APPEND_CHUNK_ENTRIES: usize = 4_096;
 const APPEND_CHUNK_BYTES: usize = 4 << 20;
@@ -492,15 +512,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                     std::sync::Arc::new(sanad_log::SledBackend::open(&path)?)
                 }
             };
-            let bar = audit::progress_bar("restoring");
-            let copied = sanad_log::copy(&export, target.as_ref(), &mut |done, total| {
-                bar.set_length(total);
-                bar.set_position(done);
-            });
-            bar.finish_and_clear();
-            let copied = copied.context("restoring the log")?;
-            // Opening recomputes the root from what was restored and checks the signature.
-            let log = Log::open_on(&data.dir, target).context("opening the restored log")?;
+            let (copied, log) = copy_and_open(&export, target, &data.dir, "restoring")?;
             writeln!(
                 stdout,
                 "restored {copied} entries; the log opens at tree size {} with root {}",
@@ -514,16 +526,8 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             let target = std::sync::Arc::new(
                 sanad_postgres::PgBackend::connect(&to).context("connecting to PostgreSQL")?,
             );
-            let bar = audit::progress_bar("copying");
-            let copied = sanad_log::copy(&source, target.as_ref(), &mut |done, total| {
-                bar.set_length(total);
-                bar.set_position(done);
-            });
-            bar.finish_and_clear();
-            let copied = copied.context("copying the log")?;
+            let (copied, log) = copy_and_open(&source, target, &dir, "copying")?;
             drop(source);
-            // Opening recomputes the root from what was copied and checks the signature.
-            let log = Log::open_on(&dir, target).context("opening the copy")?;
             writeln!(
                 stdout,
                 "copied {copied} entries; the log opens on PostgreSQL at tree size {} with root {}",

@@ -352,6 +352,39 @@ fn voucher_programme_vendors_issue_and_settle() {
     assert_eq!(ok(&["settle", "--data", s(&data), "--programme", &programme]), "");
 }
 
+/// A new ledger in `dir/data` named `origin`: a programme of 100 JOD that paid 25 to one new
+/// beneficiary. Its folder, verifier key and programme.
+fn paid_once(dir: &Path, origin: &str) -> (std::path::PathBuf, String, String) {
+    let data = dir.join("data");
+    let vkey = ok(&["init", "--data", s(&data), "--origin", origin, "--region", "JO"]);
+    let programme = ok(&[
+        "programme",
+        "create",
+        "--data",
+        s(&data),
+        "--name",
+        "Winter cash",
+        "--currency",
+        "JOD",
+        "--budget",
+        "100",
+    ]);
+    let programme = programme.trim().to_owned();
+    let csv = dir.join("first.csv");
+    std::fs::write(&csv, "phone,amount\n0791234567,25\n").unwrap();
+    ok(&[
+        "disburse",
+        "--data",
+        s(&data),
+        "--programme",
+        &programme,
+        "--csv",
+        s(&csv),
+        "--register",
+    ]);
+    (data, vkey.trim().to_owned(), programme)
+}
+
 /// A throwaway PostgreSQL server and a database on it, named `name`.
 fn postgres(name: &str) -> (sanad_postgres::testing::TestServer, String) {
     let server = sanad_postgres::testing::TestServer::for_test();
@@ -408,25 +441,9 @@ fn the_ledger_commands_run_on_postgresql() {
 fn a_ledger_moves_from_sled_to_postgresql() {
     let (_server, url) = postgres("moved");
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    ok(&["init", "--data", s(&data), "--origin", "example.org/moving", "--region", "JO"]);
-    let programme = ok(&[
-        "programme",
-        "create",
-        "--data",
-        s(&data),
-        "--name",
-        "Winter cash",
-        "--currency",
-        "JOD",
-        "--budget",
-        "100",
-    ]);
-    let programme = programme.trim();
+    let (data, _, programme) = paid_once(dir.path(), "example.org/moving");
+    let programme = programme.as_str();
     let csv = dir.path().join("tranche.csv");
-    std::fs::write(&csv, "phone,amount\n0791234567,25\n").unwrap();
-    ok(&["disburse", "--data", s(&data), "--programme", programme, "--csv", s(&csv), "--register"]);
-
     let copied = ok(&["log", "copy", "--data", s(&data), "--to", &url]);
     assert!(copied.starts_with("copied "), "{copied}");
     assert!(copied.contains("the log opens on PostgreSQL at tree size "), "{copied}");
@@ -455,35 +472,7 @@ fn a_ledger_moves_from_sled_to_postgresql() {
 #[test]
 fn a_lost_ledger_is_restored_from_an_export_and_its_key() {
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let vkey =
-        ok(&["init", "--data", s(&data), "--origin", "example.org/restored", "--region", "JO"]);
-    let vkey = vkey.trim().to_owned();
-    let programme = ok(&[
-        "programme",
-        "create",
-        "--data",
-        s(&data),
-        "--name",
-        "Winter cash",
-        "--currency",
-        "JOD",
-        "--budget",
-        "100",
-    ]);
-    let programme = programme.trim().to_owned();
-    let csv = dir.path().join("tranche.csv");
-    std::fs::write(&csv, "phone,amount\n0791234567,25\n").unwrap();
-    ok(&[
-        "disburse",
-        "--data",
-        s(&data),
-        "--programme",
-        &programme,
-        "--csv",
-        s(&csv),
-        "--register",
-    ]);
+    let (data, vkey, programme) = paid_once(dir.path(), "example.org/restored");
     let backup = dir.path().join("backup");
     ok(&["log", "export", "--data", s(&data), "--out", s(&backup)]);
     let key = std::fs::read(data.join("log.key")).unwrap();
