@@ -68,7 +68,7 @@ impl Log {
     }
 }
 
-/// A tlog-tiles export read as a [`Backend`], read-only: what a restore copies into a new
+/// A tlog-tiles export read as a [`Backend`](crate::Backend), read-only: what a restore copies into a new
 /// store (see [`crate::copy`]) when the store was lost and an export — a backup, a mirror of
 /// `/log/` — survived. It trusts nothing it reads: opening the copy recomputes the root from
 /// the copied entries and tiles and checks it against the checkpoint's signature with the key.
