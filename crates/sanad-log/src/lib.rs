@@ -660,10 +660,19 @@ impl Turn<'_> {
     /// As [`Log::append`].
     pub fn append(mut self, entries: Vec<Vec<u8>>) -> Result<Appended, Error> {
         check_append(&entries)?;
-        self.open = false;
-        let first_index = append_locked(self.shared, &mut self.durable, vec![entries])
-            .inspect_err(|_| self.shared.queue.stop())?;
-        Ok(Appended { first_index, tree_size: *self.durable })
+        match append_locked(self.shared, &mut self.durable, vec![entries]) {
+            Ok(first_index) => {
+                // The commit ended the store's turn.
+                self.open = false;
+                Ok(Appended { first_index, tree_size: *self.durable })
+            }
+            Err(error) => {
+                // A failure before the commit reached the store leaves its turn held: dropping
+                // the turn ends it (after the commit, ending it does nothing).
+                self.shared.queue.stop();
+                Err(error)
+            }
+        }
     }
 
     /// Rotates the signing key (see [`Log::rotate_key`]) in a commit that ends the turn.
