@@ -541,7 +541,9 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                     .context("opening the folder's registry")?;
                 let shared =
                     sanad_postgres::PgKv::connect(&to).context("connecting to PostgreSQL")?;
-                let people = registry.copy_to_shared(&shared).context("copying the registry")?;
+                let people = registry
+                    .copy_to_shared(std::sync::Arc::new(shared))
+                    .context("copying the registry")?;
                 writeln!(stdout, "copied the registry: {people} people's records")?;
             }
         }

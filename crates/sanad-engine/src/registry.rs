@@ -34,7 +34,7 @@ use chacha20poly1305::{ChaCha20Poly1305, Nonce};
 use hmac::{Hmac, Mac as _};
 use rand::RngCore as _;
 use sanad_ledger::VoucherCode;
-use sanad_log::kv::{KeyValue, SledKv};
+use sanad_log::kv::{KeyValue, Prefixed, SledKv};
 use sanad_money::Id;
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
@@ -64,6 +64,8 @@ const CONFIRMATIONS: &str = "confirmations";
 /// Secrets, on a shared store only (in the folder they are files).
 const SECRETS: &str = "secrets";
 const REGION: &[u8] = b"region";
+/// The registry's spaces' prefix on a store it shares with other users (the database).
+const SHARED_PREFIX: &str = "registry.";
 /// A keyed check value of the agency key, on a shared store (see `check_agency_key`).
 const KEY_CHECK: &[u8] = b"key-check";
 
@@ -131,9 +133,8 @@ pub struct Registered {
 /// HMAC(agency key, E.164) → vendor id, and `v` + vendor id → the number sealed likewise, to
 /// send them notices).
 pub struct Registry {
-    kv: Arc<dyn KeyValue>,
-    /// `registry.` on a shared store, where other users' spaces sit beside these.
-    prefix: &'static str,
+    /// Under `registry.` on a shared store, where other users' spaces sit beside these.
+    kv: Prefixed,
     /// Secret files, in the folder; `None` on a shared store, which keeps them in `secrets`.
     secrets: Option<PathBuf>,
     agency_key: Zeroizing<[u8; 32]>,
@@ -241,9 +242,10 @@ impl Registry {
         shared: Option<Arc<dyn KeyValue>>,
     ) -> Result<Self, Error> {
         let key_path = dir.join(AGENCY_KEY_FILE);
+        let shared = shared.map(|kv| Prefixed::new(kv, SHARED_PREFIX));
         if let Some(kv) = &shared
             && !key_path.exists()
-            && kv.get(&format!("registry.{META}"), KEY_CHECK).map_err(storage)?.is_some()
+            && kv.get(META, KEY_CHECK).map_err(storage)?.is_some()
         {
             return Err(Error::Corrupt(format!(
                 "the database's registry was made with another {AGENCY_KEY_FILE}: copy it into {} from the first process's folder",
@@ -262,14 +264,14 @@ impl Registry {
             .map_err(|_| Error::Corrupt(format!("{} is not a 32-byte key", key_path.display())))?;
         let agency_key = Zeroizing::new(agency_key);
         let registry = match shared {
-            Some(kv) => Self { kv, prefix: "registry.", secrets: None, agency_key },
+            Some(kv) => Self { kv, secrets: None, agency_key },
             None => {
                 let secrets = dir.join(SECRETS_DIR);
                 fs::create_dir_all(&secrets)
                     .and_then(|()| fs::set_permissions(&secrets, fs::Permissions::from_mode(0o700)))
                     .map_err(|e| Error::io(format!("creating {}", secrets.display()), e))?;
                 let kv = SledKv::open(&dir.join(REGISTRY_DIR), REGISTRY_CACHE_BYTES)?;
-                Self { kv: Arc::new(kv), prefix: "", secrets: Some(secrets), agency_key }
+                Self { kv: Prefixed::new(Arc::new(kv), ""), secrets: Some(secrets), agency_key }
             }
         };
         if registry.is_shared() {
@@ -313,25 +315,21 @@ impl Registry {
         self.kv.is_shared()
     }
 
-    fn space(&self, space: &str) -> String {
-        format!("{}{space}", self.prefix)
-    }
-
     fn get(&self, space: &str, key: &[u8]) -> Result<Option<Vec<u8>>, Error> {
-        self.kv.get(&self.space(space), key).map_err(storage)
+        self.kv.get(space, key).map_err(storage)
     }
 
     fn insert(&self, space: &str, key: &[u8], value: &[u8]) -> Result<(), Error> {
-        self.kv.insert(&self.space(space), key, value).map_err(storage)
+        self.kv.insert(space, key, value).map_err(storage)
     }
 
     fn remove(&self, space: &str, key: &[u8]) -> Result<Option<Vec<u8>>, Error> {
-        self.kv.remove(&self.space(space), key).map_err(storage)
+        self.kv.remove(space, key).map_err(storage)
     }
 
     /// `None` when claimed; else what the key holds.
     fn claim(&self, space: &str, key: &[u8], value: &[u8]) -> Result<Option<Vec<u8>>, Error> {
-        self.kv.claim(&self.space(space), key, value).map_err(storage)
+        self.kv.claim(space, key, value).map_err(storage)
     }
 
     fn flush(&self) -> Result<(), Error> {
@@ -389,19 +387,18 @@ impl Registry {
     /// # Errors
     /// [`Error::Corrupt`] when this registry is shared already or `to` holds one; storage
     /// errors.
-    pub fn copy_to_shared(&self, to: &dyn KeyValue) -> Result<u64, Error> {
+    pub fn copy_to_shared(&self, to: Arc<dyn KeyValue>) -> Result<u64, Error> {
         if self.secrets.is_none() {
             return Err(Error::Corrupt("this registry is on a shared store already".into()));
         }
-        let target = |space: &str| format!("registry.{space}");
+        let to = Prefixed::new(to, SHARED_PREFIX);
         for space in [PEOPLE, META] {
-            if !to.entries(&target(space)).map_err(storage)?.is_empty() {
+            if !to.entries(space).map_err(storage)?.is_empty() {
                 return Err(Error::Corrupt("the database holds a registry already".into()));
             }
         }
         for space in [PENDING, LOOKUP, META, CODES, VENDORS] {
-            sanad_log::kv::copy_space(self.kv.as_ref(), space, to, &target(space))
-                .map_err(storage)?;
+            sanad_log::kv::copy_space(&self.kv, space, &to, space).map_err(storage)?;
         }
         // Secrets before records: a record without its secret reads as erased.
         let people = self.kv.entries(PEOPLE).map_err(storage)?;
@@ -409,11 +406,10 @@ impl Registry {
             let id = Id::parse(&String::from_utf8_lossy(key))
                 .map_err(|e| Error::Corrupt(format!("registry record: {e}")))?;
             if let Some(secret) = self.secret(&id)? {
-                to.insert(&target(SECRETS), key, &secret).map_err(storage)?;
+                to.insert(SECRETS, key, &secret).map_err(storage)?;
             }
         }
-        let copied = sanad_log::kv::copy_space(self.kv.as_ref(), PEOPLE, to, &target(PEOPLE))
-            .map_err(storage)?;
+        let copied = sanad_log::kv::copy_space(&self.kv, PEOPLE, &to, PEOPLE).map_err(storage)?;
         Ok(copied)
     }
 
@@ -439,7 +435,7 @@ impl Registry {
     /// # Errors
     /// Storage errors; [`Error::Corrupt`] for a malformed record.
     pub fn confirmations(&self) -> Result<Vec<(Id, Id, [u8; 32])>, Error> {
-        let entries = self.kv.entries(&self.space(CONFIRMATIONS)).map_err(storage)?;
+        let entries = self.kv.entries(CONFIRMATIONS).map_err(storage)?;
         entries
             .into_iter()
             .map(|(key, value)| {
@@ -903,7 +899,7 @@ impl Registry {
     /// # Errors
     /// Storage errors.
     pub fn pending(&self) -> Result<Vec<(Id, Work, u64)>, Error> {
-        let entries = self.kv.entries(&self.space(PENDING)).map_err(storage)?;
+        let entries = self.kv.entries(PENDING).map_err(storage)?;
         entries
             .into_iter()
             .map(|(key, value)| {

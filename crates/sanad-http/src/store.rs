@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
 pub(crate) use sanad_ledger::Role;
-use sanad_log::kv::{KeyValue, SledKv};
+use sanad_log::kv::{KeyValue, Prefixed, SledKv};
 
 use crate::problem::Problem;
 
@@ -90,9 +90,8 @@ fn on_database<T>(call: impl FnOnce() -> T) -> T {
 /// The store: its spaces in `<data>/http.sled` (a tree each), or in the database's shared
 /// table under `http.` names. Every write is flushed before it is answered.
 pub(crate) struct Store {
-    kv: Arc<dyn KeyValue>,
-    /// `http.` on a shared store, where other users' spaces sit beside these.
-    prefix: &'static str,
+    /// Under `http.` on a shared store, where other users' spaces sit beside these.
+    kv: Prefixed,
 }
 
 impl Store {
@@ -106,16 +105,16 @@ impl Store {
     ) -> anyhow::Result<(Self, u64)> {
         let folder = dir.join("http.sled");
         let Some(kv) = shared else {
-            return Ok((Self { kv: Arc::new(SledKv::open(&folder, 8 << 20)?), prefix: "" }, 0));
+            let local = Arc::new(SledKv::open(&folder, 8 << 20)?);
+            return Ok((Self { kv: Prefixed::new(local, "") }, 0));
         };
-        let store = Self { kv, prefix: "http." };
+        let store = Self { kv: Prefixed::new(kv, "http.") };
         let mut imported = 0;
         if !store.has_tokens()? && folder.exists() {
             let local = SledKv::open(&folder, 8 << 20)?;
             for space in Space::ALL {
-                let into = store.space(space);
-                let copied =
-                    sanad_log::kv::copy_space(&local, space.name(), store.kv.as_ref(), &into)?;
+                let name = space.name();
+                let copied = sanad_log::kv::copy_space(&local, name, &store.kv, name)?;
                 if matches!(space, Space::Tokens) {
                     imported = copied;
                 }
@@ -124,17 +123,13 @@ impl Store {
         Ok((store, imported))
     }
 
-    fn space(&self, space: Space) -> String {
-        format!("{}{}", self.prefix, space.name())
-    }
-
     fn get(&self, space: Space, key: &[u8]) -> anyhow::Result<Option<Vec<u8>>> {
-        Ok(on_database(|| self.kv.get(&self.space(space), key))?)
+        Ok(on_database(|| self.kv.get(space.name(), key))?)
     }
 
     fn insert(&self, space: Space, key: &[u8], value: &[u8]) -> anyhow::Result<()> {
         on_database(|| {
-            self.kv.insert(&self.space(space), key, value)?;
+            self.kv.insert(space.name(), key, value)?;
             self.kv.flush()
         })?;
         Ok(())
@@ -142,7 +137,7 @@ impl Store {
 
     fn remove(&self, space: Space, key: &[u8]) -> anyhow::Result<Option<Vec<u8>>> {
         Ok(on_database(|| {
-            let removed = self.kv.remove(&self.space(space), key)?;
+            let removed = self.kv.remove(space.name(), key)?;
             self.kv.flush()?;
             Ok::<_, sanad_log::Error>(removed)
         })?)
@@ -179,8 +174,7 @@ impl Store {
     }
 
     pub(crate) fn has_tokens(&self) -> anyhow::Result<bool> {
-        let tokens = self.space(Space::Tokens);
-        Ok(!on_database(|| self.kv.entries(&tokens))?.is_empty())
+        Ok(!on_database(|| self.kv.entries(Space::Tokens.name()))?.is_empty())
     }
 
     /// The record of a presented bearer token. Looked up by its hash: nothing to compare.

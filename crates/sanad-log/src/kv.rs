@@ -5,6 +5,7 @@
 //! once for a group of writes: what was written before a flush returned is durable.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use crate::Error;
 
@@ -55,6 +56,56 @@ pub trait KeyValue: Send + Sync {
     /// # Errors
     /// Storage errors.
     fn flush(&self) -> Result<(), Error>;
+}
+
+/// A store's key spaces under a name prefix (`registry.`, `http.`), so that several users
+/// share one store — the database's table — without meeting; with an empty prefix, the spaces
+/// as named (each user's own sled database in the folder).
+#[derive(Clone)]
+pub struct Prefixed {
+    kv: Arc<dyn KeyValue>,
+    prefix: &'static str,
+}
+
+impl Prefixed {
+    /// `kv`'s spaces, each named `prefix` and the space's name.
+    pub fn new(kv: Arc<dyn KeyValue>, prefix: &'static str) -> Self {
+        Self { kv, prefix }
+    }
+
+    fn name(&self, space: &str) -> String {
+        format!("{}{space}", self.prefix)
+    }
+}
+
+impl KeyValue for Prefixed {
+    fn is_shared(&self) -> bool {
+        self.kv.is_shared()
+    }
+
+    fn get(&self, space: &str, key: &[u8]) -> Result<Option<Vec<u8>>, Error> {
+        self.kv.get(&self.name(space), key)
+    }
+
+    fn insert(&self, space: &str, key: &[u8], value: &[u8]) -> Result<(), Error> {
+        self.kv.insert(&self.name(space), key, value)
+    }
+
+    fn remove(&self, space: &str, key: &[u8]) -> Result<Option<Vec<u8>>, Error> {
+        self.kv.remove(&self.name(space), key)
+    }
+
+    fn claim(&self, space: &str, key: &[u8], value: &[u8]) -> Result<Option<Vec<u8>>, Error> {
+        self.kv.claim(&self.name(space), key, value)
+    }
+
+    fn entries(&self, space: &str) -> Result<Vec<Pair>, Error> {
+        self.kv.entries(&self.name(space))
+    }
+
+    fn flush(&self) -> Result<(), Error> {
+        self.kv.flush()
+    }
 }
 
 /// Copies every key of `space` in `from` into space `into` of `to`, then flushes `to`; returns
