@@ -240,18 +240,22 @@ impl Agency {
         categories: &[Id],
         phone: Option<&str>,
     ) -> Result<Id, Error> {
-        Ok(self.open_vendor_logged(currency, categories, phone)?.0)
+        Ok(self.open_vendor_logged(currency, categories, phone, &[])?.0)
     }
 
-    /// [`Self::open_vendor`], with the log index of the account's opening.
+    /// [`Self::open_vendor`], enrolled at once in the value voucher programmes `enrolments`
+    /// (all or nothing: the opening and its enrolments are one linked group, so a programme
+    /// that refuses the vendor leaves no vendor behind), with the log index of the account's
+    /// opening.
     ///
     /// # Errors
-    /// As [`Self::open_vendor`].
+    /// As [`Self::open_vendor`], and the enrolments' rejections.
     pub fn open_vendor_logged(
         &self,
         currency: Currency,
         categories: &[Id],
         phone: Option<&str>,
+        enrolments: &[Id],
     ) -> Result<(Id, Option<u64>), Error> {
         if let Some(phone) = phone {
             let e164 = self.registry().normalise_phone(phone)?;
@@ -272,6 +276,11 @@ impl Agency {
                 categories: categories.iter().cloned().collect(),
             });
         }
+        group.extend(enrolments.iter().map(|programme| Command::EnrolVendor {
+            programme: programme.clone(),
+            vendor: vendor.clone(),
+            prices: BTreeMap::new(),
+        }));
         let applied = self.calls().execute_linked(group)??;
         if let Some(phone) = phone {
             self.registry().register_vendor_phone(&vendor, phone)?;

@@ -536,3 +536,31 @@ fn principals_are_checked_by_the_ledger_and_named_in_the_log() {
     assert!(reopened.ledger().read(|state| state.detached()) == before);
     assert!(reopened.ledger().read(|state| state.principal(&id("tok-shop")).unwrap().revoked));
 }
+
+/// Found by fuzzing the HTTP binding: a vendor opened with a programme that refuses it used to
+/// be left behind, opened but not enrolled, by a request answered with an error.
+#[test]
+fn a_vendor_is_opened_with_its_enrolments_or_not_at_all() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(AtomicU64::new(START_MS));
+    let agency = agency(dir.path(), &clock);
+    let food = value_programme(&agency, "Food vouchers", "1000");
+    let currency = jod("1").currency();
+    let cash = agency.create_programme("Cash", ProgrammeKind::Cash, jod("10")).unwrap();
+    let size = agency.ledger().log().size();
+    for refusing in [id("no-such-programme"), cash] {
+        let refused =
+            agency.open_vendor_logged(currency, &[], Some("0771234567"), &[food.clone(), refusing]);
+        assert!(matches!(refused, Err(Error::GroupRejected(_))), "{refused:?}");
+    }
+    assert_eq!(agency.ledger().log().size(), size, "a refused opening logged nothing");
+    assert_eq!(agency.registry().find_vendor_by_phone("+962771234567").unwrap(), None);
+
+    let (shop, index) = agency
+        .open_vendor_logged(currency, &[], Some("0771234567"), std::slice::from_ref(&food))
+        .unwrap();
+    assert_eq!(index, Some(size));
+    let enrolled = agency.ledger().read(|state| state.programme_vendors(&food).count());
+    assert_eq!(enrolled, 1, "enrolled at once");
+    assert_eq!(agency.registry().find_vendor_by_phone("+962771234567").unwrap(), Some(shop));
+}

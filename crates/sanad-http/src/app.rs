@@ -814,12 +814,14 @@ async fn create_vendor(State(state): Shared, request: WriteRequest) -> Answer {
         let currency = currency(&request.currency)?;
         let categories =
             request.categories.iter().map(|c| id(c, "category")).collect::<Result<Vec<_>, _>>()?;
-        let (vendor, log_index) =
-            caller.agency.open_vendor_logged(currency, &categories, request.phone.as_deref())?;
-        for programme in &request.programmes {
-            let programme = id(programme, "programme")?;
-            caller.agency.enrol_vendor(&programme, &vendor, std::collections::BTreeMap::new())?;
-        }
+        let programmes =
+            request.programmes.iter().map(|p| id(p, "programme")).collect::<Result<Vec<_>, _>>()?;
+        let (vendor, log_index) = caller.agency.open_vendor_logged(
+            currency,
+            &categories,
+            request.phone.as_deref(),
+            &programmes,
+        )?;
         state.store.set_vendor_name(&vendor, &request.name).map_err(Problem::internal)?;
         Ok((StatusCode::CREATED, to_json(&Created { id: vendor.as_str().to_owned(), log_index })))
     })

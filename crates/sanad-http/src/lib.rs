@@ -84,6 +84,150 @@ fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// An opened binding, not yet listening: the agency, the binding's own store and the router
+/// over them. [`serve`] opens one and serves its router; an embedder or a fuzzer may call the
+/// router in-process instead (with `tower::ServiceExt::oneshot`), through exactly the layers a
+/// listening server has.
+pub struct Binding {
+    state: Arc<app::AppState>,
+    created: bool,
+    admin_token_file: Option<PathBuf>,
+}
+
+impl Binding {
+    /// Opens (or creates) the ledger in `config.data` (or on `config.database_url`) and the
+    /// binding's store beside it; on a new store, grants the first admin and writes its token
+    /// to `admin.token` (mode 0600). `public_url` is the URL gateways are configured with (what
+    /// Twilio signs); `config.public_url`, when set, takes precedence. `config.listen` is not
+    /// used.
+    ///
+    /// # Errors
+    /// Opening or creating the stores.
+    pub fn open(config: Config, public_url: &str) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(&config.data)
+            .with_context(|| format!("creating {}", config.data.display()))?;
+        // A folder with only the log's key joins a log another process keeps on PostgreSQL.
+        let holds_ledger = config.data.join(sanad_engine::SNAPSHOT_FILE).exists()
+            || config.data.join(sanad_engine::registry::AGENCY_KEY_FILE).exists()
+            || config.data.join(sanad_log::KEY_FILE).exists();
+        let metrics = Arc::new(metrics::Metrics::new());
+        // With --database-url, the log and the small stores (tokens, answers) are in the
+        // database, which every server on it shares.
+        let (log_backend, shared) = match &config.database_url {
+            Some(url) => {
+                let connecting = || "connecting to PostgreSQL (--database-url)";
+                let backend = sanad_postgres::PgBackend::connect(url).with_context(connecting)?;
+                let kv = sanad_postgres::PgKv::connect(url).with_context(connecting)?;
+                (
+                    Some(Arc::new(backend) as Arc<dyn sanad_log::Backend>),
+                    Some(Arc::new(kv) as Arc<dyn sanad_log::kv::KeyValue>),
+                )
+            }
+            None => (None, None),
+        };
+        let options = Options {
+            on_commit: Some(metrics.commit_observer()),
+            log_backend,
+            shared_store: shared.clone(),
+            ..Options::default()
+        };
+        let agency = if holds_ledger {
+            Agency::open(&config.data, options)
+                .with_context(|| format!("opening the ledger in {}", config.data.display()))?
+        } else {
+            Agency::create(&config.data, &config.origin, config.region.as_deref(), options)
+                .with_context(|| format!("creating a ledger in {}", config.data.display()))?
+        };
+        let agency = Arc::new(agency);
+        let (store, imported) = store::Store::open(&config.data, shared.clone())
+            .context("opening the binding's store")?;
+        if imported > 0 {
+            println!("copied {imported} API tokens from the folder's store into the database");
+        }
+        let mut admin_token_file = None;
+        if !store.has_tokens()? {
+            // The first admin is granted by the store's holder (this process, at first start).
+            let principal = store::Store::new_principal();
+            agency.grant_access(&principal, store::Role::Admin, None)?;
+            let token = store.create_token(&store::TokenRecord {
+                principal: principal.as_str().to_owned(),
+                name: "admin".into(),
+                role: store::Role::Admin,
+                vendor: None,
+            })?;
+            let path = config.data.join("admin.token");
+            write_private(&path, &format!("{token}\n"))?;
+            admin_token_file = Some(path);
+        }
+        // With the log on PostgreSQL, the SMS answers are there too, for every server to see.
+        let sms_answers: Box<dyn sanad_sms::AnswerStore> = match shared {
+            Some(kv) => Box::new(store::SharedSmsAnswers(kv)),
+            None => Box::new(sanad_sms::SledAnswers::open(&config.data)?),
+        };
+        let channel = sanad_sms::Channel::with_answers(
+            Arc::clone(&agency),
+            sms_answers,
+            sanad_sms::replies::Replies::embedded()?,
+            sanad_sms::ChannelOptions::default(),
+        );
+        let public_url =
+            config.public_url.as_deref().unwrap_or(public_url).trim_end_matches('/').to_owned();
+        let state = Arc::new(app::AppState {
+            agency,
+            channel,
+            store,
+            secrets: config.secrets,
+            public_url,
+            metrics,
+            token_limits: app::TokenLimits::per_second(config.token_rate),
+        });
+        Ok(Self { state, created: !holds_ledger, admin_token_file })
+    }
+
+    /// The agency the binding serves.
+    #[must_use]
+    pub fn agency(&self) -> &Arc<Agency> {
+        &self.state.agency
+    }
+
+    /// Whether [`Binding::open`] created the ledger.
+    #[must_use]
+    pub fn created(&self) -> bool {
+        self.created
+    }
+
+    /// The first admin token's file, when this opening wrote it.
+    #[must_use]
+    pub fn admin_token_file(&self) -> Option<&Path> {
+        self.admin_token_file.as_deref()
+    }
+
+    /// Every route, behind the limits a listening server has: 4 MiB bodies, 30 s per request.
+    pub fn router(&self) -> axum::Router {
+        app::router(Arc::clone(&self.state))
+            // 8,190 transfers of about 200 bytes each fit; nothing larger is read.
+            .layer(tower_http::limit::RequestBodyLimitLayer::new(4 << 20))
+            .layer(axum::extract::DefaultBodyLimit::max(4 << 20))
+            .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+                axum::http::StatusCode::REQUEST_TIMEOUT,
+                Duration::from_secs(30),
+            ))
+    }
+
+    /// Lets the writer finish its batch and closes the ledger (writing a snapshot). Call it
+    /// once every router is dropped, outside any async runtime: the blocking PostgreSQL
+    /// client's runtime may not be dropped inside another.
+    ///
+    /// # Errors
+    /// Closing the ledger.
+    pub fn close(self) -> anyhow::Result<()> {
+        let agency = Arc::clone(&self.state.agency);
+        drop(self);
+        agency.close()?;
+        Ok(())
+    }
+}
+
 /// Opens (or creates) the ledger in `config.data`, listens, tells `started`, and serves until
 /// `shutdown` completes; then lets the requests in flight finish, the writer finish its batch,
 /// and closes the ledger (writing a snapshot).
@@ -95,115 +239,27 @@ pub fn serve(
     started: impl FnOnce(&Started),
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&config.data)
-        .with_context(|| format!("creating {}", config.data.display()))?;
-    // A folder with only the log's key joins a log another process keeps on PostgreSQL.
-    let holds_ledger = config.data.join(sanad_engine::SNAPSHOT_FILE).exists()
-        || config.data.join(sanad_engine::registry::AGENCY_KEY_FILE).exists()
-        || config.data.join(sanad_log::KEY_FILE).exists();
-    let metrics = Arc::new(metrics::Metrics::new());
-    // With --database-url, the log and the small stores (tokens, answers) are in the database,
-    // which every server on it shares.
-    let (log_backend, shared) = match &config.database_url {
-        Some(url) => {
-            let connecting = || "connecting to PostgreSQL (--database-url)";
-            let backend = sanad_postgres::PgBackend::connect(url).with_context(connecting)?;
-            let kv = sanad_postgres::PgKv::connect(url).with_context(connecting)?;
-            (
-                Some(Arc::new(backend) as Arc<dyn sanad_log::Backend>),
-                Some(Arc::new(kv) as Arc<dyn sanad_log::kv::KeyValue>),
-            )
-        }
-        None => (None, None),
-    };
-    let options = Options {
-        on_commit: Some(metrics.commit_observer()),
-        log_backend,
-        shared_store: shared.clone(),
-        ..Options::default()
-    };
-    let agency = if holds_ledger {
-        Agency::open(&config.data, options)
-            .with_context(|| format!("opening the ledger in {}", config.data.display()))?
-    } else {
-        Agency::create(&config.data, &config.origin, config.region.as_deref(), options)
-            .with_context(|| format!("creating a ledger in {}", config.data.display()))?
-    };
-    let agency = Arc::new(agency);
-    let (store, imported) =
-        store::Store::open(&config.data, shared.clone()).context("opening the binding's store")?;
-    if imported > 0 {
-        println!("copied {imported} API tokens from the folder's store into the database");
-    }
-    let mut admin_token_file = None;
-    if !store.has_tokens()? {
-        // The first admin is granted by the store's holder (this process, at first start).
-        let principal = store::Store::new_principal();
-        agency.grant_access(&principal, store::Role::Admin, None)?;
-        let token = store.create_token(&store::TokenRecord {
-            principal: principal.as_str().to_owned(),
-            name: "admin".into(),
-            role: store::Role::Admin,
-            vendor: None,
-        })?;
-        let path = config.data.join("admin.token");
-        write_private(&path, &format!("{token}\n"))?;
-        admin_token_file = Some(path);
-    }
-    // With the log on PostgreSQL, the SMS answers are there too, for every server to see.
-    let sms_answers: Box<dyn sanad_sms::AnswerStore> = match shared {
-        Some(kv) => Box::new(store::SharedSmsAnswers(kv)),
-        None => Box::new(sanad_sms::SledAnswers::open(&config.data)?),
-    };
-    let channel = sanad_sms::Channel::with_answers(
-        Arc::clone(&agency),
-        sms_answers,
-        sanad_sms::replies::Replies::embedded()?,
-        sanad_sms::ChannelOptions::default(),
-    );
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let listener = runtime
         .block_on(tokio::net::TcpListener::bind(config.listen))
         .with_context(|| format!("listening on {}", config.listen))?;
     let address = listener.local_addr()?;
-    let public_url = config
-        .public_url
-        .unwrap_or_else(|| format!("http://{address}"))
-        .trim_end_matches('/')
-        .to_owned();
-    let state = Arc::new(app::AppState {
-        agency: Arc::clone(&agency),
-        channel,
-        store,
-        secrets: config.secrets,
-        public_url,
-        metrics,
-        token_limits: app::TokenLimits::per_second(config.token_rate),
-    });
-    // Kept here so that the state is dropped after the runtime, not on one of its threads: the
-    // blocking PostgreSQL client's runtime may not be dropped inside another.
-    let router = app::router(Arc::clone(&state))
-        // 8,190 transfers of about 200 bytes each fit; nothing larger is read.
-        .layer(tower_http::limit::RequestBodyLimitLayer::new(4 << 20))
-        .layer(axum::extract::DefaultBodyLimit::max(4 << 20))
-        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
-            axum::http::StatusCode::REQUEST_TIMEOUT,
-            Duration::from_secs(30),
-        ));
+    let binding = Binding::open(config, &format!("http://{address}"))?;
+    let router = binding.router();
     started(&Started {
         address,
-        verifier_key: agency.ledger().log().verifier().to_vkey(),
-        created: !holds_ledger,
-        admin_token_file,
+        verifier_key: binding.agency().ledger().log().verifier().to_vkey(),
+        created: binding.created(),
+        admin_token_file: binding.admin_token_file().map(Path::to_path_buf),
     });
     let served = runtime.block_on(async {
         axum::serve(listener, router).with_graceful_shutdown(shutdown).await?;
         anyhow::Ok(())
     });
+    // The router's state is dropped with the runtime's tasks; the binding's after the runtime,
+    // not on one of its threads.
     drop(runtime);
-    drop(state);
     served?;
     // Requests are done: the writer finishes its batch, and a snapshot is written.
-    agency.close()?;
-    Ok(())
+    binding.close()
 }
