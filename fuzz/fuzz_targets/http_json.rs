@@ -1,14 +1,18 @@
 //! Any request body (and query) at any write route of the HTTP binding is answered, never a
 //! server error or a panic: a bad one gets a 4xx problem document (RFC 9457, with its stable
 //! `code`) and leaves the log as it was — except a wrong PIN, which the ledger logs so that
-//! lockouts survive restarts.
+//! lockouts survive restarts. The same holds for any text a person sends by SMS (the signed
+//! JSON gateway) and any USSD session's inputs (Africa's Talking), from the beneficiary's phone
+//! or the shop's: the channel answers every one with a screen or a reply.
 //!
 //! The binding runs in-process on a real agency in a temporary folder, through the same router
 //! and limits a listening server has (`sanad_http::Binding`), with one funded programme, a
 //! beneficiary, a pending hold, a voucher programme, a shop, a voucher and a redemption made at
 //! start. The first byte of an input picks the route (and whether an Idempotency-Key is sent);
 //! the rest is the body. In a body (or query) given as UTF-8, `{P}` `{W}` `{B}` `{H}` `{F}` `{V}`
-//! `{C}` `{R}` stand for those ids, so that inputs can reach past the lookups into the rules.
+//! `{C}` `{R}` stand for those ids (and `{E}` `{X}` for a second beneficiary, whom the erasure
+//! route erases, and her voucher, which the revocation route revokes), so that inputs can reach
+//! past the lookups into the rules.
 //! State carries over between inputs, as on a server: what one input spends, the next finds
 //! spent.
 #![no_main]
@@ -27,6 +31,7 @@ struct Server {
     binding: sanad_http::Binding,
     admin: String,
     ids: Vec<(&'static str, String)>,
+    messages: std::sync::atomic::AtomicU64,
     _folder: tempfile::TempDir,
 }
 
@@ -39,17 +44,26 @@ const ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/transfers/{H}/post"),
     ("POST", "/v1/transfers/{H}/void"),
     ("POST", "/v1/vouchers"),
-    ("POST", "/v1/vouchers/{C}/revoke"),
+    ("POST", "/v1/vouchers/{X}/revoke"),
     ("POST", "/v1/redemptions"),
     ("POST", "/v1/redemptions/{R}/authorise"),
     ("POST", "/v1/redemptions/{R}/refuse"),
     ("POST", "/v1/settlements"),
     ("POST", "/v1/tokens"),
-    ("DELETE", "/v1/beneficiaries/{B}/personal-data"),
+    ("DELETE", "/v1/beneficiaries/{E}/personal-data"),
     // The body is the query string.
     ("POST", "/v1/disbursements?"),
     ("GET", "/v1/accounts/{W}/history?"),
+    // The body is the text of an SMS or the inputs of a USSD session, properly signed.
+    ("SMS", "/v1/sms/json"),
+    ("USSD", "/v1/ussd/africastalking?secret=fuzz-ussd-secret"),
 ];
+
+/// The signed JSON gateway's key.
+const JSON_SECRET: &str = "fuzz-json-secret";
+
+/// Who sends an SMS or dials: the beneficiary or the shop.
+const PHONES: [&str; 2] = ["+962791234567", "+962771234567"];
 
 impl Server {
     fn start() -> Self {
@@ -60,7 +74,11 @@ impl Server {
             origin: "fuzz.sanad.example/ledger".into(),
             public_url: None,
             region: Some("JO".into()),
-            secrets: sanad_http::Secrets::default(),
+            secrets: sanad_http::Secrets {
+                json: Some(JSON_SECRET.into()),
+                africastalking: Some("fuzz-ussd-secret".into()),
+                ..sanad_http::Secrets::default()
+            },
             database_url: None,
             token_rate: 0,
         };
@@ -75,7 +93,15 @@ impl Server {
             .build()
             .expect("a runtime");
         let router = binding.router();
-        let mut server = Self { runtime, router, binding, admin, ids: Vec::new(), _folder: folder };
+        let mut server = Self {
+            runtime,
+            router,
+            binding,
+            admin,
+            ids: Vec::new(),
+            messages: 0.into(),
+            _folder: folder,
+        };
         let id = |answer: &Value, field: &str| answer[field].as_str().expect(field).to_owned();
         let cash = server.setup(
             "/v1/programmes",
@@ -106,6 +132,16 @@ impl Server {
         let code = id(&voucher, "code");
         let redemption =
             server.setup("/v1/redemptions", json!({"code": code, "vendor": shop, "amount": "5"}));
+        // Someone to erase and a voucher to revoke, so that inputs doing that leave Amal and her
+        // voucher for the others.
+        let huda = server.setup(
+            "/v1/beneficiaries",
+            json!({"phone": "0791234500", "name": "Huda", "pin": "1357", "programme": programme}),
+        );
+        let spare = server.setup(
+            "/v1/vouchers",
+            json!({"programme": food, "beneficiary": id(&huda, "id"), "value": "10"}),
+        );
         server.ids = vec![
             ("{P}", programme),
             ("{W}", wallet),
@@ -115,6 +151,8 @@ impl Server {
             ("{V}", shop),
             ("{C}", code),
             ("{R}", id(&redemption, "id")),
+            ("{E}", id(&huda, "id")),
+            ("{X}", id(&spare, "code")),
         ];
         server
     }
@@ -137,16 +175,24 @@ impl Server {
         key: Option<&str>,
         body: Vec<u8>,
     ) -> (StatusCode, Option<String>, Vec<u8>) {
+        let kind = if uri.contains("/disbursements") {
+            "text/csv"
+        } else if uri.contains("/ussd/") {
+            "application/x-www-form-urlencoded"
+        } else {
+            "application/json"
+        };
         let mut request = Request::builder()
             .method(method)
             .uri(uri)
             .header(header::AUTHORIZATION, format!("Bearer {}", self.admin))
-            .header(
-                header::CONTENT_TYPE,
-                if uri.contains("/disbursements") { "text/csv" } else { "application/json" },
-            );
+            .header(header::CONTENT_TYPE, kind);
         if let Some(key) = key {
             request = request.header("Idempotency-Key", key);
+        }
+        if uri.ends_with("/sms/json") {
+            let signature = sanad_sms::gateway::json::signature(JSON_SECRET.as_bytes(), &body);
+            request = request.header("X-Sanad-Signature", signature);
         }
         let request = request.body(Body::from(body)).expect("a request");
         self.runtime.block_on(async {
@@ -170,6 +216,11 @@ impl Server {
             text = text.replace(placeholder, id);
         }
         text.into_bytes()
+    }
+
+    /// A new gateway message or USSD session id.
+    fn next_message(&self) -> u64 {
+        self.messages.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     }
 
     fn log_size(&self) -> u64 {
@@ -200,10 +251,35 @@ fuzz_target!(|data: &[u8]| {
     } else {
         server.fill(rest)
     };
+    let phone = PHONES[usize::from(pick >= 128)];
+    let (method, body) = match method {
+        "SMS" => {
+            let text = String::from_utf8_lossy(&body);
+            let message =
+                json!({"id": format!("m-{}", server.next_message()), "from": phone, "text": text});
+            ("POST", message.to_string().into_bytes())
+        }
+        "USSD" => {
+            let mut form = format!(
+                "sessionId=s-{}&serviceCode=%2A384%23&phoneNumber={}&text=",
+                server.next_message(),
+                phone.replace('+', "%2B")
+            );
+            for byte in &body {
+                form.push_str(&format!("%{byte:02X}"));
+            }
+            ("POST", form.into_bytes())
+        }
+        other => (other, body),
+    };
     let method: Method = method.parse().expect("a method");
     let before = server.log_size();
     let (status, kind, answer) = server.call(method, &path, key, body);
     let shown = String::from_utf8_lossy(&answer);
+    // To see what the seeds reach: SANAD_FUZZ_SHOW=1 cargo fuzz run http_json seeds/http_json -runs=0
+    if std::env::var_os("SANAD_FUZZ_SHOW").is_some() {
+        eprintln!("{path} -> {status} {shown}");
+    }
     assert!(!status.is_server_error(), "{path}: {status} {shown}");
     if status.is_client_error() {
         assert_eq!(kind.as_deref(), Some("application/problem+json"), "{path}: {status} {shown}");
