@@ -1,15 +1,17 @@
 //! The agency under mixed load, killed with SIGKILL at random moments again and again, on sled
-//! and on PostgreSQL: a child process pays from a programme (ledger transfers), redeems
-//! vouchers at a shop with the beneficiary's PIN (request, then authorisation), and takes SMS
-//! payments through the channel as a gateway would deliver them, each thread printing what was
+//! and on PostgreSQL: a child process pays from a programme (ledger transfers), holds money and
+//! then posts part of each hold or voids it (pendings), redeems vouchers at a shop with the
+//! beneficiary's PIN (request, then authorisation), and takes payments through the channel as
+//! gateways deliver them — SMS and USSD sessions in turn — each thread printing what was
 //! acknowledged. After every kill the agency reopens and:
 //! - the log's export passes the offline auditor;
-//! - every acknowledged operation is in the log exactly once, at the index it was given (an SMS
-//!   payment under the id the channel derives from its message id);
+//! - every acknowledged operation is in the log exactly once, at the index it was given (a
+//!   payment by SMS or USSD under the id the channel derives from its message or session id);
 //! - the state replayed from the log equals the reopened one, money sums to zero per currency,
 //!   no account but external ones is negative, and each voucher programme's escrow equals what
 //!   its vouchers still hold (checked by the replay itself);
-//! - an SMS acknowledged in an earlier cycle, delivered again, is answered and not paid twice.
+//! - an SMS acknowledged in an earlier cycle, delivered again, and a USSD session's final step
+//!   acknowledged in an earlier cycle, sent again, are answered and not paid twice.
 //!
 //! `SANAD_CRASH_CYCLES` runs a longer campaign; `SANAD_CRASH_SEED` replays one.
 
@@ -118,12 +120,24 @@ fn setup(dir: &Path, database: Option<&str>) -> Setup {
     Setup { cash, amal_wallet, shop, codes }
 }
 
-/// The id the channel gives the payment an SMS makes: `sms-` and 24 hex digits of SHA-256 of
-/// the gateway and message id (see `sanad-sms`'s `derived_id`).
-fn sms_payment_id(message_id: &str) -> String {
-    let hash = sha2::Sha256::digest(format!("json:{message_id}").as_bytes());
+/// The id the channel gives the payment a message makes: `sms-` and 24 hex digits of SHA-256 of
+/// `gateway:id` (see `sanad-sms`'s `derived_id`): the JSON gateway and its message id for an
+/// SMS, `ussd` and the session id for a USSD session.
+fn channel_payment_id(gateway: &str, message_id: &str) -> String {
+    let hash = sha2::Sha256::digest(format!("{gateway}:{message_id}").as_bytes());
     let hex: String = hash[..12].iter().map(|b| format!("{b:02x}")).collect();
     format!("sms-{hex}")
+}
+
+/// The final step of a USSD session paying the shop 0.010 JOD: menu 2, the shop's phone, the
+/// amount, the PIN, and 1 to confirm (Africa's Talking sends all inputs with each step).
+fn ussd_payment(session: &str) -> sanad::sms::gateway::africastalking::UssdStep {
+    sanad::sms::gateway::africastalking::UssdStep {
+        session_id: session.to_owned(),
+        service_code: "*384#".into(),
+        phone: AMAL.to_owned(),
+        inputs: ["2", SHOP, "0.010", PIN, "1"].map(str::to_owned).to_vec(),
+    }
 }
 
 fn inbound(message_id: &str, text: &str) -> Inbound {
@@ -136,9 +150,15 @@ fn inbound(message_id: &str, text: &str) -> Inbound {
     }
 }
 
-/// The child: three kinds of work at once, acknowledging each durable answer on stdout as
+/// Earlier cycles' acknowledged channel payments, sent again by the next child.
+struct Retries {
+    sms: Option<String>,
+    ussd: Option<String>,
+}
+
+/// The child: four kinds of work at once, acknowledging each durable answer on stdout as
 /// `ack <kind> <id> <log index>`.
-fn run_child(dir: &Path, database: Option<&str>, label: String, retry: Option<String>) -> ! {
+fn run_child(dir: &Path, database: Option<&str>, label: String, retry: Retries) -> ! {
     let env = |name: &str| std::env::var(name).unwrap();
     let agency = Arc::new(Agency::open(dir, options(database)).expect("child opens the agency"));
     let channel_options = sanad::sms::ChannelOptions {
@@ -149,11 +169,17 @@ fn run_child(dir: &Path, database: Option<&str>, label: String, retry: Option<St
     let channel = Arc::new(
         sanad::sms::Channel::open(Arc::clone(&agency), dir, replies, channel_options).unwrap(),
     );
-    if let Some(message) = retry {
+    if let Some(message) = retry.sms {
         let outcome = channel.handle(&inbound(&message, &format!("PAY {SHOP} 0.010 {PIN}")));
         let outcome = outcome.unwrap();
         assert!(outcome.replayed, "a delivery retried across restarts must be answered");
         println!("retried {message}");
+    }
+    if let Some(session) = retry.ussd {
+        // Answered from the stored screen; that it did not pay twice, the check counts.
+        let answer = channel.ussd(&ussd_payment(&session)).unwrap();
+        assert!(answer.end && answer.screen.starts_with("Paid "), "{}", answer.screen);
+        println!("retried {session}");
     }
     let (cash, wallet, shop) = (
         id(&env("SANAD_CRASH_CASH")),
@@ -164,6 +190,7 @@ fn run_child(dir: &Path, database: Option<&str>, label: String, retry: Option<St
     let transfers = {
         let agency = Arc::clone(&agency);
         let label = label.clone();
+        let (cash, wallet) = (cash.clone(), wallet.clone());
         std::thread::spawn(move || {
             for n in 0.. {
                 let name = format!("{label}-t-{n}");
@@ -178,6 +205,46 @@ fn run_child(dir: &Path, database: Option<&str>, label: String, retry: Option<St
                 };
                 let applied = agency.ledger().execute(pay).unwrap().unwrap();
                 println!("ack transfer {name} {}", applied.log_index.unwrap());
+            }
+        })
+    };
+    let holds = {
+        let agency = Arc::clone(&agency);
+        let label = label.clone();
+        std::thread::spawn(move || {
+            for n in 0.. {
+                let name = format!("{label}-h-{n}");
+                let hold = Command::Reserve {
+                    id: id(&name),
+                    from: cash.clone(),
+                    to: wallet.clone(),
+                    amount: jod("0.004"),
+                    programme: cash.clone(),
+                    actor: Actor::Operator,
+                    reference: None,
+                    timeout_ms: 3_600_000,
+                };
+                let held = agency.ledger().execute(hold).unwrap().unwrap();
+                println!("ack hold {name} {}", held.log_index.unwrap());
+                // Every other hold is posted in part (the rest released), the others voided.
+                let (kind, operation, command) = if n % 2 == 0 {
+                    let post = format!("{name}-post");
+                    let amount = Some(jod("0.003"));
+                    (
+                        "posted",
+                        post.clone(),
+                        Command::PostPending { id: id(&post), pending: id(&name), amount },
+                    )
+                } else {
+                    let void = format!("{name}-void");
+                    (
+                        "voided",
+                        void.clone(),
+                        Command::VoidPending { id: id(&void), pending: id(&name) },
+                    )
+                };
+                let done = agency.ledger().execute(command).unwrap().unwrap();
+                println!("ack {kind} {operation} {}", done.log_index.unwrap());
             }
         })
     };
@@ -203,14 +270,22 @@ fn run_child(dir: &Path, database: Option<&str>, label: String, retry: Option<St
             }
         })
     };
+    // Payments through the channel, by SMS and by USSD in turn.
     for n in 0.. {
-        let message = format!("{label}-m-{n}");
-        let outcome =
-            channel.handle(&inbound(&message, &format!("PAY {SHOP} 0.010 {PIN}"))).unwrap();
-        assert!(outcome.reply.starts_with("Paid "), "{}", outcome.reply);
-        println!("ack sms {message} 0");
+        if n % 2 == 0 {
+            let message = format!("{label}-m-{n}");
+            let outcome =
+                channel.handle(&inbound(&message, &format!("PAY {SHOP} 0.010 {PIN}"))).unwrap();
+            assert!(outcome.reply.starts_with("Paid "), "{}", outcome.reply);
+            println!("ack sms {message} 0");
+        } else {
+            let session = format!("{label}-s-{n}");
+            let answer = channel.ussd(&ussd_payment(&session)).unwrap();
+            assert!(answer.end && answer.screen.starts_with("Paid "), "{}", answer.screen);
+            println!("ack ussd {session} 0");
+        }
     }
-    let _ = (transfers.join(), redemptions.join());
+    let _ = (transfers.join(), holds.join(), redemptions.join());
     unreachable!("the load never ends")
 }
 
@@ -234,7 +309,10 @@ fn campaign(test: &str, database: Option<&str>) {
     if let Ok(dir) = std::env::var(CHILD_ENV) {
         let database = std::env::var(DATABASE_ENV).ok();
         let label = std::env::var("SANAD_CRASH_LABEL").unwrap();
-        let retry = std::env::var("SANAD_CRASH_RETRY").ok();
+        let retry = Retries {
+            sms: std::env::var("SANAD_CRASH_RETRY_SMS").ok(),
+            ussd: std::env::var("SANAD_CRASH_RETRY_USSD").ok(),
+        };
         run_child(Path::new(&dir), database.as_deref(), label, retry);
     }
     let cycles: u64 =
@@ -265,9 +343,13 @@ fn campaign(test: &str, database: Option<&str>) {
             .env("SANAD_CRASH_CODES", setup.codes.join(","))
             .stdout(Stdio::piped())
             .stderr(Stdio::null());
-        let earlier = acknowledged.keys().find(|(kind, _)| kind == "sms").map(|(_, m)| m.clone());
-        if let Some(message) = &earlier {
-            child.env("SANAD_CRASH_RETRY", message);
+        for (kind, variable) in
+            [("sms", "SANAD_CRASH_RETRY_SMS"), ("ussd", "SANAD_CRASH_RETRY_USSD")]
+        {
+            let earlier = acknowledged.keys().find(|(k, _)| k == kind).map(|(_, m)| m.clone());
+            if let Some(message) = &earlier {
+                child.env(variable, message);
+            }
         }
         if let Some(url) = database {
             child.env(DATABASE_ENV, url);
@@ -279,8 +361,8 @@ fn campaign(test: &str, database: Option<&str>) {
         for line in outputs.into_iter().flatten() {
             let words: Vec<&str> = line.split(' ').collect();
             match words.as_slice() {
-                ["ack", "sms", message, _] => {
-                    acknowledged.insert(("sms".into(), (*message).to_owned()), None);
+                ["ack", kind @ ("sms" | "ussd"), message, _] => {
+                    acknowledged.insert(((*kind).to_owned(), (*message).to_owned()), None);
                 }
                 ["ack", kind, name, index] => {
                     let index = index.parse().unwrap();
@@ -294,16 +376,21 @@ fn campaign(test: &str, database: Option<&str>) {
     }
     let count = |kind: &str| acknowledged.keys().filter(|(k, _)| k == kind).count();
     println!(
-        "agency crash campaign: {cycles} cycles, {} transfers, {} redemptions ({} authorised) and {} SMS payments checked, {retries} SMS retries across restarts",
+        "agency crash campaign: {cycles} cycles, {} transfers, {} holds ({} posted, {} voided), {} redemptions ({} authorised), {} SMS and {} USSD payments checked, {retries} channel retries across restarts",
         count("transfer"),
+        count("hold"),
+        count("posted"),
+        count("voided"),
         count("redemption"),
         count("authorised"),
-        count("sms")
+        count("sms"),
+        count("ussd"),
     );
-    for kind in ["transfer", "redemption", "authorised", "sms"] {
+    for kind in ["transfer", "hold", "posted", "voided", "redemption", "authorised", "sms", "ussd"]
+    {
         assert!(count(kind) > 0, "no {kind} was acknowledged: the campaign proved little");
     }
-    assert!(retries > 0, "no SMS retry across a restart was exercised");
+    assert!(retries >= 2, "the SMS and USSD retries across restarts were not both exercised");
 }
 
 /// After a kill: the export verifies, every acknowledged operation is in the log once where it
@@ -331,10 +418,20 @@ fn check(
     log.for_each_entry(0, log.size(), |index, entry| {
         let json: serde_json::Value = serde_json::from_slice(entry).unwrap_or_default();
         let key = match json["type"].as_str() {
+            // A payment by SMS or USSD: the channel's id is all that tells them apart.
             Some("transfer.posted") => json["transfer"].as_str().map(|t| {
-                let kind = if t.starts_with("sms-") { "sms" } else { "transfer" };
+                let kind = if t.starts_with("sms-") { "channel" } else { "transfer" };
                 (kind.to_owned(), t.to_owned())
             }),
+            Some("transfer.pending") => {
+                json["transfer"].as_str().map(|t| ("hold".to_owned(), t.to_owned()))
+            }
+            Some("pending.posted") => {
+                json["transfer"].as_str().map(|t| ("posted".to_owned(), t.to_owned()))
+            }
+            Some("pending.voided") => {
+                json["transfer"].as_str().map(|t| ("voided".to_owned(), t.to_owned()))
+            }
             Some("redemption.requested") => {
                 json["redemption"].as_str().map(|r| ("redemption".to_owned(), r.to_owned()))
             }
@@ -353,7 +450,8 @@ fn check(
     .unwrap();
     for ((kind, name), index) in acknowledged {
         let key = match kind.as_str() {
-            "sms" => ("sms".to_owned(), sms_payment_id(name)),
+            "sms" => ("channel".to_owned(), channel_payment_id("json", name)),
+            "ussd" => ("channel".to_owned(), channel_payment_id("ussd", name)),
             _ => (kind.clone(), name.clone()),
         };
         let (at, times) = found
