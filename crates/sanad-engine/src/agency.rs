@@ -29,7 +29,6 @@ pub struct Agency {
 pub(crate) struct Parts {
     ledger: Ledger,
     registry: Registry,
-    pub(crate) guard: crate::vouchers::VoucherGuard,
 }
 
 /// `prefix` and `length` random Crockford base32 characters (5 bits each, from the OS's
@@ -91,11 +90,12 @@ impl Agency {
                 (Work::Registration | Work::Erasure, _) => registry.erase(&person)?,
             }
         }
+        registry.sweep_limits(now_ms)?;
         Ok(Self::of(ledger, registry))
     }
 
     fn of(ledger: Ledger, registry: Registry) -> Self {
-        let parts = Parts { ledger, registry, guard: Default::default() };
+        let parts = Parts { ledger, registry };
         Self { parts: Arc::new(parts), by: None }
     }
 
@@ -152,10 +152,6 @@ impl Agency {
     /// The registry.
     pub fn registry(&self) -> &Registry {
         &self.parts.registry
-    }
-
-    pub(crate) fn guard(&self) -> &crate::vouchers::VoucherGuard {
-        &self.parts.guard
     }
 
     /// The account that money enters the system through, per currency.

@@ -34,6 +34,7 @@ use chacha20poly1305::{ChaCha20Poly1305, Nonce};
 use hmac::{Hmac, Mac as _};
 use rand::RngCore as _;
 use sanad_ledger::VoucherCode;
+pub use sanad_log::kv::SlidingWindow;
 use sanad_log::kv::{KeyValue, Prefixed, SledKv};
 use sanad_money::Id;
 use serde::{Deserialize, Serialize};
@@ -63,6 +64,8 @@ const VENDORS: &str = "vendors";
 const CONFIRMATIONS: &str = "confirmations";
 /// Secrets, on a shared store only (in the folder they are files).
 const SECRETS: &str = "secrets";
+/// Counters of abuse limits (see [`Limit`]).
+const LIMITS: &str = "limits";
 const REGION: &[u8] = b"region";
 /// The registry's spaces' prefix on a store it shares with other users (the database).
 const SHARED_PREFIX: &str = "registry.";
@@ -138,6 +141,37 @@ pub struct Registry {
     /// Secret files, in the folder; `None` on a shared store, which keeps them in `secrets`.
     secrets: Option<PathBuf>,
     agency_key: Zeroizing<[u8; 32]>,
+}
+
+/// A limit on how often something may happen to one subject — wrong PINs from a phone, unknown
+/// voucher codes from a vendor, messages from a phone — over a sliding window
+/// ([`SlidingWindow`]), counted in the registry's store: in the data folder, where a restart
+/// does not reset it, or in the database, where every server behind a load balancer counts
+/// against the same limit.
+///
+/// With `lock_ms`, reaching the limit locks the subject for exactly that long (and forgets the
+/// count): wrong PINs lock a phone for half an hour, as people are told, rather than until
+/// enough of them slide out of the window.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limit {
+    /// The limit's name, apart from every other limit's.
+    pub name: &'static str,
+    /// How many, over how long.
+    pub window: SlidingWindow,
+    /// How long reaching the limit locks the subject, if it does.
+    pub lock_ms: Option<u64>,
+}
+
+/// How a lock's key ends (its value: until when, in ms, eight bytes big-endian).
+const LOCK_SUFFIX: &[u8] = b"#lock";
+
+/// Who or what a [`Limit`] counts.
+#[derive(Clone, Copy, Debug)]
+pub enum Subject<'a> {
+    /// A phone, in E.164: counted under its keyed hash, never the number.
+    Phone(&'a str),
+    /// A vendor.
+    Vendor(&'a Id),
 }
 
 impl std::fmt::Debug for Registry {
@@ -491,6 +525,98 @@ impl Registry {
             return Err(invalid("not a valid number"));
         }
         Ok(number.format().mode(phonenumber::Mode::E164).to_string())
+    }
+
+    fn limit_key(&self, limit: &Limit, subject: Subject<'_>) -> Vec<u8> {
+        let mut key = limit.name.as_bytes().to_vec();
+        key.push(0);
+        match subject {
+            Subject::Phone(e164) => key.extend_from_slice(&self.phone_key(e164)),
+            Subject::Vendor(vendor) => {
+                key.push(b'v');
+                key.extend_from_slice(vendor.as_str().as_bytes());
+            }
+        }
+        key
+    }
+
+    /// `None` when `subject` is within `limit` at `now_ms`; else how many ms until it is.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub fn limit_wait(
+        &self,
+        limit: &Limit,
+        subject: Subject<'_>,
+        now_ms: u64,
+    ) -> Result<Option<u64>, Error> {
+        let key = self.limit_key(limit, subject);
+        if limit.lock_ms.is_some() {
+            let until = self.get(LIMITS, &[key.as_slice(), LOCK_SUFFIX].concat())?;
+            let until = sanad_log::kv::counter_value(until.as_deref());
+            if until > now_ms {
+                return Ok(Some(until - now_ms));
+            }
+        }
+        limit.window.check(&self.kv, LIMITS, &key, now_ms).map_err(storage)
+    }
+
+    /// Counts one event against `limit` for `subject`; returns the count within the window
+    /// (with `lock_ms`, the count that reached the limit and locked the subject).
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub fn count_against(
+        &self,
+        limit: &Limit,
+        subject: Subject<'_>,
+        now_ms: u64,
+    ) -> Result<u64, Error> {
+        let key = self.limit_key(limit, subject);
+        let count = limit.window.count(&self.kv, LIMITS, &key, now_ms).map_err(storage)?;
+        if let Some(lock_ms) = limit.lock_ms
+            && count >= limit.window.limit
+        {
+            let until = now_ms.saturating_add(lock_ms);
+            self.insert(LIMITS, &[key.as_slice(), LOCK_SUFFIX].concat(), &until.to_be_bytes())?;
+            limit.window.clear(&self.kv, LIMITS, &key, now_ms).map_err(storage)?;
+        }
+        Ok(count)
+    }
+
+    /// Forgets what `limit` counted for `subject` (not a lock: that runs its time).
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub fn clear_limit(
+        &self,
+        limit: &Limit,
+        subject: Subject<'_>,
+        now_ms: u64,
+    ) -> Result<(), Error> {
+        let key = self.limit_key(limit, subject);
+        limit.window.clear(&self.kv, LIMITS, &key, now_ms).map_err(storage)
+    }
+
+    /// Removes the counters and locks no limit needs at `now_ms` any more (of subjects not
+    /// seen for two windows, an erased person's phone among them); returns how many.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub fn sweep_limits(&self, now_ms: u64) -> Result<usize, Error> {
+        let mut removed = 0;
+        for (key, value) in self.kv.entries(LIMITS).map_err(storage)? {
+            let stale = if key.ends_with(LOCK_SUFFIX) {
+                sanad_log::kv::counter_value(Some(&value)) <= now_ms
+            } else {
+                SlidingWindow::is_stale(&key, now_ms)
+            };
+            if stale {
+                self.remove(LIMITS, &key)?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
     }
 
     fn phone_key(&self, e164: &str) -> Vec<u8> {

@@ -10,16 +10,17 @@
 //!   voucher by a random id only.
 //! - **Typos and guesses.** A code whose check symbol fails is a typo ([`Error::VoucherCode`]
 //!   with `Mistyped`), answered as such and not counted. A well-formed code the registry does
-//!   not know is a guess: [`GUESSES_PER_WINDOW`] per vendor per [`GUESS_WINDOW_MS`], then
-//!   [`Error::TooManyGuesses`] until the window has passed, whatever the code.
+//!   not know is a guess: [`GUESSES_PER_WINDOW`] per vendor per [`GUESS_WINDOW_MS`] (a sliding
+//!   window, [`GUESSES`]), then [`Error::TooManyGuesses`] with how long to wait, whatever the
+//!   code. Guesses are counted in the registry's store, so a restart does not forget them and
+//!   every server on one database counts against the same limit.
 //! - **PINs.** Checked against the registry's Argon2id hash; a wrong one is a logged
 //!   `redemption.pin_failed`, and the programme's limit locks the voucher (in the log, so the
 //!   lock survives restarts and replays).
-//! - **Confirmations.** A random six-digit answer per redemption, kept in memory only (a
-//!   restart forgets it and the redemption times out, which is safe).
+//! - **Confirmations.** A random six-digit answer per redemption, kept in the registry (a
+//!   digest of it) until answered or timed out.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::Mutex;
+use std::collections::BTreeMap;
 
 use rand::Rng as _;
 use sanad_ledger::{
@@ -33,12 +34,19 @@ use crate::agency::{AGENCY_OWNER, id, random_id};
 use crate::disburse::{
     AmountColumn, DisburseOptions, Row, RowProblem, beneficiary_of, run_of, validate,
 };
+use crate::registry::{Limit, SlidingWindow, Subject};
 use crate::{Agency, Error};
 
 /// Unknown codes a vendor may try per window before it must wait.
-pub const GUESSES_PER_WINDOW: usize = 5;
+pub const GUESSES_PER_WINDOW: u64 = 5;
 /// The window of the guessing limit, in ms.
 pub const GUESS_WINDOW_MS: u64 = 15 * 60 * 1000;
+/// The guessing limit, per vendor.
+pub const GUESSES: Limit = Limit {
+    name: "voucher-guesses",
+    window: SlidingWindow { limit: GUESSES_PER_WINDOW, window_ms: GUESS_WINDOW_MS },
+    lock_ms: None,
+};
 /// How long a beneficiary has to authorise a redemption, unless the caller says otherwise.
 pub const REDEMPTION_TIMEOUT_MS: u64 = 10 * 60 * 1000;
 
@@ -131,13 +139,6 @@ pub struct SettlementRun {
     pub run: String,
     /// One line per vendor paid (or answered, for a run done before).
     pub vendors: Vec<VendorSettlement>,
-}
-
-/// Guess counting: memory only, by design (minutes long; a restart only resets it). Pending
-/// confirmations are in the registry, where every process sees them.
-#[derive(Debug, Default)]
-pub(crate) struct VoucherGuard {
-    guesses: Mutex<HashMap<Id, VecDeque<u64>>>,
 }
 
 fn digest(parts: &[&[u8]]) -> [u8; 32] {
@@ -518,14 +519,17 @@ impl Agency {
     /// [`Error::TooManyGuesses`] once `vendor` guessed too often.
     pub fn voucher_by_code(&self, code: &str, vendor: &Id) -> Result<Id, Error> {
         let now_ms = self.now_ms();
-        self.guard().check_guesses(vendor, now_ms)?;
+        let guesser = Subject::Vendor(vendor);
+        if let Some(retry_after_ms) = self.registry().limit_wait(&GUESSES, guesser, now_ms)? {
+            return Err(Error::TooManyGuesses { retry_after_ms });
+        }
         let code = VoucherCode::parse(code)?;
         match self.registry().voucher_by_code(code)? {
             Some(voucher) if self.ledger().read(|state| state.voucher(&voucher).is_some()) => {
                 Ok(voucher)
             }
             _ => {
-                self.guard().count_guess(vendor, now_ms);
+                self.registry().count_against(&GUESSES, guesser, now_ms)?;
                 Err(Error::UnknownVoucherCode)
             }
         }
@@ -880,25 +884,4 @@ fn rfc3339(at_ms: u64) -> String {
         .ok()
         .and_then(|at| at.format(&time::format_description::well_known::Rfc3339).ok())
         .unwrap_or_else(|| at_ms.to_string())
-}
-
-impl VoucherGuard {
-    fn check_guesses(&self, vendor: &Id, now_ms: u64) -> Result<(), Error> {
-        let mut guesses = crate::lock(&self.guesses);
-        let Some(recent) = guesses.get_mut(vendor) else { return Ok(()) };
-        while recent.front().is_some_and(|at| at + GUESS_WINDOW_MS <= now_ms) {
-            recent.pop_front();
-        }
-        if recent.len() >= GUESSES_PER_WINDOW {
-            let oldest = recent.front().copied().unwrap_or(now_ms);
-            return Err(Error::TooManyGuesses {
-                retry_after_ms: oldest + GUESS_WINDOW_MS - now_ms,
-            });
-        }
-        Ok(())
-    }
-
-    fn count_guess(&self, vendor: &Id, now_ms: u64) {
-        crate::lock(&self.guesses).entry(vendor.clone()).or_default().push_back(now_ms);
-    }
 }

@@ -272,6 +272,32 @@ fn two_agencies_on_one_database_share_the_registry() {
     assert!(b.registry().person(&in_flight).unwrap().is_some(), "work in progress undone");
     assert_eq!(b.registry().pending().unwrap().len(), 1);
 
+    // Guesses and locks count against one limit, whichever process sees them.
+    let vendor = sanad_money::Id::parse("vnd-guesser").unwrap();
+    for n in 0..sanad_engine::vouchers::GUESSES_PER_WINDOW {
+        let guesser = if n % 2 == 0 { &a } else { &b };
+        let guess = sanad_ledger::VoucherCode::from_random(n * 7_919 + 1).letters();
+        assert!(matches!(guesser.voucher_by_code(&guess, &vendor), Err(Error::UnknownVoucherCode)));
+    }
+    let guess = sanad_ledger::VoucherCode::from_random(99).letters();
+    assert!(matches!(a.voucher_by_code(&guess, &vendor), Err(Error::TooManyGuesses { .. })));
+    assert!(matches!(b.voucher_by_code(&guess, &vendor), Err(Error::TooManyGuesses { .. })));
+    let pins = sanad_engine::registry::Limit {
+        name: "test-pins",
+        window: sanad_engine::registry::SlidingWindow { limit: 2, window_ms: 60_000 },
+        lock_ms: Some(600_000),
+    };
+    let phone = sanad_engine::registry::Subject::Phone("+962791234567");
+    let now = 1_800_000_000_000;
+    a.registry().count_against(&pins, phone, now).unwrap();
+    assert_eq!(b.registry().limit_wait(&pins, phone, now).unwrap(), None);
+    b.registry().count_against(&pins, phone, now + 1).unwrap();
+    assert_eq!(a.registry().limit_wait(&pins, phone, now + 1).unwrap(), Some(600_000));
+    assert_eq!(b.registry().limit_wait(&pins, phone, now + 600_001).unwrap(), None);
+    // Swept once past: no keyed hash of the phone stays behind.
+    assert!(a.registry().sweep_limits(now + 600_001).unwrap() >= 1);
+    assert_eq!(a.registry().sweep_limits(now + 600_001).unwrap(), 0);
+
     // Erased at one: gone for the other too.
     b.erase(&layla).unwrap();
     assert_eq!(a.registry().person(&layla).unwrap(), None);

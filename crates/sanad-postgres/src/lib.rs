@@ -274,6 +274,26 @@ impl KeyValue for PgKv {
         Ok(Some(row.map(|row| row.get(0)).unwrap_or_default()))
     }
 
+    fn add(&self, space: &str, key: &[u8], delta: u64) -> Result<u64, Error> {
+        // Eight bytes big-endian, as on sled: int8send writes them, and the hex of a bytea
+        // read as a 64-bit string reads them back. One statement, so atomic.
+        let delta = i64::try_from(delta).map_err(Error::storage)?;
+        let row = self
+            .client()
+            .query_one(
+                "INSERT INTO sanad_kv (space, key, value) VALUES ($1, $2, int8send($3))
+                 ON CONFLICT (space, key) DO UPDATE SET value = int8send(
+                     CASE WHEN length(sanad_kv.value) = 8
+                          THEN ('x' || encode(sanad_kv.value, 'hex'))::bit(64)::bigint
+                          ELSE 0 END + $3)
+                 RETURNING value",
+                &[&space, &key, &delta],
+            )
+            .map_err(storage)?;
+        let value: Vec<u8> = row.get(0);
+        Ok(sanad_log::kv::counter_value(Some(&value)))
+    }
+
     fn entries(&self, space: &str) -> Result<Vec<sanad_log::kv::Pair>, Error> {
         let rows = self
             .client()

@@ -245,3 +245,36 @@ fn connections_use_tls_and_verify_the_server() {
     let reopened = Log::open_on(keys.path(), backend(&verified)).unwrap();
     assert_eq!(reopened.entry(9).unwrap(), entries(9, 1)[0]);
 }
+
+/// The key-value store's counters: atomic across connections (processes), stored as on sled,
+/// and a sliding window over them counts every server's events against one limit.
+#[test]
+fn counters_on_postgres_add_atomically_across_connections() {
+    use sanad_log::kv::{KeyValue, SlidingWindow, counter_value};
+    let server = server();
+    let url = server.database("counters").unwrap();
+    let threads: Vec<_> = (0..4)
+        .map(|_| {
+            let url = url.clone();
+            std::thread::spawn(move || {
+                let kv = sanad_postgres::PgKv::connect(&url).unwrap();
+                (0..50).map(|_| kv.add("c", b"k", 1).unwrap()).max()
+            })
+        })
+        .collect();
+    let highest = threads.into_iter().filter_map(|t| t.join().unwrap()).max();
+    assert_eq!(highest, Some(200), "every increment counted once");
+    let kv = sanad_postgres::PgKv::connect(&url).unwrap();
+    assert_eq!(kv.get("c", b"k").unwrap(), Some(200u64.to_be_bytes().to_vec()));
+    assert_eq!(counter_value(kv.get("c", b"k").unwrap().as_deref()), 200);
+    assert_eq!(kv.add("c", b"new", 3).unwrap(), 3);
+
+    let other = sanad_postgres::PgKv::connect(&url).unwrap();
+    let window = SlidingWindow { limit: 3, window_ms: 60_000 };
+    let now = 6_000_000;
+    window.count(&kv, "w", b"vendor", now).unwrap();
+    window.count(&other, "w", b"vendor", now + 1).unwrap();
+    assert_eq!(window.check(&kv, "w", b"vendor", now + 2).unwrap(), None);
+    window.count(&kv, "w", b"vendor", now + 2).unwrap();
+    assert!(window.check(&other, "w", b"vendor", now + 3).unwrap().is_some(), "one limit for both");
+}

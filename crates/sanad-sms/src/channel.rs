@@ -17,10 +17,11 @@
 //! redemption): the integrator sends them through the gateway's API. They are returned once,
 //! with the first delivery.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
+use sanad_engine::registry::{Limit, SlidingWindow, Subject};
 use sanad_engine::{Agency, Error as EngineError};
 use sanad_ledger::{Actor, Command, Event, ItemQuantity, Rejection};
 use sanad_money::{Amount, Currency, Id};
@@ -106,14 +107,6 @@ pub struct Outcome {
     pub replayed: bool,
 }
 
-/// Per-phone counters, in memory: limits are about minutes, and a restart only resets them.
-#[derive(Default)]
-struct PhoneLimits {
-    messages: VecDeque<u64>,
-    wrong_pins: u32,
-    locked_until_ms: u64,
-}
-
 /// Where a channel keeps its replies by gateway message id, so that a gateway's retry of a
 /// delivery is answered, not acted on again: in the data folder ([`SledAnswers`]), or where
 /// every server that takes deliveries can see them (the HTTP binding keeps them in PostgreSQL
@@ -174,7 +167,6 @@ pub struct Channel {
     replies: Replies,
     answers: Box<dyn AnswerStore>,
     options: ChannelOptions,
-    limits: Mutex<HashMap<String, PhoneLimits>>,
     // USSD sessions: id → when they started (AT times sessions out too; this is ours).
     pub(crate) sessions: Mutex<HashMap<String, u64>>,
     // One lock per stripe of message keys: two deliveries of one message never run at once.
@@ -259,7 +251,6 @@ impl Channel {
             replies,
             answers,
             options,
-            limits: Mutex::new(HashMap::new()),
             sessions: Mutex::new(HashMap::new()),
             stripes: (0..64).map(|_| Mutex::new(())).collect(),
         }
@@ -314,18 +305,37 @@ impl Channel {
         self.replies.render(language, said.id, &said.args)
     }
 
-    /// Counts a message from `phone`; `false` when it is over the per-minute limit.
-    pub(crate) fn within_rate(&self, phone: &str, now_ms: u64) -> bool {
-        let mut limits = lock(&self.limits);
-        let entry = limits.entry(phone.to_owned()).or_default();
-        while entry.messages.front().is_some_and(|at| at + 60_000 <= now_ms) {
-            entry.messages.pop_front();
+    /// Counts a message from `phone`; `false` when it is over the per-minute limit. Counted in
+    /// the registry's store ([`Limit`]), so that every server on one database counts against
+    /// one limit.
+    pub(crate) fn within_rate(&self, phone: &str, now_ms: u64) -> Result<bool, Error> {
+        let limit = Limit {
+            name: "sms-messages",
+            window: SlidingWindow {
+                limit: u64::try_from(self.options.messages_per_minute).unwrap_or(u64::MAX),
+                window_ms: 60_000,
+            },
+            lock_ms: None,
+        };
+        let registry = self.agency.registry();
+        if registry.limit_wait(&limit, Subject::Phone(phone), now_ms)?.is_some() {
+            return Ok(false);
         }
-        if entry.messages.len() >= self.options.messages_per_minute {
-            return false;
+        registry.count_against(&limit, Subject::Phone(phone), now_ms)?;
+        Ok(true)
+    }
+
+    /// Wrong PINs from one phone: `pin_failures` of them (within a day, and none right in
+    /// between) lock it for `pin_lock_ms`. In the registry's store, like the message limit.
+    fn wrong_pins(&self) -> Limit {
+        Limit {
+            name: "sms-wrong-pins",
+            window: SlidingWindow {
+                limit: u64::from(self.options.pin_failures.max(1)),
+                window_ms: 86_400_000,
+            },
+            lock_ms: Some(self.options.pin_lock_ms),
         }
-        entry.messages.push_back(now_ms);
-        true
     }
 
     pub(crate) fn language_of(&self, parsed: Option<&Parsed>, person: Option<&Id>) -> String {
@@ -348,7 +358,7 @@ impl Channel {
             return Ok((self.render(&default, &say("unknown-sender")), Vec::new()));
         };
         let parsed = parse(&inbound.text);
-        if !self.within_rate(&phone, now_ms) {
+        if !self.within_rate(&phone, now_ms)? {
             let language = self.language_of(parsed.as_ref().ok(), None);
             return Ok((self.render(&language, &say("rate-limited")), Vec::new()));
         }
@@ -391,19 +401,19 @@ impl Channel {
         match (command, &sender.beneficiary, &sender.vendor) {
             (SmsCommand::Help, _, _) => Ok(say("help")),
             (SmsCommand::Balance { pin }, Some(person), _) => {
-                if let Err(said) = self.check_pin(&sender.phone, person, &pin) {
+                if let Some(said) = self.check_pin(&sender.phone, person, &pin)? {
                     return Ok(said);
                 }
                 Ok(say_with("balance", vec![("balance", text(self.balances(person)))]))
             }
             (SmsCommand::History { pin }, Some(person), _) => {
-                if let Err(said) = self.check_pin(&sender.phone, person, &pin) {
+                if let Some(said) = self.check_pin(&sender.phone, person, &pin)? {
                     return Ok(said);
                 }
                 self.history(person)
             }
             (SmsCommand::ChangePin { old, new }, Some(person), _) => {
-                if let Err(said) = self.check_pin(&sender.phone, person, &old) {
+                if let Some(said) = self.check_pin(&sender.phone, person, &old)? {
                     return Ok(said);
                 }
                 match self.agency.registry().set_pin(person, new.expose()) {
@@ -413,13 +423,13 @@ impl Channel {
                 }
             }
             (SmsCommand::Pay { to, amount, pin }, Some(person), _) => {
-                if let Err(said) = self.check_pin(&sender.phone, person, &pin) {
+                if let Some(said) = self.check_pin(&sender.phone, person, &pin)? {
                     return Ok(said);
                 }
                 self.pay(sender, person, &to, &amount, &operation, false, notices)
             }
             (SmsCommand::Send { to, amount, pin }, Some(person), _) => {
-                if let Err(said) = self.check_pin(&sender.phone, person, &pin) {
+                if let Some(said) = self.check_pin(&sender.phone, person, &pin)? {
                     return Ok(said);
                 }
                 self.pay(sender, person, &to, &amount, &operation, true, notices)
@@ -436,34 +446,30 @@ impl Channel {
         }
     }
 
-    /// Checks a PIN against the registry, counting wrong ones per phone.
-    fn check_pin(&self, phone: &str, person: &Id, pin: &Secret) -> Result<(), Say> {
+    /// Checks a PIN against the registry, counting wrong ones per phone: `None` when right,
+    /// else what to answer.
+    fn check_pin(&self, phone: &str, person: &Id, pin: &Secret) -> Result<Option<Say>, Error> {
         let now_ms = self.now_ms();
-        {
-            let limits = lock(&self.limits);
-            if let Some(limit) = limits.get(phone)
-                && limit.locked_until_ms > now_ms
-            {
-                let minutes = (limit.locked_until_ms - now_ms).div_ceil(60_000);
-                return Err(say_with("locked", vec![("minutes", text(minutes))]));
-            }
+        let (registry, limit, subject) =
+            (self.agency.registry(), self.wrong_pins(), Subject::Phone(phone));
+        let locked =
+            |wait_ms: u64| say_with("locked", vec![("minutes", text(wait_ms.div_ceil(60_000)))]);
+        if let Some(wait_ms) = registry.limit_wait(&limit, subject, now_ms)? {
+            return Ok(Some(locked(wait_ms)));
         }
-        let right = self.agency.registry().verify_pin(person, pin.expose()).unwrap_or(false);
-        let mut limits = lock(&self.limits);
-        let limit = limits.entry(phone.to_owned()).or_default();
-        if right {
-            limit.wrong_pins = 0;
-            return Ok(());
+        if registry.verify_pin(person, pin.expose()).unwrap_or(false) {
+            registry.clear_limit(&limit, subject, now_ms)?;
+            return Ok(None);
         }
-        limit.wrong_pins += 1;
-        if limit.wrong_pins >= self.options.pin_failures {
-            limit.wrong_pins = 0;
-            limit.locked_until_ms = now_ms + self.options.pin_lock_ms;
-            let minutes = self.options.pin_lock_ms.div_ceil(60_000);
-            return Err(say_with("locked", vec![("minutes", text(minutes))]));
+        let wrong = registry.count_against(&limit, subject, now_ms)?;
+        if let Some(wait_ms) = registry.limit_wait(&limit, subject, now_ms)? {
+            return Ok(Some(locked(wait_ms)));
         }
-        let left = self.options.pin_failures - limit.wrong_pins;
-        Err(say_with("wrong-pin", vec![("left", Arg::Count(i64::from(left)))]))
+        let left = limit.window.limit.saturating_sub(wrong);
+        Ok(Some(say_with(
+            "wrong-pin",
+            vec![("left", Arg::Count(i64::try_from(left).unwrap_or(i64::MAX)))],
+        )))
     }
 
     fn balances(&self, person: &Id) -> String {

@@ -185,7 +185,7 @@ impl Channel {
             return Ok((self.render(&default, &say("unknown-sender")), true, Vec::new()));
         };
         // Sessions count against the phone's message limit, not each step of one.
-        if step.inputs.is_empty() && !self.within_rate(&phone, now_ms) {
+        if step.inputs.is_empty() && !self.within_rate(&phone, now_ms)? {
             return Ok((self.render(&default, &say("rate-limited")), true, Vec::new()));
         }
         let beneficiary = registry.find_by_phone(&phone).map_err(Error::Engine)?;

@@ -28,7 +28,8 @@ fn jod(text: &str) -> Amount {
 
 struct World {
     _dir: tempfile::TempDir,
-    channel: Channel,
+    /// `None` only while restarting.
+    channel: Option<Channel>,
     agency: Arc<Agency>,
     clock: Arc<AtomicU64>,
     shop: Id,
@@ -39,6 +40,22 @@ struct World {
 }
 
 impl World {
+    fn channel(agency: &Arc<Agency>, dir: &std::path::Path, clock: &Arc<AtomicU64>) -> Channel {
+        let ticking = Arc::clone(clock);
+        let channel_options = ChannelOptions {
+            clock: Arc::new(move || ticking.load(Ordering::SeqCst)),
+            ..ChannelOptions::default()
+        };
+        Channel::open(Arc::clone(agency), dir, Replies::embedded().unwrap(), channel_options)
+            .unwrap()
+    }
+
+    /// A new channel over the same agency and folder, as after a restart of the server.
+    fn restart_channel(&mut self) {
+        self.channel = None; // closes its store first
+        self.channel = Some(Self::channel(&self.agency, self._dir.path(), &self.clock));
+    }
+
     fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let clock = Arc::new(AtomicU64::new(START_MS));
@@ -89,21 +106,10 @@ impl World {
             .unwrap();
         agency.enrol_vendor(&vouchers, &shop, BTreeMap::new()).unwrap();
         let voucher = agency.issue_voucher(&vouchers, &amal, Some(jod("40")), Vec::new()).unwrap();
-        let ticking = Arc::clone(&clock);
-        let channel_options = ChannelOptions {
-            clock: Arc::new(move || ticking.load(Ordering::SeqCst)),
-            ..ChannelOptions::default()
-        };
-        let channel = Channel::open(
-            Arc::clone(&agency),
-            dir.path(),
-            Replies::embedded().unwrap(),
-            channel_options,
-        )
-        .unwrap();
+        let channel = Self::channel(&agency, dir.path(), &clock);
         Self {
             _dir: dir,
-            channel,
+            channel: Some(channel),
             agency,
             clock,
             shop,
@@ -133,7 +139,7 @@ impl World {
 
     fn deliver(&self, form: &str, signature: &str) -> Outcome {
         let inbound = twilio::parse(TOKEN, URL, Some(signature), form.as_bytes()).unwrap();
-        self.channel.handle(&inbound).unwrap()
+        self.channel.as_ref().unwrap().handle(&inbound).unwrap()
     }
 
     fn sms(&mut self, from: &str, body: &str) -> Outcome {
@@ -312,7 +318,14 @@ fn strangers_forgeries_floods_and_guessed_pins_change_nothing() {
         "Trop de PIN incorrects. Reessayez dans 30 minutes."
     );
     assert!(world.sms(OMAR, "SOLDE 4821").reply.starts_with("Trop de PIN incorrects."));
-    world.clock.fetch_add(30 * 60_000, Ordering::SeqCst);
+    // The lock is in the registry's store: a restart does not lift it.
+    world.restart_channel();
+    world.clock.fetch_add(20 * 60_000, Ordering::SeqCst);
+    assert_eq!(
+        world.sms(OMAR, "SOLDE 4821").reply,
+        "Trop de PIN incorrects. Reessayez dans 10 minutes."
+    );
+    world.clock.fetch_add(10 * 60_000, Ordering::SeqCst);
     assert_eq!(world.sms(OMAR, "SOLDE 4821").reply, "Votre solde : 0.000 JOD");
 
     // More than 12 messages a minute from one phone: asked to wait.
@@ -324,13 +337,19 @@ fn strangers_forgeries_floods_and_guessed_pins_change_nothing() {
         world.sms(OMAR, "AIDE").reply,
         "Trop de messages. Attendez une minute et reessayez."
     );
+    world.restart_channel();
+    assert_eq!(
+        world.sms(OMAR, "AIDE").reply,
+        "Trop de messages. Attendez une minute et reessayez.",
+        "a restart does not reset the message limit"
+    );
     assert_eq!(world.agency.ledger().size(), size, "nothing was applied");
     let _ = &world.amal;
 }
 
 /// A USSD step as Africa's Talking posts it.
 fn ussd(world: &World, session: &str, phone: &str, text: &str) -> sanad_sms::UssdAnswer {
-    ussd_on(&world.channel, session, phone, text)
+    ussd_on(world.channel.as_ref().unwrap(), session, phone, text)
 }
 
 /// A USSD step, on `channel`.
