@@ -44,7 +44,7 @@ const WALLETS: u64 = 6;
 const RECENT_IDS: usize = 300;
 
 /// The ledger's options: its log on PostgreSQL at `database`, or on sled in its folder.
-fn options(database: Option<&str>) -> Options {
+pub(crate) fn options(database: Option<&str>) -> Options {
     let log_backend = database.map(|url| {
         let backend = sanad_postgres::PgBackend::connect(url).expect("connect to PostgreSQL");
         Arc::new(backend) as Arc<dyn sanad::log::Backend>
@@ -62,7 +62,7 @@ fn jod() -> Currency {
 
 /// The transfer a given id stands for: its content follows from the id, so a retry in a later
 /// process is the same transfer.
-fn payment(transfer: &str, seq: u64) -> Command {
+pub(crate) fn payment(transfer: &str, seq: u64) -> Command {
     Command::Transfer {
         id: id(transfer),
         from: id("prog"),
@@ -74,7 +74,7 @@ fn payment(transfer: &str, seq: u64) -> Command {
     }
 }
 
-fn setup(dir: &Path, database: Option<&str>) {
+pub(crate) fn setup(dir: &Path, database: Option<&str>) {
     let ledger = Ledger::create(dir, "example.org/ledger-crash", options(database)).unwrap();
     let open = |name: &str, kind| Command::OpenAccount {
         id: id(name),
@@ -316,62 +316,7 @@ fn campaign(test: &str, database: Option<&str>, processes: usize) {
             }
         }
 
-        let ledger = Ledger::open(&data, options(database))
-            .unwrap_or_else(|e| panic!("cycle {cycle}: reopen failed: {e}"));
-        // Every id in the log, counted.
-        let mut in_log: HashMap<String, (u64, u32)> = HashMap::new();
-        let mut entries = Vec::new();
-        let log = ledger.log();
-        log.for_each_entry(0, log.size(), |index, entry| {
-            let event = sanad::ledger::Event::from_entry(entry).unwrap();
-            if let Some(transfer) = event.transfer_id() {
-                let seen = in_log.entry(transfer.to_string()).or_insert((index, 0));
-                seen.1 += 1;
-            }
-            entries.push(entry.to_vec());
-            Ok(())
-        })
-        .unwrap();
-        for (transfer, index) in &acknowledged {
-            let (logged_at, times) = in_log
-                .get(transfer)
-                .unwrap_or_else(|| panic!("cycle {cycle}: acknowledged {transfer} is missing"));
-            assert_eq!((*logged_at, *times), (*index, 1), "cycle {cycle}: {transfer}");
-        }
-        // The log verifies offline, as an auditor would check it: every tile and checkpoint.
-        let export = dir.path().join(format!("export-{cycle}"));
-        log.wait_for_checkpoint(log.size()).unwrap();
-        log.export(&export).unwrap();
-        let verified = sanad_audit::verify_export(&export, &log.verifier(), None, &mut |_, _| {})
-            .unwrap_or_else(|e| panic!("cycle {cycle}: the export does not verify: {e}"));
-        assert_eq!(verified.tree_size, log.size(), "cycle {cycle}: the export is the whole log");
-        std::fs::remove_dir_all(&export).unwrap();
-        let replayed = replay(entries.iter().map(Vec::as_slice)).unwrap();
-        ledger.read(|state| {
-            // Which idempotency entries sit in memory differs (the replay archives none); the
-            // rest must be equal, and every acknowledged id answered, from memory or archive.
-            assert_eq!(
-                without_recent_ids(state),
-                without_recent_ids(&replayed),
-                "cycle {cycle}: the reopened state is the log's"
-            );
-            for (transfer, index) in &acknowledged {
-                let answered = state.id_use(&id(transfer)).map(|used| used.index);
-                assert_eq!(answered, Some(*index), "cycle {cycle}: {transfer} is not answered");
-            }
-            assert!(
-                state.totals().values().all(|total| *total == 0),
-                "cycle {cycle}: money created"
-            );
-            for account in state.accounts() {
-                assert!(
-                    account.available().minor_units() >= 0
-                        || account.kind() == AccountKind::External,
-                    "cycle {cycle}: {} below zero",
-                    account.id()
-                );
-            }
-        });
+        let ledger = check_reopened(&format!("cycle {cycle}"), &data, database, &acknowledged);
         // Closing writes a snapshot; half the time it is removed, so that the next child
         // rebuilds its state from the whole log instead.
         drop(ledger);
@@ -396,4 +341,69 @@ fn campaign(test: &str, database: Option<&str>, processes: usize) {
     assert!(retries > 0, "no retry across a restart was exercised");
     let sets = std::fs::read_dir(data.join("ids")).unwrap().count();
     assert!(sets > 0, "no idempotency set was archived: the archive went untested");
+}
+
+/// Reopens the ledger after a kill (or a fault) and checks it, as `when` ("cycle 3"): every
+/// acknowledged transfer is in the log once at its index and answered as a retry; the export
+/// verifies offline; the reopened state is the log's replayed; money sums to zero and only
+/// external accounts are negative. Returns the reopened ledger.
+pub(crate) fn check_reopened(
+    when: &str,
+    data: &Path,
+    database: Option<&str>,
+    acknowledged: &HashMap<String, u64>,
+) -> Ledger {
+    let ledger = Ledger::open(data, options(database))
+        .unwrap_or_else(|e| panic!("{when}: reopen failed: {e}"));
+    // Every id in the log, counted.
+    let mut in_log: HashMap<String, (u64, u32)> = HashMap::new();
+    let mut entries = Vec::new();
+    let log = ledger.log();
+    log.for_each_entry(0, log.size(), |index, entry| {
+        let event = sanad::ledger::Event::from_entry(entry).unwrap();
+        if let Some(transfer) = event.transfer_id() {
+            let seen = in_log.entry(transfer.to_string()).or_insert((index, 0));
+            seen.1 += 1;
+        }
+        entries.push(entry.to_vec());
+        Ok(())
+    })
+    .unwrap();
+    for (transfer, index) in acknowledged {
+        let (logged_at, times) = in_log
+            .get(transfer)
+            .unwrap_or_else(|| panic!("{when}: acknowledged {transfer} is missing"));
+        assert_eq!((*logged_at, *times), (*index, 1), "{when}: {transfer}");
+    }
+    // The log verifies offline, as an auditor would check it: every tile and checkpoint.
+    let scratch = tempfile::tempdir().unwrap();
+    let export = scratch.path().join("export");
+    log.wait_for_checkpoint(log.size()).unwrap();
+    log.export(&export).unwrap();
+    let verified = sanad_audit::verify_export(&export, &log.verifier(), None, &mut |_, _| {})
+        .unwrap_or_else(|e| panic!("{when}: the export does not verify: {e}"));
+    assert_eq!(verified.tree_size, log.size(), "{when}: the export is the whole log");
+    let replayed = replay(entries.iter().map(Vec::as_slice)).unwrap();
+    ledger.read(|state| {
+        // Which idempotency entries sit in memory differs (the replay archives none); the
+        // rest must be equal, and every acknowledged id answered, from memory or archive.
+        assert_eq!(
+            without_recent_ids(state),
+            without_recent_ids(&replayed),
+            "{when}: the reopened state is the log's"
+        );
+        for (transfer, index) in acknowledged {
+            let answered = state.id_use(&id(transfer)).map(|used| used.index);
+            assert_eq!(answered, Some(*index), "{when}: {transfer} is not answered");
+        }
+        assert!(state.totals().values().all(|total| *total == 0), "{when}: money created");
+        for account in state.accounts() {
+            assert!(
+                account.available().minor_units() >= 0 || account.kind() == AccountKind::External,
+                "{when}: {} below zero",
+                account.id()
+            );
+        }
+    });
+    ledger
 }

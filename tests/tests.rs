@@ -7,5 +7,6 @@ mod agency_crash;
 mod campaign;
 mod crash;
 mod examples;
+mod full_disk;
 mod ledger_crash;
 mod tidy;
