@@ -1,8 +1,10 @@
 //! Faults at the storage boundary (`sanad_log::faults::FaultyBackend` over the real sled
-//! store): a write that fails reaches the caller as a clear error, nothing acknowledged is lost,
-//! and the ledger refuses writes loudly until it is reopened, even once the fault has cleared
-//! (its state may be ahead of what is stored); a read that fails is an error, never a wrong
-//! answer, and reads work again once the fault clears.
+//! store, and over PostgreSQL): a write that fails reaches the caller as a clear error, nothing
+//! acknowledged is lost, and the ledger refuses writes loudly until it is reopened, even once
+//! the fault has cleared (its state may be ahead of what is stored); a read that fails is an
+//! error, never a wrong answer, and reads work again once the fault clears. And a real fault:
+//! the PostgreSQL server killed under load and restarted. (A real full disk under sled is
+//! `tests/full_disk.rs` at the workspace's root.)
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -36,10 +38,28 @@ fn transfer(name: &str, to: &str, amount: &str) -> Command {
     }
 }
 
-/// The store under `dir`, behind a fault injector.
-fn faulty(dir: &Path) -> Arc<FaultyBackend> {
-    let store = SledBackend::open(&dir.join("store.sled")).unwrap();
-    Arc::new(FaultyBackend::new(Arc::new(store)))
+/// Where the log is kept, behind the fault injector.
+enum Store {
+    /// sled, in the ledger's folder.
+    Sled,
+    /// A database on a throwaway PostgreSQL server.
+    Postgres(String),
+}
+
+/// The store, behind a fault injector.
+fn faulty(dir: &Path, store: &Store) -> Arc<FaultyBackend> {
+    let inner: Arc<dyn Backend> = match store {
+        Store::Sled => Arc::new(SledBackend::open(&dir.join("store.sled")).unwrap()),
+        Store::Postgres(url) => Arc::new(sanad_postgres::PgBackend::connect(url).unwrap()),
+    };
+    Arc::new(FaultyBackend::new(inner))
+}
+
+/// Runs `test` on sled and on a throwaway PostgreSQL server.
+fn on_both_stores(test: fn(&Store)) {
+    test(&Store::Sled);
+    let server = sanad_postgres::testing::TestServer::for_test();
+    test(&Store::Postgres(server.database("faults").unwrap()));
 }
 
 fn options(backend: &Arc<FaultyBackend>) -> Options {
@@ -83,8 +103,8 @@ fn funded(dir: &Path, backend: &Arc<FaultyBackend>) -> Ledger {
 
 /// Reopens the ledger in `dir` on a fresh, healthy store and checks that every acknowledged
 /// transfer is there once, at its index, and that the money adds up.
-fn reopen_and_check(dir: &Path, acknowledged: &HashMap<String, u64>) -> Ledger {
-    let backend = faulty(dir);
+fn reopen_and_check(dir: &Path, store: &Store, acknowledged: &HashMap<String, u64>) -> Ledger {
+    let backend = faulty(dir, store);
     let ledger = Ledger::open(dir, options(&backend)).unwrap();
     for (name, index) in acknowledged {
         let (at, _) = ledger.transfer(&id(name)).unwrap().unwrap_or_else(|| panic!("{name} lost"));
@@ -96,8 +116,12 @@ fn reopen_and_check(dir: &Path, acknowledged: &HashMap<String, u64>) -> Ledger {
 
 #[test]
 fn a_failed_write_is_an_error_and_writes_stop_until_the_ledger_is_reopened() {
+    on_both_stores(a_failed_write_stops_writes);
+}
+
+fn a_failed_write_stops_writes(store: &Store) {
     let dir = tempfile::tempdir().unwrap();
-    let backend = faulty(dir.path());
+    let backend = faulty(dir.path(), store);
     let ledger = funded(dir.path(), &backend);
     let mut acknowledged = HashMap::new();
     for n in 0..10 {
@@ -118,7 +142,7 @@ fn a_failed_write_is_an_error_and_writes_stop_until_the_ledger_is_reopened() {
     assert!(backend.failures() > 0);
     drop((ledger, backend));
 
-    let ledger = reopen_and_check(dir.path(), &acknowledged);
+    let ledger = reopen_and_check(dir.path(), store, &acknowledged);
     assert_eq!(ledger.transfer(&id("t-failed")).unwrap(), None, "never acknowledged, not stored");
     assert_eq!(ledger.account(&id("w0")).unwrap().balance(), jod("10"));
     assert_eq!(ledger.account(&id("w1")).unwrap().balance(), jod("0"));
@@ -128,14 +152,48 @@ fn a_failed_write_is_an_error_and_writes_stop_until_the_ledger_is_reopened() {
 
 #[test]
 fn a_fault_under_concurrent_load_loses_nothing_acknowledged() {
+    on_both_stores(|store| {
+        let dir = tempfile::tempdir().unwrap();
+        let backend = faulty(dir.path(), store);
+        let ledger = Arc::new(funded(dir.path(), &backend));
+        // A few dozen commits go through, then the store fails every write.
+        backend.fail_commits_after(40);
+        let acknowledged = write_until_refused(&ledger);
+        drop((ledger, backend));
+        check_paid(&reopen_and_check(dir.path(), store, &acknowledged), &acknowledged);
+    });
+}
+
+/// The PostgreSQL server killed (`pg_ctl -m immediate`) under load, and started again: every
+/// writer is told, nothing acknowledged is lost, and the ledger reopened writes again.
+#[test]
+fn a_database_server_killed_under_load_loses_nothing_acknowledged() {
+    let server = sanad_postgres::testing::TestServer::for_test();
+    let store = Store::Postgres(server.database("killed").unwrap());
     let dir = tempfile::tempdir().unwrap();
-    let backend = faulty(dir.path());
+    let backend = faulty(dir.path(), &store);
     let ledger = Arc::new(funded(dir.path(), &backend));
-    // A few dozen commits go through, then the store fails every write.
-    backend.fail_commits_after(40);
+    let killer = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        server.crash_and_restart().unwrap();
+        server
+    });
+    let acknowledged = write_until_refused(&ledger);
+    let _server = killer.join().unwrap();
+    let refused = ledger.execute(transfer("late", "w0", "1")).unwrap_err();
+    assert!(refused.to_string().contains("reopen"), "{refused}");
+    assert_eq!(backend.failures(), 0, "the failure was the server's, not injected");
+    drop((ledger, backend));
+    let ledger = reopen_and_check(dir.path(), &store, &acknowledged);
+    check_paid(&ledger, &acknowledged);
+    ledger.execute(transfer("after-restart", "w0", "1")).unwrap().unwrap();
+}
+
+/// Writes from four threads until the ledger refuses; returns what was acknowledged.
+fn write_until_refused(ledger: &Arc<Ledger>) -> HashMap<String, u64> {
     let writers: Vec<_> = (0..4)
         .map(|thread| {
-            let ledger = Arc::clone(&ledger);
+            let ledger = Arc::clone(ledger);
             std::thread::spawn(move || {
                 let mut acknowledged = Vec::new();
                 for n in 0.. {
@@ -155,8 +213,11 @@ fn a_fault_under_concurrent_load_loses_nothing_acknowledged() {
         writers.into_iter().flat_map(|w| w.join().unwrap()).collect();
     assert!(!acknowledged.is_empty(), "nothing was acknowledged before the fault");
     assert!(ledger.execute(transfer("late", "w0", "1")).is_err(), "writes stopped");
-    drop((ledger, backend));
-    let ledger = reopen_and_check(dir.path(), &acknowledged);
+    acknowledged
+}
+
+/// The wallets hold exactly what the acknowledged transfers paid them.
+fn check_paid(ledger: &Ledger, acknowledged: &HashMap<String, u64>) {
     let paid: i64 = (0..4)
         .map(|w| ledger.account(&id(&format!("w{w}"))).unwrap().balance().minor_units())
         .sum();
@@ -166,7 +227,7 @@ fn a_fault_under_concurrent_load_loses_nothing_acknowledged() {
 #[test]
 fn a_failed_read_is_an_error_never_an_answer() {
     let dir = tempfile::tempdir().unwrap();
-    let backend = faulty(dir.path());
+    let backend = faulty(dir.path(), &Store::Sled);
     let ledger = funded(dir.path(), &backend);
     let paid = ledger.execute(transfer("t1", "w0", "3")).unwrap().unwrap();
     let index = paid.log_index.unwrap();
@@ -191,7 +252,7 @@ fn a_failed_read_is_an_error_never_an_answer() {
     drop((ledger, backend));
 
     // Opening while reads fail is an error, not a half-open ledger.
-    let backend = faulty(dir.path());
+    let backend = faulty(dir.path(), &Store::Sled);
     backend.fail_reads(true);
     let refused = Ledger::open(dir.path(), options(&backend)).unwrap_err();
     assert!(refused.to_string().contains("injected fault"), "a clear error: {refused}");
