@@ -341,6 +341,8 @@ fn libpq_tls_options(url: &str) -> (String, Option<PathBuf>) {
 
 /// The TLS client: the public web roots, plus the certificates in `ca` (PEM) when given.
 fn tls(ca: Option<&Path>) -> Result<tokio_postgres_rustls::MakeRustlsConnect, Error> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject as _;
     let mut roots = rustls::RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
     if let Some(path) = ca {
@@ -352,7 +354,8 @@ fn tls(ca: Option<&Path>) -> Result<tokio_postgres_rustls::MakeRustlsConnect, Er
         };
         let pem = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
         let mut added = 0;
-        for certificate in rustls_pemfile::certs(&mut pem.as_slice()) {
+        // rustls's own PEM reader (rustls-pki-types), not the archived rustls-pemfile.
+        for certificate in CertificateDer::pem_slice_iter(&pem) {
             let certificate = certificate.map_err(|e| bad(e.to_string()))?;
             roots.add(certificate).map_err(|e| bad(e.to_string()))?;
             added += 1;
