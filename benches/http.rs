@@ -76,6 +76,7 @@ impl Server {
             database_url: None,
             // The binding's own cost is measured, not a limit on one token's rate.
             token_rate: 0,
+            sms_per_minute: 12,
         };
         let (started_tx, started_rx) = std::sync::mpsc::channel();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

@@ -1,9 +1,10 @@
 //! The agency under mixed load, killed with SIGKILL at random moments again and again, on sled
 //! and on PostgreSQL: a child process pays from a programme (ledger transfers), holds money and
 //! then posts part of each hold or voids it (pendings), redeems vouchers at a shop with the
-//! beneficiary's PIN (request, then authorisation), and takes payments through the channel as
-//! gateways deliver them — SMS and USSD sessions in turn — each thread printing what was
-//! acknowledged. After every kill the agency reopens and:
+//! beneficiary's PIN (request, then authorisation), and takes payments through the HTTP
+//! binding's webhooks over real HTTP — SMS from the signed JSON gateway and USSD sessions from
+//! Africa's Talking, in turn — each thread printing what was acknowledged. After every kill
+//! the agency reopens and:
 //! - the log's export passes the offline auditor;
 //! - every acknowledged operation is in the log exactly once, at the index it was given (a
 //!   payment by SMS or USSD under the id the channel derives from its message or session id);
@@ -26,7 +27,6 @@ use sanad::engine::registry::NewPerson;
 use sanad::engine::{Agency, Options, VoucherPlan};
 use sanad::ledger::{AccountKind, Actor, Command, ProgrammeKind, Vendors, replay};
 use sanad::money::{Amount, Currency, Id};
-use sanad::sms::gateway::{Gateway, Inbound};
 use sha2::Digest as _;
 
 use crate::campaign::{complete_lines, kill_one_then_the_rest, on_postgresql};
@@ -129,25 +129,77 @@ fn channel_payment_id(gateway: &str, message_id: &str) -> String {
     format!("sms-{hex}")
 }
 
-/// The final step of a USSD session paying the shop 0.010 JOD: menu 2, the shop's phone, the
-/// amount, the PIN, and 1 to confirm (Africa's Talking sends all inputs with each step).
-fn ussd_payment(session: &str) -> sanad::sms::gateway::africastalking::UssdStep {
-    sanad::sms::gateway::africastalking::UssdStep {
-        session_id: session.to_owned(),
-        service_code: "*384#".into(),
-        phone: AMAL.to_owned(),
-        inputs: ["2", SHOP, "0.010", PIN, "1"].map(str::to_owned).to_vec(),
-    }
+/// The gateways' secrets the child's HTTP binding is configured with.
+const JSON_SECRET: &str = "crash-json-secret";
+const USSD_SECRET: &str = "crash-ussd-secret";
+
+/// The HTTP binding over the child's folder (and database), listening on a free port, served
+/// on a thread of its own for as long as the child lives; returns its agency and base URL.
+/// The gateways' webhooks are called over real HTTP, as the gateways call them.
+fn serve_binding(dir: &Path, database: Option<&str>) -> (Arc<Agency>, String) {
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let config = sanad_http::Config {
+        data: dir.to_path_buf(),
+        listen: listener.local_addr().unwrap(),
+        origin: "example.org/agency-crash".into(),
+        public_url: None,
+        region: None,
+        secrets: sanad_http::Secrets {
+            json: Some(JSON_SECRET.into()),
+            africastalking: Some(USSD_SECRET.into()),
+            ..sanad_http::Secrets::default()
+        },
+        database_url: database.map(str::to_owned),
+        token_rate: 0,
+        // One beneficiary pays as fast as the ledger answers.
+        sms_per_minute: usize::MAX,
+    };
+    let binding = sanad_http::Binding::open(config, &base).expect("child opens the binding");
+    let agency = Arc::clone(binding.agency());
+    std::thread::spawn(move || {
+        let router = binding.router();
+        runtime.block_on(async { axum::serve(listener, router).await }).unwrap();
+    });
+    (agency, base)
 }
 
-fn inbound(message_id: &str, text: &str) -> Inbound {
-    Inbound {
-        gateway: Gateway::Json,
-        message_id: message_id.to_owned(),
-        from: AMAL.to_owned(),
-        to: None,
-        text: text.to_owned(),
-    }
+/// Amal pays the shop 0.010 JOD by SMS: `message` delivered to the signed JSON gateway's
+/// webhook. Returns the status and the answer.
+fn pay_by_sms(agent: &ureq::Agent, base: &str, message: &str) -> (u16, serde_json::Value) {
+    let text = format!("PAY {SHOP} 0.010 {PIN}");
+    let body = serde_json::json!({"id": message, "from": AMAL, "text": text}).to_string();
+    let signature = sanad::sms::gateway::json::signature(JSON_SECRET.as_bytes(), body.as_bytes());
+    let request = ureq::http::Request::builder()
+        .method("POST")
+        .uri(format!("{base}/v1/sms/json"))
+        .header("Content-Type", "application/json")
+        .header("X-Sanad-Signature", signature)
+        .body(body)
+        .unwrap();
+    let mut response = agent.run(request).unwrap();
+    let text = response.body_mut().read_to_string().unwrap();
+    (response.status().as_u16(), serde_json::from_str(&text).unwrap_or_default())
+}
+
+/// Amal pays the shop 0.010 JOD by USSD: the final step of `session` (menu 2, the shop's
+/// phone, the amount, the PIN, 1 to confirm — Africa's Talking sends every input with each
+/// step) delivered to its webhook. Returns the status and the screen.
+fn pay_by_ussd(agent: &ureq::Agent, base: &str, session: &str) -> (u16, String) {
+    let plus = |phone: &str| phone.replace('+', "%2B");
+    let text = format!("2%2A{}%2A0.010%2A{PIN}%2A1", plus(SHOP));
+    let form =
+        format!("sessionId={session}&serviceCode=%2A384%23&phoneNumber={}&text={text}", plus(AMAL));
+    let request = ureq::http::Request::builder()
+        .method("POST")
+        .uri(format!("{base}/v1/ussd/africastalking?secret={USSD_SECRET}"))
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body(form)
+        .unwrap();
+    let mut response = agent.run(request).unwrap();
+    let screen = response.body_mut().read_to_string().unwrap();
+    (response.status().as_u16(), screen)
 }
 
 /// Earlier cycles' acknowledged channel payments, sent again by the next child.
@@ -160,25 +212,20 @@ struct Retries {
 /// `ack <kind> <id> <log index>`.
 fn run_child(dir: &Path, database: Option<&str>, label: String, retry: Retries) -> ! {
     let env = |name: &str| std::env::var(name).unwrap();
-    let agency = Arc::new(Agency::open(dir, options(database)).expect("child opens the agency"));
-    let channel_options = sanad::sms::ChannelOptions {
-        messages_per_minute: usize::MAX,
-        ..sanad::sms::ChannelOptions::default()
-    };
-    let replies = sanad::sms::replies::Replies::embedded().unwrap();
-    let channel = Arc::new(
-        sanad::sms::Channel::open(Arc::clone(&agency), dir, replies, channel_options).unwrap(),
-    );
+    let (agency, base) = serve_binding(dir, database);
+    let agent: ureq::Agent =
+        ureq::Agent::config_builder().http_status_as_error(false).build().into();
     if let Some(message) = retry.sms {
-        let outcome = channel.handle(&inbound(&message, &format!("PAY {SHOP} 0.010 {PIN}")));
-        let outcome = outcome.unwrap();
-        assert!(outcome.replayed, "a delivery retried across restarts must be answered");
+        let (status, answer) = pay_by_sms(&agent, &base, &message);
+        assert_eq!(status, 200, "{answer}");
+        assert_eq!(answer["replayed"], true, "a delivery retried across restarts is answered");
         println!("retried {message}");
     }
     if let Some(session) = retry.ussd {
         // Answered from the stored screen; that it did not pay twice, the check counts.
-        let answer = channel.ussd(&ussd_payment(&session)).unwrap();
-        assert!(answer.end && answer.screen.starts_with("Paid "), "{}", answer.screen);
+        let (status, screen) = pay_by_ussd(&agent, &base, &session);
+        assert_eq!(status, 200, "{screen}");
+        assert!(screen.starts_with("END Paid "), "{screen}");
         println!("retried {session}");
     }
     let (cash, wallet, shop) = (
@@ -270,18 +317,20 @@ fn run_child(dir: &Path, database: Option<&str>, label: String, retry: Retries) 
             }
         })
     };
-    // Payments through the channel, by SMS and by USSD in turn.
+    // Payments through the gateways' webhooks, by SMS and by USSD in turn.
     for n in 0.. {
         if n % 2 == 0 {
             let message = format!("{label}-m-{n}");
-            let outcome =
-                channel.handle(&inbound(&message, &format!("PAY {SHOP} 0.010 {PIN}"))).unwrap();
-            assert!(outcome.reply.starts_with("Paid "), "{}", outcome.reply);
+            let (status, answer) = pay_by_sms(&agent, &base, &message);
+            assert_eq!(status, 200, "{answer}");
+            let reply = answer["reply"].as_str().unwrap_or_default();
+            assert!(reply.starts_with("Paid "), "{answer}");
             println!("ack sms {message} 0");
         } else {
             let session = format!("{label}-s-{n}");
-            let answer = channel.ussd(&ussd_payment(&session)).unwrap();
-            assert!(answer.end && answer.screen.starts_with("Paid "), "{}", answer.screen);
+            let (status, screen) = pay_by_ussd(&agent, &base, &session);
+            assert_eq!(status, 200, "{screen}");
+            assert!(screen.starts_with("END Paid "), "{screen}");
             println!("ack ussd {session} 0");
         }
     }

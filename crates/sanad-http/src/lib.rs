@@ -55,6 +55,9 @@ pub struct Config {
     pub database_url: Option<String>,
     /// Requests per second each API token may make (bursts of twice as many); 0 for no limit.
     pub token_rate: u32,
+    /// Messages (SMS, or USSD sessions) one phone may send per minute; more are answered with
+    /// a request to wait.
+    pub sms_per_minute: usize,
 }
 
 /// What a started server tells its runner.
@@ -168,7 +171,10 @@ impl Binding {
             Arc::clone(&agency),
             sms_answers,
             sanad_sms::replies::Replies::embedded()?,
-            sanad_sms::ChannelOptions::default(),
+            sanad_sms::ChannelOptions {
+                messages_per_minute: config.sms_per_minute,
+                ..sanad_sms::ChannelOptions::default()
+            },
         );
         let public_url =
             config.public_url.as_deref().unwrap_or(public_url).trim_end_matches('/').to_owned();

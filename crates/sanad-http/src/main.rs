@@ -52,6 +52,10 @@ struct Flags {
     /// limit). A token over it is answered 429 with Retry-After.
     #[arg(long, env = "SANAD_TOKEN_RATE", default_value_t = 200)]
     token_rate: u32,
+    /// Messages (SMS, or USSD sessions) one phone may send per minute; more are answered with
+    /// a request to wait. Counted in the registry, so every server on one database shares it.
+    #[arg(long, env = "SANAD_SMS_PER_MINUTE", default_value_t = 12)]
+    sms_per_minute: usize,
 }
 
 /// A secret from `NAME`, or from the file `NAME_FILE` names.
@@ -85,6 +89,7 @@ fn main() -> anyhow::Result<()> {
         },
         database_url: flags.database_url,
         token_rate: flags.token_rate,
+        sms_per_minute: flags.sms_per_minute,
     };
     // What the first lines say is relied on by scripts: the verifier key, then the address.
     let announce = |started: &sanad_http::Started| {
