@@ -22,14 +22,16 @@ use std::process::{Command as Process, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rand::{Rng as _, SeedableRng as _};
+use rand::Rng as _;
 use sanad::engine::registry::NewPerson;
 use sanad::engine::{Agency, Options, VoucherPlan};
 use sanad::ledger::{AccountKind, Actor, Command, ProgrammeKind, Vendors, replay};
 use sanad::money::{Amount, Currency, Id};
 use sha2::Digest as _;
 
-use crate::campaign::{complete_lines, kill_one_then_the_rest, on_postgresql};
+use crate::campaign::{
+    complete_lines, kill_one_then_the_rest, on_postgresql, rounds_from_env, seeded_rng,
+};
 
 const CHILD_ENV: &str = "SANAD_AGENCY_CRASH_CHILD";
 const DATABASE_ENV: &str = "SANAD_CRASH_DATABASE";
@@ -364,16 +366,8 @@ fn campaign(test: &str, database: Option<&str>) {
         };
         run_child(Path::new(&dir), database.as_deref(), label, retry);
     }
-    let cycles: u64 =
-        std::env::var("SANAD_CRASH_CYCLES").ok().and_then(|c| c.parse().ok()).unwrap_or(8);
-    let seed: u64 = std::env::var("SANAD_CRASH_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| rand::thread_rng().r#gen());
-    println!(
-        "agency crash campaign: {cycles} cycles, seed {seed} (SANAD_CRASH_SEED={seed} to replay)"
-    );
-    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let cycles = rounds_from_env("SANAD_CRASH_CYCLES", 8);
+    let mut rng = seeded_rng(&format!("agency crash campaign, {cycles} cycles"));
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("agency");
     let setup = setup(&data, database);

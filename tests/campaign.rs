@@ -1,12 +1,30 @@
-//! What the SIGKILL campaigns (`crash`, `ledger_crash`) share: the folders of several writing
-//! processes on one database, a child's complete output lines, and killing the children one
-//! first, the others a moment later.
+//! What the campaigns (`crash`, `ledger_crash`, `agency_crash`, `full_disk`) share: how long
+//! to run and the random seed, the folders of several writing processes on one database, a
+//! child's complete output lines, and killing the children one first, the others a moment
+//! later.
 
 use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout};
 use std::thread::JoinHandle;
 use std::time::Duration;
+
+/// How long a campaign runs: the number in the environment variable `name`, or `default`.
+pub(crate) fn rounds_from_env(name: &str, default: u64) -> u64 {
+    std::env::var(name).ok().and_then(|n| n.parse().ok()).unwrap_or(default)
+}
+
+/// A campaign's random generator, from `SANAD_CRASH_SEED` to replay a run, or a new seed; the
+/// seed is printed with `what` so that a failed run can be replayed.
+pub(crate) fn seeded_rng(what: &str) -> rand::rngs::StdRng {
+    use rand::{Rng as _, SeedableRng as _};
+    let seed: u64 = std::env::var("SANAD_CRASH_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| rand::thread_rng().r#gen());
+    println!("{what}: seed {seed} (SANAD_CRASH_SEED={seed} to replay)");
+    rand::rngs::StdRng::seed_from_u64(seed)
+}
 
 /// One folder per writing process: `first` (which holds the log's key), then one for each
 /// further process under `parent`, named `{name}-{n}`, holding a copy of the key.

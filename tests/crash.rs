@@ -16,10 +16,12 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rand::{Rng as _, SeedableRng as _};
+use rand::Rng as _;
 use sanad::log::Log;
 
-use crate::campaign::{complete_lines, kill_one_then_the_rest, process_folders};
+use crate::campaign::{
+    complete_lines, kill_one_then_the_rest, process_folders, rounds_from_env, seeded_rng,
+};
 
 const CHILD_ENV: &str = "SANAD_CRASH_CHILD";
 const DATABASE_ENV: &str = "SANAD_CRASH_DATABASE";
@@ -100,17 +102,9 @@ fn campaign(test: &str, database: Option<&str>, processes: u32) {
         let (cycle, process) = (number("SANAD_CRASH_CYCLE"), number("SANAD_CRASH_PROCESS"));
         run_child(Path::new(&dir), database.as_deref(), cycle, process);
     }
-    let cycles: u32 =
-        std::env::var("SANAD_CRASH_CYCLES").ok().and_then(|c| c.parse().ok()).unwrap_or(12);
-    let seed: u64 = std::env::var("SANAD_CRASH_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| rand::thread_rng().r#gen());
-    println!(
-        "crash campaign: {processes} appending process(es), {cycles} cycles, seed {seed} \
-         (SANAD_CRASH_SEED={seed} to replay)"
-    );
-    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let cycles = u32::try_from(rounds_from_env("SANAD_CRASH_CYCLES", 12)).unwrap();
+    let mut rng =
+        seeded_rng(&format!("crash campaign: {processes} appending process(es), {cycles} cycles"));
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("log");
     let vkey = match database {

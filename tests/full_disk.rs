@@ -17,10 +17,10 @@ use std::process::{Command as Process, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rand::{Rng as _, SeedableRng as _};
+use rand::Rng as _;
 use sanad::engine::Ledger;
 
-use crate::campaign::complete_lines;
+use crate::campaign::{complete_lines, rounds_from_env, seeded_rng};
 use crate::ledger_crash::{check_reopened, options, payment, setup};
 
 const CHILD_ENV: &str = "SANAD_FULL_DISK_CHILD";
@@ -89,14 +89,8 @@ fn a_full_disk_is_a_clear_error_and_loses_nothing_acknowledged() {
     if let Ok(dir) = std::env::var(CHILD_ENV) {
         run_child(Path::new(&dir), &std::env::var(ROUND_ENV).unwrap());
     }
-    let rounds: u64 =
-        std::env::var("SANAD_FULL_DISK_ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(3);
-    let seed: u64 = std::env::var("SANAD_CRASH_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| rand::thread_rng().r#gen());
-    println!("full disk: {rounds} rounds, seed {seed} (SANAD_CRASH_SEED={seed} to replay)");
-    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let rounds = rounds_from_env("SANAD_FULL_DISK_ROUNDS", 3);
+    let mut rng = seeded_rng(&format!("full disk: {rounds} rounds"));
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("ledger");
     setup(&data, None);

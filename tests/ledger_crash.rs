@@ -29,12 +29,14 @@ use std::process::{Command as Process, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rand::{Rng as _, SeedableRng as _};
+use rand::Rng as _;
 use sanad::engine::{Ledger, Options};
 use sanad::ledger::{AccountKind, Actor, Command, ProgrammeKind, replay};
 use sanad::money::{Amount, Currency, Id};
 
-use crate::campaign::{complete_lines, kill_one_then_the_rest, process_folders};
+use crate::campaign::{
+    complete_lines, kill_one_then_the_rest, process_folders, rounds_from_env, seeded_rng,
+};
 
 const CHILD_ENV: &str = "SANAD_LEDGER_CRASH_CHILD";
 const DATABASE_ENV: &str = "SANAD_CRASH_DATABASE";
@@ -243,17 +245,10 @@ fn campaign(test: &str, database: Option<&str>, processes: usize) {
         let database = std::env::var(DATABASE_ENV).ok();
         run_child(Path::new(&dir), database.as_deref(), label, retry);
     }
-    let cycles: u64 =
-        std::env::var("SANAD_CRASH_CYCLES").ok().and_then(|c| c.parse().ok()).unwrap_or(10);
-    let seed: u64 = std::env::var("SANAD_CRASH_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| rand::thread_rng().r#gen());
-    println!(
-        "ledger crash campaign: {processes} writing process(es), {cycles} cycles, seed {seed} \
-         (SANAD_CRASH_SEED={seed} to replay)"
-    );
-    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let cycles = rounds_from_env("SANAD_CRASH_CYCLES", 10);
+    let mut rng = seeded_rng(&format!(
+        "ledger crash campaign: {processes} writing process(es), {cycles} cycles"
+    ));
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("ledger");
     setup(&data, database);

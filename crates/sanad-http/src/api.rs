@@ -623,6 +623,10 @@ pub(crate) struct ProblemDocument {
     /// Stable: `invalid_json`, `unauthorized`, `forbidden`, `insufficient_funds`, …
     pub(crate) code: String,
     pub(crate) detail: String,
+    /// `disbursement_refused` only: the file's report, each rejected row with its line.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<DisbursementReport>)]
+    pub(crate) report: Option<serde_json::Value>,
 }
 
 /// The problems any API route may answer (RFC 9457 documents with a stable `code`); listed in

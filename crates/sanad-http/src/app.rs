@@ -1494,12 +1494,11 @@ async fn disburse(
         )?;
         let value = report_json(&report);
         state.store.remember_report(&report.run, &value).map_err(Problem::internal)?;
-        let status = if report.refusal.is_some() {
-            StatusCode::UNPROCESSABLE_ENTITY
-        } else {
-            StatusCode::CREATED
-        };
-        Ok((status, value))
+        // Refused as a whole, nothing paid: a problem document, with the report in it.
+        match &report.refusal {
+            Some(refusal) => Err(Problem::disbursement_refused(refusal, value)),
+            None => Ok((StatusCode::CREATED, value)),
+        }
     })
     .await
 }

@@ -15,11 +15,27 @@ pub(crate) struct Problem {
     pub(crate) detail: String,
     /// For a 429: when to come back, in seconds.
     pub(crate) retry_after_s: Option<u64>,
+    /// For a refused disbursement file: its report (JSON), every rejected row with its line.
+    pub(crate) report: Option<String>,
 }
 
 impl Problem {
     pub(crate) fn new(status: StatusCode, code: &str, detail: impl Into<String>) -> Self {
-        Self { status, code: code.to_owned(), detail: detail.into(), retry_after_s: None }
+        Self {
+            status,
+            code: code.to_owned(),
+            detail: detail.into(),
+            retry_after_s: None,
+            report: None,
+        }
+    }
+
+    /// 422: a disbursement file refused as a whole (nothing paid), with its report.
+    pub(crate) fn disbursement_refused(refusal: &str, report: String) -> Self {
+        Self {
+            report: Some(report),
+            ..Self::new(StatusCode::UNPROCESSABLE_ENTITY, "disbursement_refused", refusal)
+        }
     }
 
     /// 429: come back in `after` (said in the `Retry-After` header, whole seconds, at least 1).
@@ -139,6 +155,7 @@ impl Problem {
             status: self.status.as_u16(),
             code: self.code.clone(),
             detail: self.detail.clone(),
+            report: self.report.as_deref().and_then(|report| serde_json::from_str(report).ok()),
         };
         // Invariant: strings and a number always serialize.
         serde_json::to_string(&document).unwrap_or_default()

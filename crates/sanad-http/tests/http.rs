@@ -399,6 +399,26 @@ fn an_agency_system_and_a_gateway_drive_the_ledger_over_http() {
     assert_eq!(response.status().as_u16(), 201);
     let report: Value =
         serde_json::from_str(&response.body_mut().read_to_string().unwrap()).unwrap();
+    // A file with a row it cannot pay is refused as a whole: a problem document that carries
+    // the report, each rejected row with its line (found by fuzzing: it was plain JSON).
+    let request = ureq::http::Request::builder()
+        .method("POST")
+        .uri(format!("{}/v1/disbursements?programme={programme}", server.base))
+        .header("Authorization", format!("Bearer {admin}"))
+        .header("Content-Type", "text/csv")
+        .body("phone,amount\n0791234567,1\n0791230000,5\n".to_owned())
+        .unwrap();
+    let mut refused = server.agent.run(request).unwrap();
+    assert_eq!(refused.status().as_u16(), 422);
+    assert_eq!(refused.headers()["content-type"], "application/problem+json");
+    let problem: Value =
+        serde_json::from_str(&refused.body_mut().read_to_string().unwrap()).unwrap();
+    assert_eq!(problem["code"], "disbursement_refused", "{problem}");
+    assert_eq!(
+        (problem["report"]["paid"].as_u64(), problem["report"]["rejected"][0]["line"].as_u64()),
+        (Some(0), Some(3)),
+        "{problem}"
+    );
     assert_eq!((report["paid"].as_u64(), report["registered"].as_u64()), (Some(1), Some(1)));
     let run_id = report["id"].as_str().unwrap();
     assert_eq!(server.get(&format!("/v1/disbursements/{run_id}"), &admin).1["paid"], 1);

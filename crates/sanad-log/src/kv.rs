@@ -308,6 +308,18 @@ impl SlidingWindow {
         key: &[u8],
         now_ms: u64,
     ) -> Result<u64, Error> {
+        let (current, previous) = self.counts(kv, space, key, now_ms)?;
+        Ok(current.saturating_add(self.weighted(previous, now_ms)))
+    }
+
+    /// What the window holding `now_ms` and the one before it counted for `key`.
+    fn counts(
+        &self,
+        kv: &dyn KeyValue,
+        space: &str,
+        key: &[u8],
+        now_ms: u64,
+    ) -> Result<(u64, u64), Error> {
         assert!(self.window_ms > 0, "a window has a length");
         let window = now_ms / self.window_ms;
         let current = counter_value(kv.get(space, &self.key(key, window))?.as_deref());
@@ -315,7 +327,7 @@ impl SlidingWindow {
             Some(earlier) => counter_value(kv.get(space, &self.key(key, earlier))?.as_deref()),
             None => 0,
         };
-        Ok(current.saturating_add(self.weighted(previous, now_ms)))
+        Ok((current, previous))
     }
 
     /// The part of the previous window's `count` still within the window ending at `now_ms`
@@ -348,17 +360,13 @@ impl SlidingWindow {
         key: &[u8],
         now_ms: u64,
     ) -> Result<Option<u64>, Error> {
-        if self.load(kv, space, key, now_ms)? < self.limit {
+        let (current, previous) = self.counts(kv, space, key, now_ms)?;
+        if current.saturating_add(self.weighted(previous, now_ms)) < self.limit {
             return Ok(None);
         }
         // The first instant, within the next two windows, at which the load is under the
         // limit again (the load only falls while nothing is counted).
         let window = now_ms / self.window_ms;
-        let current = counter_value(kv.get(space, &self.key(key, window))?.as_deref());
-        let previous = match window.checked_sub(1) {
-            Some(earlier) => counter_value(kv.get(space, &self.key(key, earlier))?.as_deref()),
-            None => 0,
-        };
         let this_start = window * self.window_ms;
         let next_start = this_start + self.window_ms;
         let wait = if current < self.limit {
