@@ -447,3 +447,28 @@ fn ussd_menus_apply_nothing_before_the_final_confirmation() {
     let stranger = ussd(&world, "s6", "+962790000000", "");
     assert!(stranger.end && stranger.screen.starts_with("This number is not registered"));
 }
+
+/// Someone who controls the beneficiary's sender number (a spoofed SMS, a stolen SIM) but not
+/// the phone's messages cannot redeem: a shop's request pays only on the six digits sent to
+/// the real phone or the PIN, three wrong answers lock the voucher, and then even the right
+/// digits pay nothing.
+#[test]
+fn a_spoofed_sender_without_the_digits_cannot_redeem() {
+    let mut world = World::new();
+    let code = world.voucher_code.clone();
+    let asked = world.sms(SHOP, &format!("REDEEM {code} 10"));
+    assert!(asked.reply.starts_with("Voucher: 10.000 JOD requested."), "{}", asked.reply);
+    let digits: String =
+        asked.notices[0].text.chars().filter(char::is_ascii_digit).skip(5).take(6).collect();
+    let wrong = if digits == "123456" { "654321" } else { "123456" };
+    assert_eq!(world.sms(AMAL, &format!("YES {wrong}")).reply, "Wrong PIN. 2 attempts left.");
+    assert_eq!(world.sms(AMAL, &format!("YES {wrong}")).reply, "Wrong PIN. 1 attempt left.");
+    let locked = world.sms(AMAL, &format!("YES {wrong}")).reply;
+    assert_eq!(locked, "This voucher is locked after wrong PINs. Please try again later.");
+    let late = world.sms(AMAL, &format!("YES {digits}")).reply;
+    assert!(!late.contains("10.000 JOD from your voucher"), "paid after the lock: {late}");
+    assert_eq!(world.balance(&world.shop), jod("0"), "the shop was paid nothing");
+    // Nor can the shop ask again while the voucher is locked.
+    let again = world.sms(SHOP, &format!("REDEEM {code} 10")).reply;
+    assert!(!again.starts_with("Voucher: 10.000 JOD requested."), "a locked voucher: {again}");
+}
