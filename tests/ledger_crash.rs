@@ -2,7 +2,8 @@
 //! transfers, batches, holds that are posted, linked groups) and is killed with SIGKILL at
 //! random moments, again and again. After every kill: the ledger reopens; its export passes
 //! the offline auditor; every transfer the child saw acknowledged is present exactly once, at
-//! the log index it was given, with its content; the balances sum to zero per currency and
+//! the log index it was given, with its content; no linked group is half applied, whether or
+//! not it was acknowledged before the kill; the balances sum to zero per currency and
 //! only external accounts are negative; and replaying the whole log from scratch gives
 //! exactly the reopened state.
 //!
@@ -42,6 +43,9 @@ const CHILD_ENV: &str = "SANAD_LEDGER_CRASH_CHILD";
 const DATABASE_ENV: &str = "SANAD_CRASH_DATABASE";
 const THREADS: u64 = 4;
 const WALLETS: u64 = 6;
+/// How the payment and the fee of a linked pair are named: `…-pair` and `…-pair-fee`.
+const PAIR: &str = "-pair";
+const FEE: &str = "-fee";
 /// Idempotency entries kept in memory before a set moves to the archive.
 const RECENT_IDS: usize = 300;
 
@@ -170,8 +174,9 @@ fn run_child(dir: &Path, database: Option<&str>, label: String, retry: Option<(S
                         }
                         // A linked pair: pay a wallet and the agent's fee, all or nothing.
                         _ => {
+                            let pair = format!("{}{PAIR}", name(seq));
                             let fee = Command::Transfer {
-                                id: id(&format!("{}-fee", name(seq))),
+                                id: id(&format!("{pair}{FEE}")),
                                 from: id("prog"),
                                 to: id("agent"),
                                 amount: Amount::from_minor_units(10, jod()),
@@ -179,11 +184,11 @@ fn run_child(dir: &Path, database: Option<&str>, label: String, retry: Option<(S
                                 actor: Actor::System,
                                 reference: None,
                             };
-                            let group = vec![payment(&name(seq), seq), fee];
+                            let group = vec![payment(&pair, seq), fee];
                             let applied = ledger.execute_linked(group).unwrap().unwrap();
                             let first = applied.log_index.unwrap();
-                            println!("ack {} {first}", name(seq));
-                            println!("ack {}-fee {}", name(seq), first + 1);
+                            println!("ack {pair} {first}");
+                            println!("ack {pair}{FEE} {}", first + 1);
                         }
                     }
                 }
@@ -369,6 +374,19 @@ pub(crate) fn check_reopened(
             .get(transfer)
             .unwrap_or_else(|| panic!("{when}: acknowledged {transfer} is missing"));
         assert_eq!((*logged_at, *times), (*index, 1), "{when}: {transfer}");
+    }
+    // No half-applied group, acknowledged or not when the kill came: a linked pair's payment
+    // and fee are both in the log, one after the other, or neither is.
+    for (transfer, (at, _)) in &in_log {
+        let partner = if transfer.ends_with(PAIR) {
+            Some((format!("{transfer}{FEE}"), at + 1))
+        } else {
+            transfer.strip_suffix(FEE).filter(|p| p.ends_with(PAIR)).map(|p| (p.to_owned(), at - 1))
+        };
+        if let Some((partner, expected)) = partner {
+            let found = in_log.get(&partner).map(|(index, _)| *index);
+            assert_eq!(found, Some(expected), "{when}: {transfer} logged without {partner}");
+        }
     }
     // The log verifies offline, as an auditor would check it: every tile and checkpoint.
     let scratch = tempfile::tempdir().unwrap();
