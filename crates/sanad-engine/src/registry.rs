@@ -619,6 +619,19 @@ impl Registry {
         Ok(removed)
     }
 
+    /// Removes every limit's counters and locks of the phone `e164` (its keyed hash), as its
+    /// owner is erased.
+    fn forget_limits_of(&self, e164: &str) -> Result<(), Error> {
+        let phone = self.phone_key(e164);
+        for (key, _) in self.kv.entries(LIMITS).map_err(storage)? {
+            let subject = key.iter().position(|b| *b == 0).map(|at| &key[at + 1..]);
+            if subject.is_some_and(|subject| subject.starts_with(&phone)) {
+                self.remove(LIMITS, &key)?;
+            }
+        }
+        Ok(())
+    }
+
     fn phone_key(&self, e164: &str) -> Vec<u8> {
         let mut key = b"p".to_vec();
         key.extend_from_slice(&mac(
@@ -978,6 +991,7 @@ impl Registry {
             if let Some(national_id) = &person.national_id {
                 self.remove(LOOKUP, &self.national_id_key(national_id))?;
             }
+            self.forget_limits_of(&person.phone)?;
         }
         self.destroy(id)?;
         self.remove(PENDING, id.as_str().as_bytes())?;

@@ -298,8 +298,13 @@ fn two_agencies_on_one_database_share_the_registry() {
     assert!(a.registry().sweep_limits(now + 600_001).unwrap() >= 1);
     assert_eq!(a.registry().sweep_limits(now + 600_001).unwrap(), 0);
 
-    // Erased at one: gone for the other too.
+    // Erased at one: gone for the other too, the limits kept on the phone's keyed hash with it.
+    for at in [now + 700_000, now + 700_001] {
+        a.registry().count_against(&pins, phone, at).unwrap();
+    }
+    assert!(b.registry().limit_wait(&pins, phone, now + 700_002).unwrap().is_some());
     b.erase(&layla).unwrap();
+    assert_eq!(a.registry().limit_wait(&pins, phone, now + 700_002).unwrap(), None);
     assert_eq!(a.registry().person(&layla).unwrap(), None);
     assert_eq!(a.beneficiary_by_phone("0791234567").unwrap(), None);
 }

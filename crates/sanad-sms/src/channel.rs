@@ -457,7 +457,13 @@ impl Channel {
         if let Some(wait_ms) = registry.limit_wait(&limit, subject, now_ms)? {
             return Ok(Some(locked(wait_ms)));
         }
-        if registry.verify_pin(person, pin.expose()).unwrap_or(false) {
+        // A store that cannot be read is an error, not a wrong PIN counted against the phone.
+        let right = match registry.verify_pin(person, pin.expose()) {
+            Ok(right) => right,
+            Err(EngineError::BeneficiaryNotFound(_)) => false,
+            Err(error) => return Err(Error::Engine(error)),
+        };
+        if right {
             registry.clear_limit(&limit, subject, now_ms)?;
             return Ok(None);
         }
