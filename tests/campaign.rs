@@ -1,13 +1,27 @@
 //! What the campaigns (`crash`, `ledger_crash`, `agency_crash`, `full_disk`) share: how long
 //! to run and the random seed, the folders of several writing processes on one database, a
-//! child's complete output lines, and killing the children one first, the others a moment
-//! later.
+//! child's complete output lines, killing the children one first, the others a moment later,
+//! and the money invariants checked after each kill.
 
 use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout};
 use std::thread::JoinHandle;
 use std::time::Duration;
+
+/// The money invariants after a kill: the sum over all accounts is zero in every currency, and
+/// no account but an external one is below zero.
+pub(crate) fn assert_money_holds(when: &str, state: &sanad::ledger::State) {
+    assert!(state.totals().values().all(|total| *total == 0), "{when}: money created");
+    for account in state.accounts() {
+        assert!(
+            account.available().minor_units() >= 0
+                || account.kind() == sanad::ledger::AccountKind::External,
+            "{when}: {} below zero",
+            account.id()
+        );
+    }
+}
 
 /// How long a campaign runs: the number in the environment variable `name`, or `default`.
 pub(crate) fn rounds_from_env(name: &str, default: u64) -> u64 {

@@ -36,7 +36,8 @@ use sanad::ledger::{AccountKind, Actor, Command, ProgrammeKind, replay};
 use sanad::money::{Amount, Currency, Id};
 
 use crate::campaign::{
-    complete_lines, kill_one_then_the_rest, process_folders, rounds_from_env, seeded_rng,
+    assert_money_holds, complete_lines, kill_one_then_the_rest, process_folders, rounds_from_env,
+    seeded_rng,
 };
 
 const CHILD_ENV: &str = "SANAD_LEDGER_CRASH_CHILD";
@@ -409,14 +410,7 @@ pub(crate) fn check_reopened(
             let answered = state.id_use(&id(transfer)).map(|used| used.index);
             assert_eq!(answered, Some(*index), "{when}: {transfer} is not answered");
         }
-        assert!(state.totals().values().all(|total| *total == 0), "{when}: money created");
-        for account in state.accounts() {
-            assert!(
-                account.available().minor_units() >= 0 || account.kind() == AccountKind::External,
-                "{when}: {} below zero",
-                account.id()
-            );
-        }
+        assert_money_holds(when, state);
     });
     ledger
 }
