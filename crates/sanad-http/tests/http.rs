@@ -537,8 +537,8 @@ fn a_whole_programme_on_postgresql_audited_live_and_from_an_export() {
 /// joins with copies of the first's log and registry keys. The registry, tokens, answers by
 /// Idempotency-Key and answers to gateways' deliveries are shared;
 /// a transfer made at one from a programme made at the other is decided on the whole log, its
-/// retry at the other is answered, not applied again, and both show the same balance and
-/// sign the same checkpoint.
+/// retry at the other is answered, not applied again; wrong PINs sent to both count against
+/// one limit; and both show the same balance and sign the same checkpoint.
 #[test]
 fn two_servers_on_one_postgresql_database_keep_one_ledger() {
     let postgres = sanad_postgres::testing::TestServer::for_test();
@@ -626,6 +626,18 @@ fn two_servers_on_one_postgresql_database_keep_one_ledger() {
     // A new message at the other: it knows her too (the registry is shared).
     let again = b.sms("m-2", "+962791234567", "BAL 4821");
     assert_eq!((&again["reply"], &again["replayed"]), (&asked["reply"], &json!(false)));
+    // Wrong PINs count against one limit, whichever server a gateway reaches: five spread over
+    // both lock the phone's PIN at both, even for the right one.
+    for n in 0..5 {
+        let server = if n % 2 == 0 { &a } else { &b };
+        let wrong = server.sms(&format!("m-wrong-{n}"), "+962791234567", "BAL 1111");
+        let expected = if n < 4 { "Wrong PIN" } else { "Too many wrong PINs" };
+        assert!(wrong["reply"].as_str().unwrap().starts_with(expected), "{n}: {wrong}");
+    }
+    for (n, server) in [&a, &b].into_iter().enumerate() {
+        let locked = server.sms(&format!("m-locked-{n}"), "+962791234567", "BAL 4821");
+        assert!(locked["reply"].as_str().unwrap().starts_with("Too many wrong PINs"), "{locked}");
+    }
 
     // Each request sees what any server committed before it: the same balance at once.
     for server in [&a, &b] {
