@@ -2,7 +2,9 @@
 //! store, and over PostgreSQL): a write that fails reaches the caller as a clear error, nothing
 //! acknowledged is lost, and the ledger refuses writes loudly until it is reopened, even once
 //! the fault has cleared (its state may be ahead of what is stored); a read that fails is an
-//! error, never a wrong answer, and reads work again once the fault clears. And a real fault:
+//! error, never a wrong answer, and reads work again once the fault clears. The registry's store
+//! (`FaultyKv`) failing at any write of a registration leaves the person registered whole or
+//! not at all. And a real fault:
 //! the PostgreSQL server killed under load and restarted. (A real full disk under sled is
 //! `tests/full_disk.rs` at the workspace's root.)
 
@@ -256,4 +258,84 @@ fn a_failed_read_is_an_error_never_an_answer() {
     backend.fail_reads(true);
     let refused = Ledger::open(dir.path(), options(&backend)).unwrap_err();
     assert!(refused.to_string().contains("injected fault"), "a clear error: {refused}");
+}
+
+/// The registry's store failing at each write of a registration in turn (the record, its
+/// indexes, the secret, the pending mark, the confirmation, their flushes): the call is a clear
+/// error or a success, and after reopening on a healthy store the person is registered whole —
+/// found by phone, with a wallet in the log — or not at all, never a record without its log
+/// entry or a log entry whose record is lost.
+#[test]
+fn a_registry_failing_at_any_write_registers_a_person_whole_or_not_at_all() {
+    use sanad_engine::Agency;
+    use sanad_engine::registry::NewPerson;
+    use sanad_log::faults::FaultyKv;
+    use sanad_log::kv::{KeyValue, SledKv};
+    let currency = Currency::parse("JOD").unwrap();
+    let person = NewPerson {
+        phone: "0791234567".into(),
+        name: Some("Amal".into()),
+        national_id: Some("9861234567".into()),
+        pin: Some(zeroize::Zeroizing::new("4821".into())),
+        ..NewPerson::default()
+    };
+    let (mut failed, mut registered) = (0, 0);
+    for writes in 0..40 {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn KeyValue> =
+            Arc::new(SledKv::open(&dir.path().join("kv.sled"), 1 << 20).unwrap());
+        let faulty = Arc::new(FaultyKv::new(Arc::clone(&store)));
+        let options =
+            |kv: Arc<dyn KeyValue>| Options { shared_store: Some(kv), ..Options::default() };
+        let agency =
+            Agency::create(dir.path(), "example.org/faults", Some("JO"), options(faulty.clone()))
+                .unwrap();
+        faulty.fail_writes_after(writes);
+        let answer = agency.register(&person, currency);
+        let struck = faulty.failures() > 0;
+        drop(agency);
+        match &answer {
+            Ok(_) => assert!(!struck, "{writes}: a failed write was answered as a success"),
+            Err(error) => {
+                assert!(struck, "{writes}: {error}");
+                assert!(
+                    error.to_string().contains("injected fault"),
+                    "{writes}: a clear error: {error}"
+                );
+            }
+        }
+
+        let agency = Agency::open(dir.path(), options(store)).unwrap();
+        let found = agency.beneficiary_by_phone("0791234567").unwrap();
+        let wallets = agency
+            .ledger()
+            .read(|state| state.accounts().filter(|a| a.kind() == AccountKind::Wallet).count());
+        match found {
+            Some(id) => {
+                assert_eq!(wallets, 1, "{writes}: registered and logged");
+                assert!(agency.ledger().account(&Agency::wallet_of(&id, currency)).is_some());
+                assert!(agency.registry().verify_pin(&id, "4821").unwrap());
+                if let Ok(answered) = &answer {
+                    assert_eq!(*answered, id);
+                }
+                registered += 1;
+            }
+            None => {
+                assert_eq!(wallets, 0, "{writes}: logged without a record");
+                assert!(answer.is_err(), "{writes}: acknowledged and lost");
+                // And the person can be registered now.
+                agency.register(&person, currency).unwrap();
+            }
+        }
+        if answer.is_err() {
+            failed += 1;
+        }
+        if !struck {
+            // The registration needs fewer writes than allowed: every step was struck once.
+            break;
+        }
+    }
+    println!("registration failed at {failed} steps; {registered} openings found the person");
+    assert!(failed >= 5, "the fault struck only {failed} steps");
+    assert!(registered > 0);
 }
