@@ -323,11 +323,21 @@ impl SlidingWindow {
         assert!(self.window_ms > 0, "a window has a length");
         let window = now_ms / self.window_ms;
         let current = counter_value(kv.get(space, &self.key(key, window))?.as_deref());
-        let previous = match window.checked_sub(1) {
-            Some(earlier) => counter_value(kv.get(space, &self.key(key, earlier))?.as_deref()),
-            None => 0,
-        };
-        Ok((current, previous))
+        Ok((current, self.previous(kv, space, key, window)?))
+    }
+
+    /// What the window before `window` counted for `key`.
+    fn previous(
+        &self,
+        kv: &dyn KeyValue,
+        space: &str,
+        key: &[u8],
+        window: u64,
+    ) -> Result<u64, Error> {
+        match window.checked_sub(1) {
+            Some(earlier) => Ok(counter_value(kv.get(space, &self.key(key, earlier))?.as_deref())),
+            None => Ok(0),
+        }
     }
 
     /// The part of the previous window's `count` still within the window ending at `now_ms`
@@ -390,13 +400,16 @@ impl SlidingWindow {
         key: &[u8],
         now_ms: u64,
     ) -> Result<u64, Error> {
+        assert!(self.window_ms > 0, "a window has a length");
         let window = now_ms / self.window_ms;
         let current = kv.add(space, &self.key(key, window), 1)?;
         if current == 1 && window >= 2 {
             // The first event of a window: the one before the previous is of no more use.
             kv.remove(space, &self.key(key, window - 2))?;
         }
-        self.load(kv, space, key, now_ms)
+        // The load with it: the count just returned, and the previous window's, weighted.
+        let previous = self.previous(kv, space, key, window)?;
+        Ok(current.saturating_add(self.weighted(previous, now_ms)))
     }
 }
 
