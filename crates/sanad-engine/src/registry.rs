@@ -165,6 +165,11 @@ pub struct Limit {
 /// How a lock's key ends (its value: until when, in ms, eight bytes big-endian).
 const LOCK_SUFFIX: &[u8] = b"#lock";
 
+/// The key of the lock on the subject whose counters are under `key`.
+fn lock_key(key: &[u8]) -> Vec<u8> {
+    [key, LOCK_SUFFIX].concat()
+}
+
 /// Who or what a [`Limit`] counts.
 #[derive(Clone, Copy, Debug)]
 pub enum Subject<'a> {
@@ -552,7 +557,7 @@ impl Registry {
     ) -> Result<Option<u64>, Error> {
         let key = self.limit_key(limit, subject);
         if limit.lock_ms.is_some() {
-            let until = self.get(LIMITS, &[key.as_slice(), LOCK_SUFFIX].concat())?;
+            let until = self.get(LIMITS, &lock_key(&key))?;
             let until = sanad_log::kv::counter_value(until.as_deref());
             if until > now_ms {
                 return Ok(Some(until - now_ms));
@@ -578,7 +583,7 @@ impl Registry {
             && count >= limit.window.limit
         {
             let until = now_ms.saturating_add(lock_ms);
-            self.insert(LIMITS, &[key.as_slice(), LOCK_SUFFIX].concat(), &until.to_be_bytes())?;
+            self.insert(LIMITS, &lock_key(&key), &until.to_be_bytes())?;
             limit.window.clear(&self.kv, LIMITS, &key, now_ms).map_err(storage)?;
         }
         Ok(count)

@@ -468,8 +468,9 @@ impl Channel {
             return Ok(None);
         }
         let wrong = registry.count_against(&limit, subject, now_ms)?;
-        if let Some(wait_ms) = registry.limit_wait(&limit, subject, now_ms)? {
-            return Ok(Some(locked(wait_ms)));
+        if wrong >= limit.window.limit {
+            // This one reached the limit, and counting it locked the phone.
+            return Ok(Some(locked(self.options.pin_lock_ms)));
         }
         let left = limit.window.limit.saturating_sub(wrong);
         Ok(Some(say_with(
